@@ -1,0 +1,5 @@
+"""Allow ``python -m nodecluster``."""
+
+from nodecluster.cli import main
+
+raise SystemExit(main())

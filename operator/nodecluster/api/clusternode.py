@@ -1,0 +1,119 @@
+"""ClusterNode: one member machine, owned by its NodeCluster.
+
+It carries its own copy of the profile and provider (as a Cluster API Machine does), so
+the controller that drives the machine never needs the parent to act, and a profile
+change on the parent is visible per node as a differing `profileHash`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+from pydantic.config import JsonDict
+
+from nodecluster.api.common import CamelModel, Condition, ObjectMeta
+from nodecluster.api.nodecluster import NodeProfile, ProviderRef
+
+PowerState = Literal["Running", "Stopped"]
+
+NodeState = Literal[
+    "Pending",
+    "Provisioning",
+    "Running",
+    "Stopping",
+    "Stopped",
+    "Starting",
+    "Rebooting",
+    "Deleting",
+    "Failed",
+    "Unknown",
+]
+
+_IMMUTABLE: JsonDict = {
+    "x-kubernetes-validations": [
+        {"rule": "self == oldSelf", "message": "is immutable: replace the node instead"}
+    ]
+}
+
+
+class NodeAddress(CamelModel):
+    """One address of the machine."""
+
+    type: str = Field(description="InternalIP, ExternalIP, Hostname, ...")
+    address: str = Field(description="The address.")
+
+
+class ClusterNodeSpec(CamelModel):
+    """What this one machine should be."""
+
+    cluster_name: str = Field(
+        min_length=1,
+        max_length=253,
+        description="The owning NodeCluster.",
+        json_schema_extra=_IMMUTABLE,
+    )
+    provider_ref: ProviderRef = Field(
+        description="The NodeProvider of the machine.", json_schema_extra=_IMMUTABLE
+    )
+    profile: NodeProfile = Field(
+        description="The profile the machine is built from.", json_schema_extra=_IMMUTABLE
+    )
+    profile_hash: str = Field(
+        default="",
+        max_length=64,
+        description="Hash of the profile, compared against the cluster's to drive rollouts.",
+    )
+    zone: str | None = Field(
+        default=None,
+        max_length=63,
+        description="Zone the machine is placed in.",
+        json_schema_extra=_IMMUTABLE,
+    )
+    power_state: PowerState = Field(
+        default="Running", description="Running or Stopped (the machine is kept but powered off)."
+    )
+    reboot_requested_at: datetime | None = Field(
+        default=None,
+        description="Setting a newer time than status.lastRebootTime asks for one reboot.",
+    )
+
+
+class ClusterNodeStatus(CamelModel):
+    """What the provider last said about the machine."""
+
+    observed_generation: int | None = Field(default=None, description="Spec generation observed.")
+    state: NodeState | None = Field(default=None, description="Lifecycle state of the machine.")
+    provider_id: str | None = Field(
+        default=None, description="The provider's identifier of the machine."
+    )
+    zone: str | None = Field(default=None, description="Zone the machine runs in.")
+    machine_type: str | None = Field(default=None, description="Machine type it runs as.")
+    addresses: list[NodeAddress] = Field(
+        default_factory=list, max_length=16, description="Addresses of the machine."
+    )
+    ready: bool | None = Field(default=None, description="Whether the machine is up and healthy.")
+    machine_created_at: datetime | None = Field(
+        default=None, description="When the provider created the machine."
+    )
+    last_reboot_time: datetime | None = Field(
+        default=None, description="When the last requested reboot was carried out."
+    )
+    unhealthy_since: datetime | None = Field(
+        default=None, description="Since when the machine has not been healthy."
+    )
+    message: str | None = Field(default=None, description="Last error or note, for people.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16, description="Ready and MachineReady conditions."
+    )
+
+
+class ClusterNode(CamelModel):
+    """The whole ClusterNode object."""
+
+    api_version: str = Field(default="nodecluster.io/v1alpha1", description="API version.")
+    kind: str = Field(default="ClusterNode", description="Kind.")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Metadata.")
+    spec: ClusterNodeSpec = Field(description="Desired state of the machine.")
+    status: ClusterNodeStatus = Field(default_factory=ClusterNodeStatus, description="Status.")

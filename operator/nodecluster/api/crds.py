@@ -1,0 +1,260 @@
+"""Generate the CustomResourceDefinitions from the pydantic models.
+
+The models are the one source of truth: `nodecluster-operator crds` prints what this
+module builds, `crds/` holds that output, and a unit test fails when they drift.
+
+pydantic emits JSON Schema; the API server wants a *structural* OpenAPI v3 schema. The
+differences handled here: no `$ref` (definitions are inlined), optionals become
+`nullable` instead of `anyOf [..., null]`, free-form maps become
+`x-kubernetes-preserve-unknown-fields`, and JSON-Schema-only keywords go.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from nodecluster import GROUP, VERSION
+from nodecluster.api.clusternode import ClusterNodeSpec, ClusterNodeStatus
+from nodecluster.api.nodecluster import NodeClusterSpec, NodeClusterStatus
+from nodecluster.api.nodeprovider import NodeProviderSpec, NodeProviderStatus
+from nodecluster.api.operation import NodeClusterOperationSpec, NodeClusterOperationStatus
+
+CATEGORY = "nodecluster"
+
+
+@dataclass(frozen=True)
+class KindInfo:
+    """Everything about a kind that is not its schema."""
+
+    kind: str
+    plural: str
+    singular: str
+    short: str
+    scope: str
+    spec: type[BaseModel]
+    status: type[BaseModel]
+    description: str
+    columns: list[dict[str, Any]] = field(default_factory=list)
+    scale: dict[str, str] | None = None
+
+
+def _age() -> dict[str, Any]:
+    return {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+KINDS: list[KindInfo] = [
+    KindInfo(
+        kind="NodeProvider",
+        plural="nodeproviders",
+        singular="nodeprovider",
+        short="np",
+        scope="Cluster",
+        spec=NodeProviderSpec,
+        status=NodeProviderStatus,
+        description="Where machines come from: a driver, its settings, credentials and quotas.",
+        columns=[
+            {"name": "Driver", "type": "string", "jsonPath": ".spec.driver"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Nodes", "type": "integer", "jsonPath": ".status.nodes"},
+            _age(),
+        ],
+    ),
+    KindInfo(
+        kind="NodeCluster",
+        plural="nodeclusters",
+        singular="nodecluster",
+        short="nc",
+        scope="Namespaced",
+        spec=NodeClusterSpec,
+        status=NodeClusterStatus,
+        description="A group of compute nodes kept at the size and state declared here.",
+        columns=[
+            {"name": "Provider", "type": "string", "jsonPath": ".spec.providerRef.name"},
+            {"name": "Target", "type": "integer", "jsonPath": ".spec.targetNodes"},
+            {"name": "Current", "type": "integer", "jsonPath": ".status.currentNodes"},
+            {"name": "Ready", "type": "integer", "jsonPath": ".status.readyNodes"},
+            {"name": "State", "type": "string", "jsonPath": ".status.state"},
+            _age(),
+        ],
+        scale={
+            "specReplicasPath": ".spec.targetNodes",
+            "statusReplicasPath": ".status.currentNodes",
+            "labelSelectorPath": ".status.selector",
+        },
+    ),
+    KindInfo(
+        kind="ClusterNode",
+        plural="clusternodes",
+        singular="clusternode",
+        short="cn",
+        scope="Namespaced",
+        spec=ClusterNodeSpec,
+        status=ClusterNodeStatus,
+        description="One member machine of a NodeCluster, driven at its provider.",
+        columns=[
+            {"name": "Cluster", "type": "string", "jsonPath": ".spec.clusterName"},
+            {"name": "State", "type": "string", "jsonPath": ".status.state"},
+            {"name": "Provider-ID", "type": "string", "jsonPath": ".status.providerId"},
+            {"name": "Zone", "type": "string", "jsonPath": ".status.zone"},
+            _age(),
+        ],
+    ),
+    KindInfo(
+        kind="NodeClusterOperation",
+        plural="nodeclusteroperations",
+        singular="nodeclusteroperation",
+        short="nco",
+        scope="Namespaced",
+        spec=NodeClusterOperationSpec,
+        status=NodeClusterOperationStatus,
+        description="A one-off, auditable action on a NodeCluster.",
+        columns=[
+            {"name": "Cluster", "type": "string", "jsonPath": ".spec.clusterName"},
+            {"name": "Action", "type": "string", "jsonPath": ".spec.action"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            _age(),
+        ],
+    ),
+]
+
+_DROP = {"title", "additionalProperties", "$defs", "const", "discriminator"}
+
+
+def _structural(node: Any, defs: dict[str, Any]) -> Any:
+    """Rewrite one pydantic JSON-Schema node into a structural OpenAPI v3 node."""
+    if isinstance(node, list):
+        return [_structural(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "$ref" in node:
+        target = defs[node.pop("$ref").rsplit("/", 1)[-1]]
+        merged = {**copy.deepcopy(target), **node}
+        return _structural(merged, defs)
+    if node.get("x-kubernetes-int-or-string"):
+        out = {k: v for k, v in node.items() if k not in {"anyOf", "type", "title", "default"}}
+        if "default" in node and node["default"] is not None:
+            out["default"] = node["default"]
+        return out
+    any_of = node.get("anyOf")
+    if any_of is not None:
+        non_null = [s for s in any_of if s.get("type") != "null"]
+        if len(non_null) == 1 and len(non_null) < len(any_of):
+            del node["anyOf"]
+            inner = _structural(non_null[0], defs)
+            merged = {**inner, **{k: v for k, v in node.items() if k != "default"}}
+            if node.get("default") is not None:
+                merged["default"] = node["default"]
+            merged["nullable"] = True
+            return _structural_tail(merged, defs)
+    if "const" in node:
+        node.setdefault("enum", [node["const"]])
+    if node.get("type") == "object" and "properties" not in node:
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict) and extra:
+            node["additionalProperties"] = _structural(extra, defs)
+            return _structural_tail(node, defs, keep_additional=True)
+        node["x-kubernetes-preserve-unknown-fields"] = True
+    return _structural_tail(node, defs)
+
+
+def _structural_tail(
+    node: dict[str, Any], defs: dict[str, Any], keep_additional: bool = False
+) -> Any:
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP and not (keep_additional and key == "additionalProperties"):
+            continue
+        if key == "default" and value is None:
+            continue
+        if key == "properties":
+            out[key] = {name: _structural(prop, defs) for name, prop in value.items()}
+        elif key in {"items", "additionalProperties"}:
+            out[key] = _structural(value, defs)
+        else:
+            out[key] = value
+    if out.get("type") == "object" and "properties" in out:
+        # pydantic marks every field without a default as required, which is right.
+        pass
+    return out
+
+
+def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The structural schema of one model."""
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    schema = _structural(raw, defs)
+    assert isinstance(schema, dict)
+    return schema
+
+
+def crd(info: KindInfo) -> dict[str, Any]:
+    """One CustomResourceDefinition."""
+    spec_schema = openapi_schema(info.spec)
+    status_schema = openapi_schema(info.status)
+    spec_schema["description"] = f"Desired state of the {info.kind}."
+    status_schema["description"] = f"Observed state of the {info.kind}, written by the operator."
+    subresources: dict[str, Any] = {"status": {}}
+    if info.scale:
+        subresources["scale"] = dict(info.scale)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{info.plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "scope": info.scope,
+            "names": {
+                "kind": info.kind,
+                "listKind": f"{info.kind}List",
+                "plural": info.plural,
+                "singular": info.singular,
+                "shortNames": [info.short],
+                "categories": [CATEGORY],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": subresources,
+                    "additionalPrinterColumns": info.columns,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": info.description,
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def all_crds() -> list[dict[str, Any]]:
+    """Every CRD, in a stable order."""
+    return [crd(info) for info in KINDS]
+
+
+def render(doc: dict[str, Any]) -> str:
+    """YAML as committed under crds/: stable key order so diffs stay readable."""
+    header = "# Generated by `nodecluster-operator crds --write crds/`. Do not edit.\n"
+    return header + yaml.safe_dump(doc, sort_keys=False, width=100)
+
+
+def crd_files() -> dict[str, str]:
+    """File name -> content, as written under crds/."""
+    return {f"{GROUP}_{info.plural}.yaml": render(crd(info)) for info in KINDS}

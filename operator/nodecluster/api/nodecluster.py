@@ -1,0 +1,321 @@
+"""NodeCluster: the declaration of a group of nodes and the policies that govern it.
+
+Policies are inline (editing the spec is the declarative form of Senlin's attach and
+detach) and every one of them has working defaults, so the smallest useful NodeCluster
+names a provider, a machine type and a count.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from nodecluster.api.common import (
+    DNS_SUBDOMAIN,
+    CamelModel,
+    Condition,
+    IntOrPercent,
+    ObjectMeta,
+)
+
+DesiredState = Literal["Running", "Stopped", "Terminated"]
+
+ClusterState = Literal[
+    "Init",
+    "Deploying",
+    "Deployed",
+    "PartlyDeployed",
+    "Scaling",
+    "Updating",
+    "Recovering",
+    "Stopping",
+    "Stopped",
+    "Starting",
+    "Terminating",
+    "Terminated",
+    "Empty",
+    "Error",
+]
+
+
+class ProviderRef(CamelModel):
+    """Which NodeProvider machines of this cluster come from."""
+
+    kind: Literal["NodeProvider"] = Field(
+        default="NodeProvider", description="Kind of the referenced object; only NodeProvider."
+    )
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of the (cluster-scoped) NodeProvider.",
+    )
+
+
+class NodeProfile(CamelModel):
+    """What every node of the cluster looks like (Senlin's profile, CAPI's machine template)."""
+
+    machine_type: str = Field(
+        min_length=1, max_length=63, description="Machine type (flavour, instance type, size)."
+    )
+    image: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Image the machine boots from, if the driver uses one.",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Tags put on each machine at the provider and labels on each ClusterNode.",
+    )
+    properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="Driver-specific, non-secret settings (e.g. disk size, network).",
+    )
+    user_data_secret_ref: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Name of a Secret in this namespace whose 'userData' key boots the machine.",
+    )
+
+
+AdjustmentType = Literal["ExactCapacity", "ChangeInCapacity", "ChangeInPercentage"]
+
+
+class ScalingPolicy(CamelModel):
+    """How a ScaleOut/ScaleIn request turns into a new target (Senlin's scaling policy)."""
+
+    adjustment_type: AdjustmentType = Field(
+        default="ChangeInCapacity",
+        description=(
+            "ExactCapacity sets the target; ChangeInCapacity adds the number; "
+            "ChangeInPercentage adds that percent of the current target."
+        ),
+    )
+    min_step: int = Field(
+        default=1, ge=1, description="Smallest change a ChangeInPercentage adjustment makes."
+    )
+    best_effort: bool = Field(
+        default=False,
+        description=("Clamp a request that would cross minNodes/maxNodes instead of refusing it."),
+    )
+    cooldown_seconds: int = Field(
+        default=0, ge=0, le=86400, description="Seconds after an adjustment before the next one."
+    )
+
+
+DeletionCriteria = Literal["OldestFirst", "YoungestFirst", "OldestProfileFirst", "Random"]
+
+
+class DeletionPolicy(CamelModel):
+    """Which nodes go first when the cluster shrinks (Senlin's deletion policy)."""
+
+    criteria: DeletionCriteria = Field(
+        default="Random",
+        description=(
+            "Order among otherwise equal nodes. Unhealthy nodes and nodes annotated "
+            "'nodecluster.io/delete-node' always go first; nodes annotated "
+            "'nodecluster.io/protect-from-scale-in' are never chosen by a scale-in."
+        ),
+    )
+    grace_period_seconds: int = Field(
+        default=0, ge=0, le=86400, description="Seconds a node is drained before its machine goes."
+    )
+
+
+RecoveryAction = Literal["Recreate", "Reboot", "None"]
+
+
+class HealthPolicy(CamelModel):
+    """How unhealthy nodes are noticed and what is done about them."""
+
+    poll_interval_seconds: int = Field(
+        default=60, ge=5, le=86400, description="How often the provider is asked about machines."
+    )
+    node_startup_timeout_seconds: int = Field(
+        default=600, ge=10, description="A machine not running after this long is unhealthy."
+    )
+    unhealthy_timeout_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="How long a machine may be not running before it is remediated.",
+    )
+    recovery: RecoveryAction = Field(
+        default="Recreate", description="Recreate, Reboot, or None (report only)."
+    )
+    max_unhealthy: IntOrPercent | None = Field(
+        default=None,
+        description=(
+            "Stop remediating when more nodes than this (count or percent) are unhealthy, "
+            "to avoid a remediation storm. Unset means no limit."
+        ),
+    )
+
+
+class ZoneWeight(CamelModel):
+    """One zone and its share of the nodes."""
+
+    name: str = Field(min_length=1, max_length=63, description="Zone name.")
+    weight: int = Field(
+        default=1, ge=1, le=1000, description="Relative share; must be a positive whole number."
+    )
+
+
+class PlacementPolicy(CamelModel):
+    """Where nodes go (Senlin's zone placement). Equal weights spread evenly."""
+
+    zones: list[ZoneWeight] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Zones with weights. Empty means the provider's default zone.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(z, self.exists_one(y, y.name == z.name))",
+                    "message": "zone names must be unique",
+                }
+            ]
+        },
+    )
+
+
+RolloutStrategy = Literal["RollingUpdate", "OnDelete"]
+
+
+class RolloutPolicy(CamelModel):
+    """How nodes built from an older profile are replaced."""
+
+    strategy: RolloutStrategy = Field(
+        default="RollingUpdate",
+        description="RollingUpdate replaces nodes automatically; OnDelete only as they are removed.",
+    )
+    max_surge: IntOrPercent = Field(
+        default=1, description="Nodes above the target allowed during a rollout."
+    )
+    max_unavailable: IntOrPercent = Field(
+        default=0, description="Nodes below the target allowed during a rollout."
+    )
+
+
+class Policies(CamelModel):
+    """All policies of a cluster; each has usable defaults."""
+
+    scaling: ScalingPolicy = Field(default_factory=ScalingPolicy, description="Scaling policy.")
+    deletion: DeletionPolicy = Field(default_factory=DeletionPolicy, description="Deletion policy.")
+    health: HealthPolicy = Field(default_factory=HealthPolicy, description="Health policy.")
+    placement: PlacementPolicy = Field(
+        default_factory=PlacementPolicy, description="Placement policy."
+    )
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy, description="Rollout policy.")
+
+
+class NodeClusterSpec(CamelModel):
+    """What the owner declares."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.minNodes) || !has(self.maxNodes) || self.minNodes <= self.maxNodes",
+                    "message": "spec.minNodes must not exceed spec.maxNodes",
+                    "fieldPath": ".minNodes",
+                },
+                {
+                    "rule": "!has(self.minNodes) || self.targetNodes >= self.minNodes",
+                    "message": "spec.targetNodes must be at least spec.minNodes",
+                    "fieldPath": ".targetNodes",
+                },
+                {
+                    "rule": "!has(self.maxNodes) || self.targetNodes <= self.maxNodes",
+                    "message": "spec.targetNodes must not exceed spec.maxNodes",
+                    "fieldPath": ".targetNodes",
+                },
+                {
+                    "rule": "oldSelf.desiredState != 'Terminated' || self.desiredState == 'Terminated'",
+                    "message": (
+                        "spec.desiredState: a Terminated NodeCluster stays Terminated; "
+                        "create a new NodeCluster instead"
+                    ),
+                    "fieldPath": ".desiredState",
+                },
+            ]
+        }
+    }
+
+    provider_ref: ProviderRef = Field(
+        description="The NodeProvider machines come from. Immutable.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self == oldSelf",
+                    "message": (
+                        "spec.providerRef is immutable: machines cannot move between providers; "
+                        "create a new NodeCluster instead"
+                    ),
+                }
+            ]
+        },
+    )
+    profile: NodeProfile = Field(description="What each node looks like.")
+    target_nodes: int = Field(
+        default=1, ge=0, le=100000, description="How many nodes should exist (the scale target)."
+    )
+    min_nodes: int | None = Field(
+        default=None, ge=0, le=100000, description="Scaling never goes below this."
+    )
+    max_nodes: int | None = Field(
+        default=None, ge=0, le=100000, description="Scaling never goes above this."
+    )
+    desired_state: DesiredState = Field(
+        default="Running",
+        description=(
+            "Running keeps machines on; Stopped keeps them but powered off; Terminated "
+            "deletes every machine for good (final)."
+        ),
+    )
+    paused: bool = Field(
+        default=False,
+        description="While true the operator reports status but changes nothing.",
+    )
+    policies: Policies = Field(default_factory=Policies, description="Behaviour policies.")
+
+
+class NodeClusterStatus(CamelModel):
+    """What the operator observed, for people, for `kubectl wait` and for GitOps health."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation this status describes."
+    )
+    state: ClusterState | None = Field(default=None, description="Lifecycle state of the cluster.")
+    message: str | None = Field(default=None, description="Human summary of the state.")
+    current_nodes: int | None = Field(default=None, description="ClusterNodes that exist.")
+    ready_nodes: int | None = Field(default=None, description="Nodes whose machine is running.")
+    stopped_nodes: int | None = Field(default=None, description="Nodes whose machine is stopped.")
+    unhealthy_nodes: int | None = Field(default=None, description="Nodes found unhealthy.")
+    updated_nodes: int | None = Field(
+        default=None, description="Nodes built from the current profile."
+    )
+    selector: str | None = Field(
+        default=None, description="Label selector of the ClusterNodes (for the scale subresource)."
+    )
+    profile_hash: str | None = Field(default=None, description="Hash of the current profile.")
+    zones: dict[str, int] | None = Field(default=None, description="Nodes per zone.")
+    last_scale_time: datetime | None = Field(
+        default=None, description="When the target was last changed by a scaling action."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Ready, Reconciling, Stalled and Degraded (kstatus semantics).",
+    )
+
+
+class NodeCluster(CamelModel):
+    """The whole NodeCluster object."""
+
+    api_version: str = Field(default="nodecluster.io/v1alpha1", description="API version.")
+    kind: str = Field(default="NodeCluster", description="Kind.")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Metadata.")
+    spec: NodeClusterSpec = Field(description="Desired state.")
+    status: NodeClusterStatus = Field(default_factory=NodeClusterStatus, description="Status.")

@@ -1,0 +1,116 @@
+"""NodeClusterOperation: a one-off, auditable action on a cluster.
+
+Senlin's actions and CycleCloud's node operations as a Kubernetes object: the spec is
+immutable (an operation is a record of intent), and the status is the audit trail.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from nodecluster.api.common import DNS_SUBDOMAIN, CamelModel, Condition, ObjectMeta
+
+OperationAction = Literal[
+    "Check",
+    "Recover",
+    "ScaleOut",
+    "ScaleIn",
+    "RemoveNodes",
+    "ReplaceNodes",
+    "StopNodes",
+    "StartNodes",
+    "RebootNodes",
+]
+
+OperationPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+
+
+class LabelSelector(CamelModel):
+    """A Kubernetes label selector (matchLabels only, for clarity in audit records)."""
+
+    match_labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels every chosen ClusterNode must carry."
+    )
+
+
+class NodeFilter(CamelModel):
+    """Which nodes a node-targeting action applies to; all given criteria must match."""
+
+    selector: LabelSelector | None = Field(default=None, description="By label selector.")
+    names: list[str] = Field(
+        default_factory=list, max_length=1000, description="By ClusterNode name."
+    )
+    provider_ids: list[str] = Field(
+        default_factory=list, max_length=1000, description="By provider machine ID."
+    )
+    addresses: list[str] = Field(
+        default_factory=list, max_length=1000, description="By IP address."
+    )
+
+
+class NodeClusterOperationSpec(CamelModel):
+    """The action requested. Immutable once created."""
+
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "self == oldSelf", "message": "spec is immutable: create a new operation"}
+            ]
+        }
+    }
+
+    cluster_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="The NodeCluster (same namespace) to act on.",
+    )
+    action: OperationAction = Field(description="What to do.")
+    count: int | None = Field(
+        default=None,
+        ge=0,
+        description="For ScaleOut/ScaleIn: the adjustment, read per the scaling policy.",
+    )
+    nodes: NodeFilter | None = Field(
+        default=None, description="For node-targeting actions: which nodes."
+    )
+
+
+class NodeResult(CamelModel):
+    """What happened to one node."""
+
+    name: str = Field(description="ClusterNode name.")
+    result: Literal["OK", "Error"] = Field(description="OK or Error.")
+    message: str = Field(default="", description="Details.")
+
+
+class NodeClusterOperationStatus(CamelModel):
+    """The audit trail of the operation."""
+
+    phase: OperationPhase | None = Field(
+        default=None, description="Pending, Running, Succeeded, Failed."
+    )
+    message: str | None = Field(default=None, description="Summary for people.")
+    start_time: datetime | None = Field(default=None, description="When it started.")
+    completion_time: datetime | None = Field(default=None, description="When it ended.")
+    nodes: list[NodeResult] = Field(
+        default_factory=list, max_length=10000, description="Per-node results."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16, description="Conditions."
+    )
+
+
+class NodeClusterOperation(CamelModel):
+    """The whole NodeClusterOperation object."""
+
+    api_version: str = Field(default="nodecluster.io/v1alpha1", description="API version.")
+    kind: str = Field(default="NodeClusterOperation", description="Kind.")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Metadata.")
+    spec: NodeClusterOperationSpec = Field(description="The requested action.")
+    status: NodeClusterOperationStatus = Field(
+        default_factory=NodeClusterOperationStatus, description="Status."
+    )

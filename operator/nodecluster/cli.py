@@ -1,0 +1,131 @@
+"""The `nodecluster-operator` command.
+
+nodecluster-operator run [--namespace NS ...] [--verbose] [--liveness URL] [--peering NAME]
+nodecluster-operator crds [--write DIR | --check DIR]
+nodecluster-operator simulator inventory PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    from nodecluster.api.crds import all_crds, crd_files
+
+    if args.write or args.check:
+        target = Path(args.write or args.check)
+        files = crd_files()
+        if args.check:
+            drift = [
+                n
+                for n, text in files.items()
+                if not (target / n).is_file() or (target / n).read_text() != text
+            ]
+            extra = [p.name for p in target.glob("*.yaml") if p.name not in files]
+            if drift or extra:
+                print(
+                    f"CRDs in {target} differ from the models: {sorted(drift + extra)}. "
+                    f"Run: nodecluster-operator crds --write {target}",
+                    file=sys.stderr,
+                )
+                return 1
+            return 0
+        target.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (target / name).write_text(text)
+        for stale in target.glob("*.yaml"):
+            if stale.name not in files:
+                stale.unlink()
+        return 0
+    sys.stdout.write(yaml.safe_dump_all(all_crds(), sort_keys=False, width=100))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import kopf
+
+    import nodecluster.controllers.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=args.verbose, debug=args.debug)
+    namespaces = list(args.namespace or [])
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=args.liveness,
+        standalone=not args.peering,
+        peering_name=args.peering,
+        memo=kopf.Memo(peering=args.peering),
+    )
+    return 0
+
+
+def _cmd_inventory(args: argparse.Namespace) -> int:
+    from nodecluster.providers.simulator import inventory_rows
+
+    json.dump(inventory_rows(Path(args.path)), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    top = argparse.ArgumentParser(
+        prog="nodecluster-operator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run", help="run the operator against the current kubeconfig or in-cluster"
+    )
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        help="watch only this namespace (repeatable; globs allowed); default: all namespaces",
+    )
+    run.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="watch every namespace (default)"
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="log each reconcile")
+    run.add_argument("--debug", action="store_true", help="log kopf internals too")
+    run.add_argument(
+        "--liveness",
+        metavar="URL",
+        default=None,
+        help="serve a health endpoint, e.g. http://0.0.0.0:8080/healthz",
+    )
+    run.add_argument(
+        "--peering",
+        metavar="NAME",
+        default=None,
+        help="coordinate replicas through this kopf peering object (needs its CRDs)",
+    )
+    run.set_defaults(func=_cmd_run)
+
+    crds = sub.add_parser("crds", help="print the CRDs generated from the API models")
+    group = crds.add_mutually_exclusive_group()
+    group.add_argument("--write", metavar="DIR", help="write one file per CRD into DIR")
+    group.add_argument("--check", metavar="DIR", help="exit 1 if DIR differs from the models")
+    crds.set_defaults(func=_cmd_crds)
+
+    sim = sub.add_parser("simulator", help="inspect the simulator provider's inventory")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    inv = sim_sub.add_parser("inventory", help="print every machine in a simulator file as JSON")
+    inv.add_argument("path", help="the SQLite file (config.path of the NodeProvider)")
+    inv.set_defaults(func=_cmd_inventory)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = parser().parse_args(argv)
+    result: int = args.func(args)
+    return result

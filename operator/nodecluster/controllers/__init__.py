@@ -1,0 +1,1 @@
+"""kopf controllers, one module per kind, sharing one World built at startup."""

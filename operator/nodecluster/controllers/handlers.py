@@ -1,0 +1,192 @@
+"""kopf wiring: watches wake keys in work queues; the queues run the reconcilers.
+
+Only `on.event` handlers and indexes are used. They make kopf write nothing of its own
+(no progress annotations, no diff-base, no finalizer), so every API write the operator
+makes is one the controllers chose: that is how a node costs at most three writes.
+kopf still provides what it is good at: resilient watches, per-object ordering,
+indexes that are complete before any handler runs, peering and the liveness probe.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from nodecluster import GROUP, VERSION
+from nodecluster.api.clusternode import ClusterNode
+from nodecluster.controllers.clusternode import reconcile_node
+from nodecluster.controllers.kube import KubeClient
+from nodecluster.controllers.nodecluster import reconcile_cluster
+from nodecluster.controllers.nodeprovider import reconcile_provider
+from nodecluster.controllers.workqueue import WorkQueue
+from nodecluster.controllers.world import Settings, World, node_view
+from nodecluster.planning.model import NodeView
+from nodecluster.providers.registry import ProviderRegistry
+
+log = logging.getLogger(__name__)
+
+
+def configure(settings: kopf.OperatorSettings, peering: str | None) -> None:
+    """The project's kopf settings."""
+    settings.persistence.finalizer = f"{GROUP}/kopf"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # Watches can go silent behind load balancers: reconnect well before that happens.
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.watching.connect_timeout = 30
+    settings.posting.enabled = False  # Events are posted by the controllers, deliberately.
+    settings.networking.request_timeout = 60
+    if peering:
+        # Two replicas must never reconcile at once: without the peering objects, refuse to run.
+        settings.peering.mandatory = True
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Build the world once and hand it to every handler through memo."""
+    configure(settings, memo.get("peering"))
+    client = await KubeClient.connect()
+    world = World(client=client, registry=ProviderRegistry(), settings=Settings())
+    world.expectations.timeout = world.settings.expectation_timeout_seconds
+    world.cluster_queue = WorkQueue(
+        "NodeCluster", lambda k: reconcile_cluster(world, k), world.settings.concurrency
+    )
+    world.node_queue = WorkQueue(
+        "ClusterNode", lambda k: reconcile_node(world, k), world.settings.concurrency
+    )
+    world.provider_queue = WorkQueue("NodeProvider", lambda k: reconcile_provider(world, k), 16)
+    memo["world"] = world
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Finish in-flight reconciles, then close clients and drivers."""
+    world: World | None = memo.get("world")
+    if world is None:
+        return
+    for queue in (world.cluster_queue, world.node_queue, world.provider_queue):
+        if queue is not None:
+            await queue.close()
+    await world.registry.close()
+    await world.client.close()
+
+
+@kopf.index(GROUP, VERSION, "clusternodes")
+def clusternodes_by_cluster(
+    body: kopf.Body, namespace: str | None, **_: Any
+) -> dict[tuple[str, str], NodeView]:
+    """(namespace, cluster) -> the node's planning view: the controllers' node cache."""
+    node = ClusterNode.model_validate(body)
+    return {(namespace or "", node.spec.cluster_name): node_view(node)}
+
+
+@kopf.index(GROUP, VERSION, "clusternodes")
+def clusternodes_by_provider(spec: kopf.Spec, **_: Any) -> dict[str, str]:
+    """provider -> machine type of each node: the usage counted against quotas."""
+    return {
+        str(spec.get("providerRef", {}).get("name", "")): str(
+            spec.get("profile", {}).get("machineType", "")
+        )
+    }
+
+
+def _bind(world: World, kwargs: dict[str, Any]) -> None:
+    if world.node_index is None:
+        world.node_index = kwargs["clusternodes_by_cluster"]
+        world.usage_index = kwargs["clusternodes_by_provider"]
+
+
+@kopf.on.event(GROUP, VERSION, "nodeproviders")
+async def nodeprovider_event(
+    type: str, body: kopf.Body, name: str, memo: Any, **kwargs: Any
+) -> None:
+    """Keep the provider cache current and wake its reconcile."""
+    world: World = memo["world"]
+    _bind(world, kwargs)
+    assert world.provider_queue is not None
+    if type == "DELETED":
+        world.providers.pop(name, None)
+        world.credentials.pop(name, None)
+        world.provider_queue.forget(name)
+        if world.cluster_queue is not None:
+            for key in world.clusters_by_provider.get(name, set()):
+                world.cluster_queue.add(key)
+        return
+    from nodecluster.api.nodeprovider import NodeProvider
+
+    world.providers[name] = NodeProvider.model_validate(dict(body))
+    world.bodies[("NodeProvider", "", name)] = dict(body)
+    world.provider_queue.add(name)
+
+
+@kopf.on.event(GROUP, VERSION, "nodeclusters")
+async def nodecluster_event(
+    type: str, body: kopf.Body, name: str, namespace: str | None, memo: Any, **kwargs: Any
+) -> None:
+    """Wake the cluster's reconcile with the newest body."""
+    world: World = memo["world"]
+    _bind(world, kwargs)
+    assert world.cluster_queue is not None
+    namespace = namespace or ""
+    key = (namespace, name)
+    provider = str(body.get("spec", {}).get("providerRef", {}).get("name", ""))
+    if type == "DELETED":
+        world.cluster_queue.forget(key)
+        world.bodies.pop(("NodeCluster", namespace, name), None)
+        world.clusters_by_provider.get(provider, set()).discard(key)
+        world.expectations.forget(key)
+        return
+    world.clusters_by_provider.setdefault(provider, set()).add(key)
+    world.bodies[("NodeCluster", namespace, name)] = dict(body)
+    world.cluster_queue.add(key)
+
+
+@kopf.on.event(GROUP, VERSION, "clusternodes")
+async def clusternode_event(
+    type: str, body: kopf.Body, name: str, namespace: str | None, memo: Any, **kwargs: Any
+) -> None:
+    """Wake the node's own reconcile, and (debounced) its cluster's."""
+    world: World = memo["world"]
+    _bind(world, kwargs)
+    assert world.node_queue is not None and world.cluster_queue is not None
+    namespace = namespace or ""
+    key = (namespace, name)
+    cluster = str(body.get("spec", {}).get("clusterName", ""))
+    if cluster:
+        world.cluster_queue.add((namespace, cluster), delay=world.settings.child_debounce_seconds)
+    if type == "DELETED":
+        world.node_queue.forget(key)
+        world.bodies.pop(("ClusterNode", namespace, name), None)
+        return
+    if _needs_work(body):
+        world.bodies[("ClusterNode", namespace, name)] = dict(body)
+        world.node_queue.add(key)
+
+
+def _needs_work(body: kopf.Body) -> bool:
+    """Whether a ClusterNode event asks its controller to act now.
+
+    The node controller's own status writes come back as events; waking it for those
+    would cost a reconcile and a provider call each. Work is needed when the object is
+    being deleted, its spec changed (generation), it has no machine yet and no reported
+    error, or its power state differs from the request. Errors and settling machines are
+    retried by the queue's own timers, with backoff.
+    """
+    meta = body.get("metadata", {})
+    status = body.get("status") or {}
+    spec = body.get("spec", {})
+    if meta.get("deletionTimestamp"):
+        return True
+    if status.get("observedGeneration") != meta.get("generation"):
+        return True
+    if status.get("message"):
+        return False
+    if status.get("providerId") is None:
+        return True
+    state = status.get("state")
+    return state in ("Running", "Stopped") and state != spec.get("powerState", "Running")

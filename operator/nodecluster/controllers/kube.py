@@ -1,0 +1,226 @@
+"""The operator's own Kubernetes client: the few calls it makes, typed, async.
+
+kopf watches; this module writes. It wraps `kubernetes_asyncio` so that no call blocks
+the event loop, every PATCH is a JSON merge patch (the generated client would otherwise
+pick JSON Patch for custom objects), every write carries the operator's field manager,
+and API failures arrive as three exceptions the controllers can act on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from nodecluster import GROUP, VERSION
+
+FIELD_MANAGER = "nodecluster-operator"
+MERGE = "application/merge-patch+json"
+
+log = logging.getLogger(__name__)
+
+
+class KubeError(Exception):
+    """An API call failed for a reason not covered below."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class KubeNotFound(KubeError):
+    """404."""
+
+
+class KubeConflict(KubeError):
+    """409: exists already, or the resourceVersion moved on."""
+
+
+def _raise(err: ApiException) -> None:
+    message = err.reason or ""
+    if err.status == 404:
+        raise KubeNotFound(404, message) from err
+    if err.status == 409:
+        raise KubeConflict(409, message) from err
+    body = err.body.decode() if isinstance(err.body, bytes) else str(err.body or "")
+    raise KubeError(err.status or 0, f"{message} {body}".strip()) from err
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where a custom kind lives in the API."""
+
+    plural: str
+    namespaced: bool = True
+
+
+NODECLUSTERS = Kind("nodeclusters")
+CLUSTERNODES = Kind("clusternodes")
+NODEPROVIDERS = Kind("nodeproviders", namespaced=False)
+OPERATIONS = Kind("nodeclusteroperations")
+
+
+def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch turning status `old` into `new`: keys that disappeared are nulled,
+    because a merge patch otherwise keeps whatever it does not mention."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    patch.update(new)
+    return {"status": patch}
+
+
+class KubeClient:
+    """All API writes and the few reads the operator does outside kopf's watches."""
+
+    def __init__(self, api: k8s.ApiClient) -> None:
+        self._api = api
+        self._core = k8s.CoreV1Api(api)
+        self.writes = 0
+        """Count of write calls, for debugging and benchmarks."""
+
+    @classmethod
+    async def connect(cls, max_connections: int = 100) -> KubeClient:
+        """Load in-cluster config, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+        configuration = k8s.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException:
+            await k8s_config.load_kube_config(client_configuration=configuration)
+        configuration.connection_pool_maxsize = max_connections
+        return cls(k8s.ApiClient(configuration))
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._api.close()
+
+    @staticmethod
+    def _path(
+        kind: Kind, namespace: str | None, name: str | None = None, sub: str | None = None
+    ) -> str:
+        parts = [f"/apis/{GROUP}/{VERSION}"]
+        if kind.namespaced and namespace is not None:
+            parts.append(f"/namespaces/{namespace}")
+        parts.append(f"/{kind.plural}")
+        if name is not None:
+            parts.append(f"/{name}")
+        if sub is not None:
+            parts.append(f"/{sub}")
+        return "".join(parts)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        try:
+            result = await self._api.call_api(
+                path,
+                method,
+                query_params=query or [],
+                header_params={"Accept": "application/json", "Content-Type": content_type},
+                body=body,
+                response_types_map={200: "object", 201: "object", 202: "object"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+            )
+        except ApiException as err:
+            _raise(err)
+        return cast(dict[str, Any], result or {})
+
+    async def get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any]:
+        """Read one object."""
+        return await self._call("GET", self._path(kind, namespace, name))
+
+    async def list(
+        self, kind: Kind, namespace: str | None, selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """List objects (by label selector)."""
+        query = [("labelSelector", selector)] if selector else []
+        res = await self._call("GET", self._path(kind, namespace), query=query)
+        return cast(list[dict[str, Any]], res.get("items", []))
+
+    async def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create an object; KubeConflict when it exists already."""
+        self.writes += 1
+        return await self._call(
+            "POST", self._path(kind, namespace), body, [("fieldManager", FIELD_MANAGER)]
+        )
+
+    async def patch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        patch: dict[str, Any],
+        status: bool = False,
+    ) -> dict[str, Any]:
+        """JSON-merge-patch the object or (status=True) its status subresource."""
+        self.writes += 1
+        path = self._path(kind, namespace, name, "status" if status else None)
+        return await self._call("PATCH", path, patch, [("fieldManager", FIELD_MANAGER)], MERGE)
+
+    async def delete(self, kind: Kind, namespace: str | None, name: str) -> None:
+        """Delete; a missing object is not an error (delete until NotFound)."""
+        self.writes += 1
+        try:
+            await self._call("DELETE", self._path(kind, namespace, name))
+        except KubeNotFound:
+            pass
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data, base64-decoded. The values are never logged."""
+        import base64
+
+        try:
+            secret = await self._core.read_namespaced_secret(name, namespace)
+        except ApiException as err:
+            _raise(err)
+        data = secret.data or {}
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+    async def event(
+        self,
+        involved: dict[str, Any],
+        etype: str,
+        reason: str,
+        message: str,
+    ) -> None:
+        """Post a core/v1 Event about an object. Failures are logged, never raised:
+        an Event is a courtesy to people, not part of reconciliation."""
+        meta = involved.get("metadata", {})
+        namespace = meta.get("namespace") or "default"
+        now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion"),
+                "kind": involved.get("kind"),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": etype,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.writes += 1
+        try:
+            await self._call("POST", f"/api/v1/namespaces/{namespace}/events", body)
+        except KubeError as err:
+            log.warning("could not post event %s on %s: %s", reason, meta.get("name"), err)

@@ -1,0 +1,422 @@
+"""NodeCluster controller: decides how many ClusterNodes exist and which.
+
+One reconcile is a short list of phases over fresh reads:
+read -> ensure finalizer -> observe (cache + provider) -> plan -> act -> report.
+It never talks to a machine directly except to sweep orphans; machines belong to the
+ClusterNode controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from nodecluster import API_VERSION
+from nodecluster.api.clusternode import ClusterNodeSpec
+from nodecluster.api.nodecluster import NodeCluster, NodeClusterStatus
+from nodecluster.controllers.kube import (
+    CLUSTERNODES,
+    NODECLUSTERS,
+    KubeConflict,
+    KubeNotFound,
+    status_patch,
+)
+from nodecluster.controllers.workqueue import Backoff
+from nodecluster.controllers.world import (
+    CLUSTER_FINALIZER,
+    CLUSTER_LABEL,
+    NODE_FINALIZER,
+    NsName,
+    ProviderUnavailable,
+    World,
+    profile_hash,
+)
+from nodecluster.planning.model import Declared, NodeView, Observed
+from nodecluster.planning.planner import CreateNode, Plan, plan
+from nodecluster.planning.status import derive_status
+from nodecluster.providers.base import NotFound, ProviderError
+
+log = logging.getLogger(__name__)
+
+_TRANSITIONS_WORTH_AN_EVENT = {
+    "Deployed": ("Normal", "Deployed"),
+    "Stopped": ("Normal", "Stopped"),
+    "Terminated": ("Normal", "Terminated"),
+    "Empty": ("Normal", "Empty"),
+    "Error": ("Warning", "Error"),
+    "PartlyDeployed": ("Warning", "PartlyDeployed"),
+    "Updating": ("Normal", "Updating"),
+    "Recovering": ("Warning", "Recovering"),
+    "Stopping": ("Normal", "Stopping"),
+    "Starting": ("Normal", "Starting"),
+    "Terminating": ("Normal", "Terminating"),
+}
+
+
+def declared_of(nc: NodeCluster) -> Declared:
+    """The planner's view of the declaration."""
+    return Declared(
+        name=nc.metadata.name,
+        spec=nc.spec,
+        generation=nc.metadata.generation,
+        profile_hash=profile_hash(nc.spec.profile),
+        deleting=nc.metadata.deletion_timestamp is not None,
+    )
+
+
+def child_body(nc: NodeCluster, create: CreateNode, phash: str) -> dict[str, Any]:
+    """The ClusterNode to create: named, labelled, owned, and already finalized.
+
+    The finalizer is part of the create so that no second write is needed to add it,
+    and so the machine can never exist without something guarding it.
+    """
+    labels = dict(nc.spec.profile.labels)
+    labels[CLUSTER_LABEL] = nc.metadata.name
+    spec = ClusterNodeSpec(
+        cluster_name=nc.metadata.name,
+        provider_ref=nc.spec.provider_ref,
+        profile=nc.spec.profile,
+        profile_hash=phash,
+        zone=create.zone,
+        power_state="Stopped" if create.power_state == "Stopped" else "Running",
+    )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ClusterNode",
+        "metadata": {
+            "name": create.name,
+            "namespace": nc.metadata.namespace,
+            "labels": labels,
+            "finalizers": [NODE_FINALIZER],
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "NodeCluster",
+                    "name": nc.metadata.name,
+                    "uid": nc.metadata.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": spec.wire(),
+    }
+
+
+def _headroom(world: World, nc: NodeCluster) -> int | None:
+    """How many more nodes the NodeProvider's quotas allow."""
+    np = world.providers.get(nc.spec.provider_ref.name)
+    if np is None:
+        return None
+    quotas = np.spec.quotas
+    nodes, cores = world.provider_usage(np.metadata.name)
+    limits: list[int] = []
+    if quotas.max_nodes is not None:
+        limits.append(quotas.max_nodes - nodes)
+    if quotas.max_cores is not None:
+        per_node = world.cores_by_type(np.metadata.name).get(nc.spec.profile.machine_type, 1)
+        limits.append((quotas.max_cores - cores) // max(per_node, 1))
+    return max(0, min(limits)) if limits else None
+
+
+def _provider_problem(world: World, nc: NodeCluster) -> tuple[str, str] | None:
+    name = nc.spec.provider_ref.name
+    if name not in world.providers:
+        return ("ProviderNotFound", f"NodeProvider {name!r} does not exist")
+    return world.provider_errors.get(name)
+
+
+def after(observed: Observed, p: Plan, now: datetime) -> Observed:
+    """The world as it will be once the plan's writes land (for the status written now)."""
+    gone = {d.name for d in p.deletes}
+    power = {s.name: s.power_state for s in p.power}
+    nodes: list[NodeView] = []
+    for n in observed.nodes:
+        if n.name in gone:
+            nodes.append(_replace(n, deleting=True))
+        elif n.name in power:
+            nodes.append(_replace(n, power_state=power[n.name]))
+        else:
+            nodes.append(n)
+    nodes += [
+        NodeView(
+            name=c.name, created_at=now, zone=c.zone, power_state=c.power_state, profile_hash=""
+        )
+        for c in p.creates
+    ]
+    return Observed(
+        nodes=tuple(nodes),
+        now=now,
+        previous=observed.previous,
+        headroom=None if observed.headroom is None else observed.headroom - len(p.creates),
+        provider_problem=observed.provider_problem,
+        seed=observed.seed,
+    )
+
+
+def _replace(n: NodeView, **changes: Any) -> NodeView:
+    from dataclasses import replace
+
+    return replace(n, **changes)
+
+
+async def reconcile_cluster(world: World, key: NsName) -> float | None:
+    """Bring one NodeCluster's nodes toward its declaration; return when to look again."""
+    namespace, name = key
+    body = world.take_body("NodeCluster", namespace, name)
+    if body is None:
+        try:
+            body = await world.client.get(NODECLUSTERS, namespace, name)
+        except KubeNotFound:
+            world.expectations.forget(key)
+            return None
+    nc = NodeCluster.model_validate(body)
+    meta = nc.metadata
+    deleting = meta.deletion_timestamp is not None
+
+    if deleting and CLUSTER_FINALIZER not in meta.finalizers:
+        return None
+    if not deleting and CLUSTER_FINALIZER not in meta.finalizers:
+        try:
+            await world.client.patch(
+                NODECLUSTERS,
+                namespace,
+                name,
+                {
+                    "metadata": {
+                        "finalizers": [*meta.finalizers, CLUSTER_FINALIZER],
+                        "resourceVersion": meta.resource_version,
+                    }
+                },
+            )
+        except KubeConflict:
+            return 0.1  # someone else wrote in between: read again
+        except KubeNotFound:
+            return None
+
+    now = world.now()
+    declared = declared_of(nc)
+    problem = _provider_problem(world, nc)
+    # For a plan that is no longer executable (the cluster is going away), the
+    # provider's health does not matter: nodes are deleted through their finalizers.
+    nodes = world.nodes_of(key)
+    observed = Observed(
+        nodes=tuple(nodes),
+        now=now,
+        previous=nc.status,
+        headroom=_headroom(world, nc) if not deleting else None,
+        provider_problem=problem,
+        seed=random.getrandbits(32),
+    )
+    p = plan(declared, observed)
+
+    await _execute(world, body, nc, p, now)
+    swept = 0
+    final = p.terminating and not nodes
+    last = world.last_sweep.get(key, 0.0)
+    if final or time.monotonic() - last >= nc.spec.policies.health.poll_interval_seconds:
+        world.last_sweep[key] = time.monotonic()
+        swept = await _sweep_orphans(world, nc, nodes, final=final)
+
+    final_view = after(observed, p, now)
+    status = derive_status(declared, final_view, plan(declared, final_view))
+    if p.terminating and (nodes or swept or p.deletes):
+        status = status.model_copy(update={"state": "Terminating"})
+    if (p.creates or any(d.reason == "ScaleIn" for d in p.deletes)) and not p.terminating:
+        status = status.model_copy(update={"last_scale_time": now})
+        before = sum(1 for n in nodes if not n.deleting)
+        await world.client.event(
+            body, "Normal", "Scaling", f"scaling from {before} to {p.desired} nodes"
+        )
+
+    await _report(world, body, nc, status)
+
+    if deleting and p.terminating and not nodes and not swept:
+        await _release(world, nc)
+        world.expectations.forget(key)
+        world.last_sweep.pop(key, None)
+        return None
+    if (
+        p.deletes
+        or p.creates
+        or p.power
+        or p.reboots
+        or status.state not in ("Deployed", "Stopped", "Empty", "Terminated")
+    ):
+        # Progress is driven by child events; this is only the safety net.
+        return 30.0
+    if nodes:
+        return float(nc.spec.policies.health.poll_interval_seconds)
+    return world.settings.idle_resync_seconds
+
+
+async def _execute(
+    world: World, body: dict[str, Any], nc: NodeCluster, p: Plan, now: datetime
+) -> None:
+    namespace, key = (
+        nc.metadata.namespace or "default",
+        (nc.metadata.namespace or "default", nc.metadata.name),
+    )
+    phash = profile_hash(nc.spec.profile)
+    client = world.client
+
+    async def create(c: CreateNode) -> None:
+        world.expectations.expect_create(
+            key,
+            NodeView(
+                name=c.name,
+                created_at=now,
+                zone=c.zone,
+                power_state=c.power_state,
+                profile_hash=phash,
+            ),
+        )
+        try:
+            await client.create(CLUSTERNODES, namespace, child_body(nc, c, phash))
+        except KubeConflict:
+            pass  # created by an earlier attempt: exactly what we wanted
+
+    async def delete(name: str) -> None:
+        world.expectations.expect_delete(key, name)
+        await client.delete(CLUSTERNODES, namespace, name)
+
+    async def set_power(name: str, power: str) -> None:
+        try:
+            await client.patch(CLUSTERNODES, namespace, name, {"spec": {"powerState": power}})
+        except KubeNotFound:
+            pass
+
+    async def reboot(name: str) -> None:
+        stamp = now.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        try:
+            await client.patch(
+                CLUSTERNODES, namespace, name, {"spec": {"rebootRequestedAt": stamp}}
+            )
+        except KubeNotFound:
+            pass
+
+    jobs = [create(c) for c in p.creates]
+    jobs += [delete(d.name) for d in p.deletes]
+    jobs += [set_power(s.name, s.power_state) for s in p.power]
+    jobs += [reboot(r.name) for r in p.reboots]
+    if not jobs:
+        return
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for d in p.deletes:
+        if d.reason == "Remediation":
+            await client.event(
+                body,
+                "Warning",
+                "NodeRemediated",
+                f"node {d.name} is unhealthy; recreating it",
+            )
+    if failures:
+        log.warning(
+            "NodeCluster %s/%s: %d of %d writes failed: %s",
+            namespace,
+            nc.metadata.name,
+            len(failures),
+            len(jobs),
+            failures[0],
+        )
+        raise Backoff(f"{len(failures)} writes failed")
+
+
+async def _sweep_orphans(world: World, nc: NodeCluster, nodes: list[NodeView], final: bool) -> int:
+    """Delete machines tagged with this cluster that no ClusterNode owns.
+
+    Such machines appear when a ClusterNode is force-removed (finalizer stripped by
+    hand). A machine is only deleted once a direct read confirms it has no ClusterNode,
+    so a stale cache can never make us delete a live node. Returns machines still there.
+    """
+    try:
+        driver = await world.driver(nc.spec.provider_ref.name)
+        machines = await driver.list(f"{nc.metadata.namespace}/{nc.metadata.name}")
+    except (ProviderUnavailable, ProviderError):
+        return 0
+    by_name = {n.name: n for n in nodes}
+    # Health polling rides on the same list: a node whose machine changed state or
+    # vanished behind our back is woken up so its own controller records it.
+    if world.node_queue is not None:
+        for m in machines:
+            node = by_name.get(m.name)
+            if node is not None and node.state != m.state and not node.deleting:
+                world.node_queue.add((nc.metadata.namespace or "default", m.name))
+        listed = {m.name for m in machines}
+        for node in nodes:
+            if node.has_machine and node.name not in listed and not node.deleting:
+                world.node_queue.add((nc.metadata.namespace or "default", node.name))
+    known = set(by_name)
+    now = datetime.now(UTC)
+    remaining = 0
+    for m in machines:
+        if m.name in known:
+            continue
+        if not final and (now - m.created_at).total_seconds() < world.settings.orphan_grace_seconds:
+            continue
+        try:
+            await world.client.get(CLUSTERNODES, nc.metadata.namespace, m.name)
+            continue  # it does have a ClusterNode: the cache was behind
+        except KubeNotFound:
+            pass
+        log.info(
+            "NodeCluster %s/%s: deleting orphan machine %s",
+            nc.metadata.namespace,
+            nc.metadata.name,
+            m.name,
+        )
+        try:
+            await driver.delete(m.name)
+            remaining += 1
+        except NotFound:
+            pass
+        except ProviderError:
+            remaining += 1
+    return remaining
+
+
+async def _report(
+    world: World, body: dict[str, Any], nc: NodeCluster, status: NodeClusterStatus
+) -> None:
+    """One status patch, only when something changed, plus an Event on state transitions."""
+    old = nc.status.wire()
+    new = status.wire()
+    if old == new:
+        return
+    try:
+        await world.client.patch(
+            NODECLUSTERS,
+            nc.metadata.namespace,
+            nc.metadata.name,
+            status_patch(old, new),
+            status=True,
+        )
+    except KubeNotFound:
+        return
+    if nc.status.state != status.state and status.state in _TRANSITIONS_WORTH_AN_EVENT:
+        etype, reason = _TRANSITIONS_WORTH_AN_EVENT[status.state]
+        await world.client.event(body, etype, reason, status.message or status.state)
+
+
+async def _release(world: World, nc: NodeCluster) -> None:
+    """Remove the finalizer once every machine is gone."""
+    finalizers = [f for f in nc.metadata.finalizers if f != CLUSTER_FINALIZER]
+    try:
+        await world.client.patch(
+            NODECLUSTERS,
+            nc.metadata.namespace,
+            nc.metadata.name,
+            {
+                "metadata": {
+                    "finalizers": finalizers,
+                    "resourceVersion": nc.metadata.resource_version,
+                }
+            },
+        )
+    except (KubeNotFound, KubeConflict):
+        pass

@@ -1,0 +1,148 @@
+"""A keyed work queue: at most one reconcile per object at a time, coalesced, with backoff.
+
+The controller-runtime model, in asyncio: an event only *wakes* a key; the handler then
+reads the world afresh. Consequences that matter for correctness and cost:
+
+- a burst of events for one key runs the handler once more, not once per event
+  (a key added while running is marked dirty and run again after);
+- delayed adds keep the earliest deadline, so "debounce" and "resync later" compose;
+- a failing handler is retried with capped exponential backoff, never in a tight loop,
+  and never crashes the operator;
+- an idle queue holds no tasks and only the timers of keys that asked for a resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[K], Awaitable[float | None]]
+"""Reconcile one key; return seconds until it should run again, or None."""
+
+
+class Backoff(Exception):  # noqa: N818 - it is a signal, not an error
+    """Raised by a handler that has already reported a failure (status, Event) and
+    wants to be retried with exponential backoff, without a traceback in the log."""
+
+
+class WorkQueue(Generic[K]):
+    """Per-key serialised, coalescing work queue."""
+
+    def __init__(
+        self,
+        name: str,
+        handler: Handler[K],
+        concurrency: int = 1000,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 300.0,
+    ) -> None:
+        self.name = name
+        self._handler = handler
+        self._sem = asyncio.Semaphore(concurrency)
+        self._running: set[K] = set()
+        self._dirty: set[K] = set()
+        self._timers: dict[K, tuple[float, asyncio.TimerHandle]] = {}
+        self._failures: dict[K, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._closed = False
+        self.runs = 0
+
+    def add(self, key: K, delay: float = 0.0) -> None:
+        """Wake `key` now, or after `delay` seconds (the earliest pending deadline wins)."""
+        if self._closed:
+            return
+        if delay > 0:
+            self._schedule(key, delay)
+            return
+        self._cancel_timer(key)
+        if key in self._running:
+            self._dirty.add(key)
+            return
+        self._running.add(key)
+        task = asyncio.get_running_loop().create_task(self._run(key), name=f"{self.name}:{key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget(self, key: K) -> None:
+        """Drop timers and failure history of a key whose object is gone."""
+        self._cancel_timer(key)
+        self._failures.pop(key, None)
+
+    def pending(self) -> int:
+        """Keys running or waiting to run again (not counting timers)."""
+        return len(self._running)
+
+    def scheduled(self) -> int:
+        """Keys with a timer."""
+        return len(self._timers)
+
+    async def close(self) -> None:
+        """Stop accepting work, cancel timers and wait for running handlers to finish."""
+        self._closed = True
+        for _, handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _schedule(self, key: K, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + delay
+        current = self._timers.get(key)
+        if current is not None and current[0] <= due:
+            return
+        if current is not None:
+            current[1].cancel()
+        self._timers[key] = (due, loop.call_at(due, self._fire, key))
+
+    def _fire(self, key: K) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    def _cancel_timer(self, key: K) -> None:
+        current = self._timers.pop(key, None)
+        if current is not None:
+            current[1].cancel()
+
+    def _backoff(self, key: K) -> float:
+        n = self._failures.get(key, 0) + 1
+        self._failures[key] = n
+        delay = min(self._backoff_cap, self._backoff_base * 2 ** (n - 1))
+        jittered: float = delay * random.uniform(0.8, 1.2)
+        return jittered
+
+    async def _run(self, key: K) -> None:
+        try:
+            while True:
+                self._dirty.discard(key)
+                again: float | None
+                async with self._sem:
+                    self.runs += 1
+                    try:
+                        again = await self._handler(key)
+                        self._failures.pop(key, None)
+                    except asyncio.CancelledError:
+                        raise
+                    except Backoff as soft:
+                        again = self._backoff(key)
+                        log.info("%s %s: %s; retrying in %.1fs", self.name, key, soft, again)
+                    except Exception:
+                        again = self._backoff(key)
+                        log.exception("%s %s failed; retrying in %.1fs", self.name, key, again)
+                if key in self._dirty and not self._closed:
+                    continue
+                if again is not None and not self._closed:
+                    self._schedule(key, again)
+                break
+        finally:
+            self._running.discard(key)
+            self._dirty.discard(key)

@@ -1,0 +1,63 @@
+"""The plain data the planner works on, decoupled from the API's wire format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from nodecluster.api.nodecluster import NodeClusterSpec, NodeClusterStatus
+
+DELETE_NODE_ANNOTATION = "nodecluster.io/delete-node"
+"""Set on a ClusterNode to make it the first to go on the next scale-in."""
+
+PROTECT_ANNOTATION = "nodecluster.io/protect-from-scale-in"
+"""Set on a ClusterNode to keep it out of every scale-in (like an ASG's protection)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """What the planner needs to know about one ClusterNode.
+
+    Small and slotted on purpose: the operator keeps one per node in memory.
+    """
+
+    name: str
+    created_at: datetime
+    zone: str | None = None
+    state: str | None = None
+    ready: bool = False
+    power_state: str = "Running"
+    profile_hash: str = ""
+    deleting: bool = False
+    marked_for_deletion: bool = False
+    protected: bool = False
+    error_reason: str | None = None
+    error_message: str | None = None
+    unhealthy_since: datetime | None = None
+    has_machine: bool = False
+
+
+@dataclass(frozen=True)
+class Declared:
+    """The NodeCluster as its owner wrote it."""
+
+    name: str
+    spec: NodeClusterSpec
+    generation: int
+    profile_hash: str
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The world as the controller read it just now."""
+
+    nodes: tuple[NodeView, ...]
+    now: datetime
+    previous: NodeClusterStatus = field(default_factory=NodeClusterStatus)
+    headroom: int | None = None
+    """How many more machines the NodeProvider's quotas allow; None = no limit."""
+    provider_problem: tuple[str, str] | None = None
+    """(reason, message) when the provider cannot be used at all."""
+    seed: int = 0
+    """Seeds the choice of new names and of the Random deletion criteria."""

@@ -1,0 +1,304 @@
+"""plan(declared, observed) -> Plan: which ClusterNodes to create, delete, power or reboot.
+
+One pure function with the whole decision in it, so the controller only executes. Every
+reconcile plans from scratch over what exists now (level-triggered): a plan that was
+half executed before a crash is simply planned again, minus what already happened.
+
+Order of concerns, each able to veto the next:
+1. deletion of the cluster or `desiredState: Terminated` removes every node;
+2. `paused` freezes everything else;
+3. health remediation (bounded by `maxUnhealthy`);
+4. rollout of a changed profile (RollingUpdate within maxSurge/maxUnavailable);
+5. scaling toward the target (bounded by min/max and the provider's quota headroom),
+   with zones from the placement policy and victims from the deletion policy;
+6. power state (Running/Stopped).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from datetime import datetime
+
+from nodecluster.api.nodecluster import HealthPolicy, NodeClusterSpec
+from nodecluster.planning.model import Declared, NodeView, Observed
+from nodecluster.planning.placement import zones_for_new_nodes
+from nodecluster.planning.ranking import rank_for_deletion
+
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+"""The alphabet Kubernetes uses for generated names: no vowels, so no accidental words."""
+
+_NOT_THE_MACHINES_FAULT = frozenset({"QuotaExceeded", "CapacityExceeded", "InvalidProviderConfig"})
+_TRANSITIONAL = frozenset({"Stopping", "Stopped", "Starting", "Rebooting", "Deleting"})
+
+
+@dataclass(frozen=True)
+class CreateNode:
+    """Create a ClusterNode (and so, a machine)."""
+
+    name: str
+    zone: str | None
+    power_state: str
+
+
+@dataclass(frozen=True)
+class DeleteNode:
+    """Delete a ClusterNode (its finalizer deletes the machine)."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class SetPower:
+    """Change a node's requested power state."""
+
+    name: str
+    power_state: str
+
+
+@dataclass(frozen=True)
+class RebootNode:
+    """Ask for one reboot of a node."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Why the plan does less than the declaration asks."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The decision of one reconcile."""
+
+    desired: int
+    creates: tuple[CreateNode, ...] = ()
+    deletes: tuple[DeleteNode, ...] = ()
+    power: tuple[SetPower, ...] = ()
+    reboots: tuple[RebootNode, ...] = ()
+    blockers: tuple[Blocker, ...] = ()
+    unhealthy: tuple[str, ...] = ()
+    remediating: bool = False
+    rolling: bool = False
+    paused: bool = False
+    terminating: bool = False
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing is to be done."""
+        return not (self.creates or self.deletes or self.power or self.reboots)
+
+
+def desired_count(spec: NodeClusterSpec) -> int:
+    """The target, clamped to [minNodes, maxNodes] (CEL forbids the rest; this is defence)."""
+    target = spec.target_nodes
+    if spec.min_nodes is not None:
+        target = max(target, spec.min_nodes)
+    if spec.max_nodes is not None:
+        target = min(target, spec.max_nodes)
+    return max(target, 0)
+
+
+def resolve_int_or_percent(value: int | str | None, total: int, round_up: bool) -> int:
+    """A count or 'N%' of total, rounded as Kubernetes rounds maxSurge (up) / maxUnavailable (down)."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value
+    pct = int(value.rstrip("%"))
+    exact = total * pct / 100
+    return math.ceil(exact) if round_up else math.floor(exact)
+
+
+def is_unhealthy(node: NodeView, now: datetime, health: HealthPolicy) -> bool:
+    """Whether a node needs remediation under the health policy."""
+    if node.deleting or node.error_reason in _NOT_THE_MACHINES_FAULT:
+        return False
+    if node.state == "Failed":
+        return True
+    if node.state in _TRANSITIONAL:
+        return False
+    if not node.has_machine or node.state in (None, "Pending", "Provisioning"):
+        return (now - node.created_at).total_seconds() > health.node_startup_timeout_seconds
+    if node.ready:
+        return False
+    since = node.unhealthy_since or node.created_at
+    return (now - since).total_seconds() > health.unhealthy_timeout_seconds
+
+
+def new_names(cluster: str, taken: set[str], count: int, rng: random.Random) -> list[str]:
+    """`count` fresh child names, `<cluster>-<5 chars>`, none in `taken`."""
+    names: list[str] = []
+    while len(names) < count:
+        suffix = "".join(rng.choice(NAME_ALPHABET) for _ in range(5))
+        name = f"{cluster}-{suffix}"
+        if name not in taken:
+            taken.add(name)
+            names.append(name)
+    return names
+
+
+def plan(declared: Declared, observed: Observed) -> Plan:
+    """Decide what to change so that the nodes match the declaration."""
+    spec = declared.spec
+    rng = random.Random(observed.seed)
+    active = [n for n in observed.nodes if not n.deleting]
+
+    if declared.deleting or spec.desired_state == "Terminated":
+        return Plan(
+            desired=0,
+            deletes=tuple(DeleteNode(n.name, "Terminating") for n in active),
+            terminating=True,
+        )
+
+    desired = desired_count(spec)
+    if spec.paused:
+        return Plan(
+            desired=desired,
+            paused=True,
+            blockers=(Blocker("Paused", "spec.paused is true: nothing is changed"),),
+        )
+
+    blockers: list[Blocker] = []
+    deletes: list[DeleteNode] = []
+    reboots: list[RebootNode] = []
+
+    # 3. Health remediation, short-circuited when too much is broken at once.
+    health = spec.policies.health
+    unhealthy = [n for n in active if is_unhealthy(n, observed.now, health)]
+    remediating = False
+    if unhealthy and health.recovery != "None":
+        limit = resolve_int_or_percent(health.max_unhealthy, max(desired, 1), round_up=False)
+        if health.max_unhealthy is not None and len(unhealthy) > limit:
+            blockers.append(
+                Blocker(
+                    "TooManyUnhealthy",
+                    f"{len(unhealthy)} nodes are unhealthy, more than maxUnhealthy "
+                    f"({health.max_unhealthy}); remediation is paused until fewer are",
+                )
+            )
+        elif health.recovery == "Recreate":
+            deletes += [DeleteNode(n.name, "Remediation") for n in unhealthy]
+            remediating = True
+        else:
+            reboots += [RebootNode(n.name) for n in unhealthy if n.state != "Rebooting"]
+            remediating = True
+
+    gone = {d.name for d in deletes}
+    survivors = [n for n in active if n.name not in gone]
+    outdated = [n for n in survivors if n.profile_hash != declared.profile_hash]
+
+    # 4. Rollout of a changed profile.
+    rollout = spec.policies.rollout
+    rolling = bool(outdated) and rollout.strategy == "RollingUpdate"
+    surge = 0
+    if rolling:
+        surge = resolve_int_or_percent(rollout.max_surge, desired, round_up=True)
+        unavailable = resolve_int_or_percent(rollout.max_unavailable, desired, round_up=False)
+        if surge == 0 and unavailable == 0:
+            surge = 1
+        ready = sum(1 for n in survivors if n.ready)
+        floor = max(0, desired - unavailable)
+        budget = {"ready": ready}
+
+        def keeps_availability(n: NodeView) -> bool:
+            return n.ready and budget["ready"] - 1 < floor
+
+        victims = rank_for_deletion(
+            outdated,
+            len(outdated),
+            spec.policies.deletion.criteria,
+            declared.profile_hash,
+            spec.policies.placement.zones,
+            desired,
+            rng,
+        )
+        for victim in victims:
+            if keeps_availability(victim):
+                continue
+            if victim.ready:
+                budget["ready"] -= 1
+            deletes.append(DeleteNode(victim.name, "Rollout"))
+        gone = {d.name for d in deletes}
+        survivors = [n for n in survivors if n.name not in gone]
+
+    # 5. Scaling toward the target.
+    count = len(survivors)
+    ceiling = desired + surge
+    if count > ceiling:
+        excess = count - ceiling
+        victims = rank_for_deletion(
+            survivors,
+            excess,
+            spec.policies.deletion.criteria,
+            declared.profile_hash,
+            spec.policies.placement.zones,
+            ceiling,
+            rng,
+        )
+        deletes += [DeleteNode(v.name, "ScaleIn") for v in victims]
+        if len(victims) < excess:
+            blockers.append(
+                Blocker(
+                    "ProtectedFromScaleIn",
+                    f"{excess - len(victims)} more nodes should go, but the rest are annotated "
+                    "nodecluster.io/protect-from-scale-in",
+                )
+            )
+        gone = {d.name for d in deletes}
+        survivors = [n for n in survivors if n.name not in gone]
+        count = len(survivors)
+
+    creates_needed = max(0, desired - count)
+    if rolling:
+        still_updated = sum(1 for n in survivors if n.profile_hash == declared.profile_hash)
+        room = ceiling - count
+        creates_needed = max(creates_needed, min(room, desired - still_updated))
+
+    if creates_needed and observed.provider_problem is not None:
+        reason, message = observed.provider_problem
+        blockers.append(Blocker(reason, message))
+        creates_needed = 0
+    if observed.headroom is not None and creates_needed > observed.headroom:
+        blockers.append(
+            Blocker(
+                "QuotaExceeded",
+                f"the NodeProvider's quota allows {max(observed.headroom, 0)} more nodes, "
+                f"{creates_needed} are needed",
+            )
+        )
+        creates_needed = max(observed.headroom, 0)
+
+    power_state = "Stopped" if spec.desired_state == "Stopped" else "Running"
+    zones = zones_for_new_nodes(
+        spec.policies.placement.zones,
+        (n.zone for n in survivors),
+        creates_needed,
+        max(desired, count + creates_needed),
+    )
+    taken = {n.name for n in observed.nodes}
+    names = new_names(declared.name, taken, creates_needed, rng)
+    creates = tuple(
+        CreateNode(name, zone, power_state) for name, zone in zip(names, zones, strict=True)
+    )
+
+    # 6. Power state of the nodes that stay.
+    power = tuple(SetPower(n.name, power_state) for n in survivors if n.power_state != power_state)
+
+    return Plan(
+        desired=desired,
+        creates=creates,
+        deletes=tuple(deletes),
+        power=power,
+        reboots=tuple(reboots),
+        blockers=tuple(blockers),
+        unhealthy=tuple(n.name for n in unhealthy),
+        remediating=remediating,
+        rolling=rolling,
+    )

@@ -1,0 +1,1 @@
+"""Provider drivers: the protocol, the typed errors, the registry and the simulator."""

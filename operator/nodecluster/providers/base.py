@@ -1,0 +1,164 @@
+"""The provider driver protocol: the narrow, async interface every driver implements.
+
+Modelled on Karpenter's CloudProvider: a handful of idempotent calls and a typed error
+vocabulary. Controllers decide between retrying and reporting from the *type* of an
+error, never from its message, so drivers must raise these classes.
+
+Idempotency is the contract that makes crashes harmless: `create` is keyed by the
+machine name the operator chose and recorded before calling, so calling it twice returns
+the same machine; `delete` of a machine already gone raises `NotFound`, which callers
+treat as success ("delete until NotFound").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+MachineState = Literal[
+    "Provisioning", "Running", "Stopping", "Stopped", "Starting", "Rebooting", "Deleting", "Failed"
+]
+
+CLUSTER_TAG = "nodecluster.io/cluster"
+"""Tag every machine carries: `<namespace>/<cluster>`; `list` filters on it to find orphans."""
+
+
+class ProviderError(Exception):
+    """Base of every error a driver raises on purpose."""
+
+    retryable: bool = False
+    reason: str = "ProviderError"
+
+
+class NotFound(ProviderError):
+    """The machine does not exist (any more). For delete this means done."""
+
+    reason = "NotFound"
+
+
+class Retryable(ProviderError):
+    """A passing fault (timeout, throttling, 5xx): try again later with backoff."""
+
+    retryable = True
+    reason = "ProviderUnavailable"
+
+
+class CapacityExceeded(ProviderError):
+    """The provider has no room for this machine type/zone right now; may clear later."""
+
+    retryable = True
+    reason = "CapacityExceeded"
+
+
+class QuotaExceeded(ProviderError):
+    """An account or NodeProvider quota forbids more machines or cores."""
+
+    retryable = True
+    reason = "QuotaExceeded"
+
+
+class InvalidConfig(ProviderError):
+    """The driver config, credentials or profile are wrong; retrying will not help."""
+
+    reason = "InvalidProviderConfig"
+
+
+def is_not_found(err: BaseException) -> bool:
+    """Whether err means the machine is gone."""
+    return isinstance(err, NotFound)
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """What the operator asks a driver to create. `name` is the idempotency key."""
+
+    name: str
+    cluster: str
+    """`<namespace>/<cluster>`: stored as the CLUSTER_TAG on the machine."""
+    machine_type: str
+    zone: str | None = None
+    image: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    properties: Mapping[str, str] = field(default_factory=dict)
+    user_data: str | None = None
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What a driver reports about one machine."""
+
+    name: str
+    provider_id: str
+    cluster: str
+    state: MachineState
+    machine_type: str
+    zone: str | None
+    cores: int
+    created_at: datetime
+    addresses: tuple[tuple[str, str], ...] = ()
+    """(type, address) pairs, e.g. ("InternalIP", "10.0.0.4")."""
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """Everything a driver is built from: the NodeProvider's spec plus resolved credentials."""
+
+    name: str
+    config: Mapping[str, Any]
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Secret values; `repr=False` keeps them out of logs and tracebacks."""
+    max_nodes: int | None = None
+    max_cores: int | None = None
+    cores_by_type: Mapping[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ProviderDriver(Protocol):
+    """The interface every driver implements. Each call is idempotent."""
+
+    async def create(self, spec: MachineSpec) -> Machine:
+        """Create the machine named spec.name, or return it if it already exists."""
+        ...
+
+    async def delete(self, name: str) -> None:
+        """Begin or finish deleting; raise NotFound once the machine is gone."""
+        ...
+
+    async def get(self, name: str) -> Machine:
+        """The machine's current state; NotFound if it does not exist."""
+        ...
+
+    async def list(self, cluster: str) -> list[Machine]:
+        """Every machine tagged with this cluster (`<namespace>/<cluster>`)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+@runtime_checkable
+class PowerControl(Protocol):
+    """Optional: drivers that can stop, start and reboot machines implement this too."""
+
+    async def start(self, name: str) -> Machine:
+        """Power the machine on; idempotent."""
+        ...
+
+    async def stop(self, name: str) -> Machine:
+        """Power the machine off, keeping it; idempotent."""
+        ...
+
+    async def reboot(self, name: str) -> Machine:
+        """Restart the machine."""
+        ...
+
+
+class DriverFactory(Protocol):
+    """What the entry point `nodecluster.providers:<name>` must resolve to."""
+
+    def __call__(self, config: ProviderConfig) -> ProviderDriver:
+        """Build a driver; raise InvalidConfig for bad settings."""
+        ...

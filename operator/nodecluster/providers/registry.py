@@ -1,0 +1,92 @@
+"""Find provider drivers through the entry-point group `nodecluster.providers`.
+
+Third parties ship a package whose `pyproject.toml` declares
+`[project.entry-points."nodecluster.providers"] mycloud = "pkg.module:Factory"`, and a
+NodeProvider with `driver: mycloud` uses it: no fork, no registration code.
+
+Drivers are cached per NodeProvider and rebuilt when its spec or credentials change, so
+a long-lived connection pool (or SQLite handle) is shared by every cluster using it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from nodecluster.providers.base import DriverFactory, InvalidConfig, ProviderConfig, ProviderDriver
+
+GROUP = "nodecluster.providers"
+
+log = logging.getLogger(__name__)
+
+
+def discover() -> dict[str, Callable[[ProviderConfig], ProviderDriver]]:
+    """Every installed driver factory by name."""
+    found: dict[str, Callable[[ProviderConfig], ProviderDriver]] = {}
+    for ep in entry_points(group=GROUP):
+        found[ep.name] = ep.load()
+    return found
+
+
+class ProviderRegistry:
+    """Builds and caches one driver per NodeProvider."""
+
+    def __init__(self, factories: Mapping[str, DriverFactory] | None = None) -> None:
+        self._factories: dict[str, DriverFactory] = dict(
+            factories if factories is not None else discover()
+        )
+        self._drivers: dict[str, tuple[str, ProviderDriver]] = {}
+
+    @property
+    def names(self) -> list[str]:
+        """Installed driver names, for error messages."""
+        return sorted(self._factories)
+
+    def register(self, name: str, factory: DriverFactory) -> None:
+        """Add a driver without an entry point (tests, embedding)."""
+        self._factories[name] = factory
+
+    async def driver_for(self, driver: str, config: ProviderConfig) -> ProviderDriver:
+        """The driver for a NodeProvider, built on first use or after its spec changed."""
+        fingerprint = _fingerprint(driver, config)
+        cached = self._drivers.get(config.name)
+        if cached is not None and cached[0] == fingerprint:
+            return cached[1]
+        factory = self._factories.get(driver)
+        if factory is None:
+            raise InvalidConfig(
+                f"no driver named {driver!r} is installed (installed: {', '.join(self.names)})"
+            )
+        built = factory(config)
+        if cached is not None:
+            await cached[1].close()
+        self._drivers[config.name] = (fingerprint, built)
+        log.info("Provider %s: driver %s ready", config.name, driver)
+        return built
+
+    def cached(self, provider_name: str) -> ProviderDriver | None:
+        """The driver already built for a provider, if any."""
+        entry = self._drivers.get(provider_name)
+        return entry[1] if entry else None
+
+    async def close(self) -> None:
+        """Close every driver."""
+        for _, drv in self._drivers.values():
+            await drv.close()
+        self._drivers.clear()
+
+
+def _fingerprint(driver: str, config: ProviderConfig) -> str:
+    payload: dict[str, Any] = {
+        "driver": driver,
+        "config": config.config,
+        "credentials": dict(config.credentials),
+        "max_nodes": config.max_nodes,
+        "max_cores": config.max_cores,
+        "cores": dict(config.cores_by_type),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
