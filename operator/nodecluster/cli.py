@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import nodecluster.controllers.handlers  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=args.verbose, debug=args.debug)
+    # The HTTP client logs whole response bodies at DEBUG, Secrets included: never let it.
+    logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
     namespaces = list(args.namespace or [])
     kopf.run(
         clusterwide=not namespaces,

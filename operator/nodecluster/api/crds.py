@@ -24,7 +24,10 @@ from nodecluster.api.nodecluster import NodeClusterSpec, NodeClusterStatus
 from nodecluster.api.nodeprovider import NodeProviderSpec, NodeProviderStatus
 from nodecluster.api.operation import NodeClusterOperationSpec, NodeClusterOperationStatus
 
-CATEGORY = "nodecluster"
+CATEGORY = "nodecluster-all"
+"""`kubectl get nodecluster-all` lists every kind of the project. Not `nodecluster`:
+kubectl resolves a category before a singular name, so that category would turn
+`kubectl get nodecluster NAME` into a lookup across all kinds and break it."""
 
 
 @dataclass(frozen=True)
@@ -147,11 +150,10 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         if len(non_null) == 1 and len(non_null) < len(any_of):
             del node["anyOf"]
             inner = _structural(non_null[0], defs)
-            merged = {**inner, **{k: v for k, v in node.items() if k != "default"}}
-            if node.get("default") is not None:
-                merged["default"] = node["default"]
+            outer = _structural_tail(node, defs)
+            merged = {**inner, **outer}
             merged["nullable"] = True
-            return _structural_tail(merged, defs)
+            return merged
     if "const" in node:
         node.setdefault("enum", [node["const"]])
     if node.get("type") == "object" and "properties" not in node:

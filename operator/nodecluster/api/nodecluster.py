@@ -217,27 +217,31 @@ class NodeClusterSpec(CamelModel):
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 {
-                    "rule": "!has(self.minNodes) || !has(self.maxNodes) || self.minNodes <= self.maxNodes",
-                    "message": "spec.minNodes must not exceed spec.maxNodes",
+                    "rule": "!has(self.minNodes) || !has(self.maxNodes) "
+                    "|| self.minNodes <= self.maxNodes",
+                    "message": "must not exceed spec.maxNodes",
                     "fieldPath": ".minNodes",
+                    "reason": "FieldValueInvalid",
                 },
                 {
                     "rule": "!has(self.minNodes) || self.targetNodes >= self.minNodes",
-                    "message": "spec.targetNodes must be at least spec.minNodes",
+                    "message": "must be at least spec.minNodes",
                     "fieldPath": ".targetNodes",
+                    "reason": "FieldValueInvalid",
                 },
                 {
                     "rule": "!has(self.maxNodes) || self.targetNodes <= self.maxNodes",
-                    "message": "spec.targetNodes must not exceed spec.maxNodes",
+                    "message": "must not exceed spec.maxNodes",
                     "fieldPath": ".targetNodes",
+                    "reason": "FieldValueInvalid",
                 },
                 {
-                    "rule": "oldSelf.desiredState != 'Terminated' || self.desiredState == 'Terminated'",
-                    "message": (
-                        "spec.desiredState: a Terminated NodeCluster stays Terminated; "
-                        "create a new NodeCluster instead"
-                    ),
+                    "rule": "oldSelf.desiredState != 'Terminated' "
+                    "|| self.desiredState == 'Terminated'",
+                    "message": "a Terminated NodeCluster stays Terminated; "
+                    "create a new NodeCluster instead",
                     "fieldPath": ".desiredState",
+                    "reason": "FieldValueForbidden",
                 },
             ]
         }
@@ -249,10 +253,8 @@ class NodeClusterSpec(CamelModel):
             "x-kubernetes-validations": [
                 {
                     "rule": "self == oldSelf",
-                    "message": (
-                        "spec.providerRef is immutable: machines cannot move between providers; "
-                        "create a new NodeCluster instead"
-                    ),
+                    "message": "is immutable: machines cannot move between providers; "
+                    "create a new NodeCluster instead",
                 }
             ]
         },

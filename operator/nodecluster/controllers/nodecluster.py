@@ -130,7 +130,7 @@ def _provider_problem(world: World, nc: NodeCluster) -> tuple[str, str] | None:
     return world.provider_errors.get(name)
 
 
-def after(observed: Observed, p: Plan, now: datetime) -> Observed:
+def after(observed: Observed, p: Plan, now: datetime, phash: str) -> Observed:
     """The world as it will be once the plan's writes land (for the status written now)."""
     gone = {d.name for d in p.deletes}
     power = {s.name: s.power_state for s in p.power}
@@ -144,7 +144,7 @@ def after(observed: Observed, p: Plan, now: datetime) -> Observed:
             nodes.append(n)
     nodes += [
         NodeView(
-            name=c.name, created_at=now, zone=c.zone, power_state=c.power_state, profile_hash=""
+            name=c.name, created_at=now, zone=c.zone, power_state=c.power_state, profile_hash=phash
         )
         for c in p.creates
     ]
@@ -222,7 +222,7 @@ async def reconcile_cluster(world: World, key: NsName) -> float | None:
         world.last_sweep[key] = time.monotonic()
         swept = await _sweep_orphans(world, nc, nodes, final=final)
 
-    final_view = after(observed, p, now)
+    final_view = after(observed, p, now, declared.profile_hash)
     status = derive_status(declared, final_view, plan(declared, final_view))
     if p.terminating and (nodes or swept or p.deletes):
         status = status.model_copy(update={"state": "Terminating"})

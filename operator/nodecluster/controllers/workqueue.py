@@ -27,7 +27,7 @@ Handler = Callable[[K], Awaitable[float | None]]
 """Reconcile one key; return seconds until it should run again, or None."""
 
 
-class Backoff(Exception):  # noqa: N818 - it is a signal, not an error
+class Backoff(Exception):
     """Raised by a handler that has already reported a failure (status, Event) and
     wants to be retried with exponential backoff, without a traceback in the log."""
 

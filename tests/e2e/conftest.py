@@ -1,0 +1,82 @@
+"""Fixtures of the end-to-end suite: a real API server, the real CRDs, the operator as a
+real process, and the simulator's inventory as the provider-side truth.
+
+The suite runs against any cluster: set E2E_KUBECONFIG to use one, e.g.
+kind elsewhere. With neither, it starts the local control plane built from Go modules
+(tools/controlplane.py). Tests drive the operator only as users would: kubectl and the
+manifests under manifests/samples/.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from kube import Kube, Operator  # noqa: E402
+from scenario import Scenario  # noqa: E402
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
+    """An API server with the project's CRDs installed."""
+    kubeconfig = os.environ.get("E2E_KUBECONFIG")
+    crds = sorted((ROOT / "crds").glob("*.yaml"))
+    if kubeconfig:
+        k = Kube(Path(kubeconfig), kubectl_bin=os.environ.get("KUBECTL", "kubectl"))
+        k.apply_crds(crds)
+        yield k
+        return
+    from controlplane import ControlPlane
+
+    workdir = tmp_path_factory.mktemp("controlplane")
+    with ControlPlane(work_dir=workdir) as cp:
+        k = Kube(Path(cp.kubeconfig), kubectl_bin=str(cp.bin_dir / "kubectl"), control_plane=cp)
+        k.apply_crds(crds)
+        yield k
+
+
+@pytest.fixture(scope="session")
+def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    """The operator, running as its own process against that API server."""
+    op = Operator(kube, tmp_path_factory.mktemp("operator"))
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+@pytest.fixture
+def ns(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards."""
+    slug = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())
+    name = f"e2e-{slug[5:40].strip('-')}-{secrets.token_hex(2)}"
+    kube.kubectl("create", "namespace", name)
+    yield name
+    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def scenario(kube: Kube, operator: Operator, ns: str) -> Iterator[Scenario]:
+    """A provider with its own inventory, for a cluster in this test's namespace."""
+    sc = Scenario(kube, ns, operator.workdir)
+    yield sc
+    # Leave nothing behind at the provider: clusters first (their finalizers delete
+    # the machines), then the provider.
+    kube.kubectl("delete", "nodeclusters", "--all", "-n", ns, "--timeout=90s", check=False)
+    kube.kubectl("delete", "nodeprovider", sc.provider, "--timeout=30s", check=False)

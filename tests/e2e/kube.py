@@ -1,0 +1,238 @@
+"""Small helpers for the end-to-end suite: kubectl, waiting on conditions, the operator
+process and the simulator inventory. Waiting is always on a condition with a deadline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "manifests" / "samples"
+T = TypeVar("T")
+
+
+class Timeout(AssertionError):
+    """A condition did not become true before its deadline."""
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` and the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise Timeout(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+        time.sleep(interval)
+
+
+class Kube:
+    """kubectl against one kubeconfig."""
+
+    def __init__(
+        self, kubeconfig: Path, kubectl_bin: str = "kubectl", control_plane: Any = None
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.kubectl_bin = kubectl_bin
+        self.control_plane = control_plane
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl; on failure with check=True, raise with its stderr."""
+        proc = subprocess.run(
+            [self.kubectl_bin, "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc
+
+    def apply(
+        self,
+        manifest: str | dict[str, Any] | list[dict[str, Any]],
+        namespace: str | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        """Apply YAML text or objects."""
+        if not isinstance(manifest, str):
+            docs = manifest if isinstance(manifest, list) else [manifest]
+            manifest = yaml.safe_dump_all(docs)
+        args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
+        return self.kubectl(*args, input=manifest, check=check)
+
+    def apply_crds(self, paths: Iterable[Path]) -> None:
+        """Install the CRDs and wait until the API serves them."""
+        files = [str(p) for p in paths]
+        args: list[str] = []
+        for f in files:
+            args += ["-f", f]
+        self.kubectl("apply", "--server-side", "--force-conflicts", *args)
+        self.kubectl("wait", "--for=condition=established", "--timeout=60s", *args)
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """One object as a dict, or None when it does not exist."""
+        args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
+        proc = self.kubectl(*args, check=False)
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr or "not found" in proc.stderr:
+                return None
+            raise AssertionError(proc.stderr)
+        obj: dict[str, Any] = json.loads(proc.stdout)
+        return obj
+
+    def items(
+        self, kind: str, namespace: str | None = None, selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """List objects."""
+        args = ["get", kind, "-o", "json"]
+        args += ["-n", namespace] if namespace else ["-A"]
+        if selector:
+            args += ["-l", selector]
+        data = json.loads(self.kubectl(*args).stdout)
+        items: list[dict[str, Any]] = data.get("items", [])
+        return items
+
+    def status(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        obj = self.get(kind, name, namespace)
+        return (obj or {}).get("status") or {}
+
+    def condition(
+        self, kind: str, name: str, ctype: str, namespace: str | None = None
+    ) -> dict[str, Any]:
+        for c in self.status(kind, name, namespace).get("conditions", []):
+            if c.get("type") == ctype:
+                return dict(c)
+        return {}
+
+
+def sample(name: str) -> dict[str, Any]:
+    """A manifest from manifests/samples/ as an object (tests then adjust names and paths)."""
+    doc: dict[str, Any] = yaml.safe_load((SAMPLES / name).read_text())
+    return doc
+
+
+class Inventory:
+    """Read-only view of a simulator SQLite file: the provider-side truth."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def machines(self, cluster: str | None = None) -> list[dict[str, Any]]:
+        """Machines that exist (not yet gone), optionally of one `<ns>/<cluster>`."""
+        if not self.path.exists():
+            return []
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+        db.row_factory = sqlite3.Row
+        try:
+            now = time.time()
+            rows = db.execute("SELECT * FROM machines").fetchall()
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            db.close()
+        out = []
+        for r in rows:
+            if r["gone_at"] is not None and r["gone_at"] <= now:
+                continue
+            if cluster is not None and r["cluster"] != cluster:
+                continue
+            out.append(dict(r))
+        return out
+
+    def names(self, cluster: str | None = None) -> set[str]:
+        return {m["name"] for m in self.machines(cluster)}
+
+    def calls(self, op: str | None = None) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=10)
+        db.row_factory = sqlite3.Row
+        try:
+            q = "SELECT * FROM calls" + (" WHERE op=?" if op else "") + " ORDER BY id"
+            return [dict(r) for r in db.execute(q, (op,) if op else ())]
+        finally:
+            db.close()
+
+
+class Operator:
+    """The operator as a real process: `python -m nodecluster run`."""
+
+    def __init__(self, kube: Kube, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.kube = kube
+        self.workdir = workdir
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"operator-{self.starts}.log"
+
+    def start(self) -> None:
+        self.starts += 1
+        env = dict(os.environ)
+        env["KUBECONFIG"] = str(self.kube.kubeconfig)
+        env["NODECLUSTER_SIMULATOR_DIR"] = str(self.workdir / "simulator")
+        env.update(self.extra_env)
+        log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nodecluster", "run", "--verbose"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(ROOT),
+            start_new_session=True,
+        )
+
+    def kill9(self) -> None:
+        """Kill without any chance to clean up, as a node failure would."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""

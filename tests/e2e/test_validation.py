@@ -1,0 +1,120 @@
+"""Invalid specs are refused by the API server itself (schema + CEL), with messages that
+name the field; nothing reaches the operator. A well-formed reference to a provider that
+does not exist cannot be checked by the API server, so the cluster says so in status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kube import Kube, wait_for
+from scenario import Scenario
+
+
+def _spec(**changes: Any) -> dict[str, Any]:
+    return changes
+
+
+CASES = [
+    pytest.param(_spec(targetNodes=-1), "spec.targetNodes", id="negative-target"),
+    pytest.param(_spec(minNodes=5, maxNodes=2, targetNodes=3), "spec.minNodes", id="min-above-max"),
+    pytest.param(_spec(targetNodes=20, maxNodes=10), "spec.targetNodes", id="target-above-max"),
+    pytest.param(_spec(targetNodes=0, minNodes=1), "spec.targetNodes", id="target-below-min"),
+    pytest.param(
+        _spec(providerRef={"name": "Not_A_Name"}),
+        "spec.providerRef.name",
+        id="malformed-provider-ref",
+    ),
+    pytest.param(
+        _spec(providerRef={"kind": "Secret", "name": "x"}),
+        "spec.providerRef.kind",
+        id="unknown-provider-kind",
+    ),
+    pytest.param(
+        _spec(policies={"placement": {"zones": [{"name": "zone-a", "weight": 0}]}}),
+        "spec.policies.placement.zones[0].weight",
+        id="zero-zone-weight",
+    ),
+    pytest.param(
+        _spec(policies={"placement": {"zones": [{"name": "zone-a"}, {"name": "zone-a"}]}}),
+        "zone names must be unique",
+        id="duplicate-zones",
+    ),
+    pytest.param(
+        _spec(policies={"rollout": {"maxSurge": "lots"}}),
+        "spec.policies.rollout.maxSurge",
+        id="bad-max-surge",
+    ),
+    pytest.param(_spec(desiredState="Paused"), "spec.desiredState", id="unknown-desired-state"),
+]
+
+
+@pytest.mark.parametrize(("changes", "field"), CASES)
+def test_invalid_cluster_is_refused_with_the_field_named(
+    scenario: Scenario, kube: Kube, changes: dict[str, Any], field: str
+) -> None:
+    nc = scenario.cluster()
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(nc["spec"].get(key), dict):
+            nc["spec"][key] = {**nc["spec"][key], **value}
+        else:
+            nc["spec"][key] = value
+
+    proc = kube.apply(nc, check=False)
+
+    assert proc.returncode != 0, "the API server accepted an invalid NodeCluster"
+    assert field in proc.stderr, proc.stderr
+    assert scenario.nc() == {}
+
+
+def test_changing_the_provider_is_refused(scenario: Scenario, kube: Kube) -> None:
+    scenario.make_provider()
+    scenario.make_cluster(targetNodes=0, minNodes=0)
+
+    proc = kube.kubectl(
+        "patch",
+        "nodecluster/workers",
+        "-n",
+        scenario.ns,
+        "--type=merge",
+        "-p",
+        '{"spec":{"providerRef":{"name":"another"}}}',
+        check=False,
+    )
+
+    assert proc.returncode != 0
+    assert "spec.providerRef" in proc.stderr and "immutable" in proc.stderr
+
+
+def test_unknown_provider_is_reported_as_stalled(scenario: Scenario, kube: Kube) -> None:
+    scenario.make_cluster(targetNodes=2)  # no provider made
+
+    def stalled_condition() -> dict[str, Any] | None:
+        cond = kube.condition("nodecluster", "workers", "Stalled", scenario.ns)
+        return cond if cond.get("status") == "True" else None
+
+    stalled = wait_for("Stalled=True", stalled_condition)
+    assert stalled["reason"] == "ProviderNotFound"
+    assert scenario.provider in stalled["message"]
+    assert scenario.nodes() == []
+
+
+def test_invalid_driver_config_is_reported_not_crashed(
+    scenario: Scenario, kube: Kube, operator: object
+) -> None:
+    scenario.make_provider(createLatencySeconds="slow")
+    scenario.make_cluster(targetNodes=1)
+
+    def provider_not_ready() -> dict[str, Any] | None:
+        ready = kube.condition("nodeprovider", scenario.provider, "Ready")
+        return ready if ready.get("status") == "False" else None
+
+    ready = wait_for("NodeProvider Ready=False", provider_not_ready)
+    assert ready["reason"] == "InvalidProviderConfig"
+    assert "createLatencySeconds" in ready["message"]
+
+    def cluster_stalled() -> dict[str, Any] | None:
+        cond = kube.condition("nodecluster", "workers", "Stalled", scenario.ns)
+        return cond if cond.get("status") == "True" else None
+
+    assert wait_for("cluster Stalled", cluster_stalled)["reason"] == "InvalidProviderConfig"
