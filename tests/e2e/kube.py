@@ -3,6 +3,7 @@ process and the simulator inventory. Waiting is always on a condition with a dea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -217,10 +218,8 @@ class Operator:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=30)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self.proc.wait(timeout=30)
         self.proc = None
 

@@ -8,6 +8,7 @@ the next reconcile calls the same idempotent operation again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -183,10 +184,9 @@ async def _converge_machine(
         power is not None
         and reboot_at is not None
         and (last_reboot is None or reboot_at > last_reboot)
-    ):
-        if machine.state in ("Running", "Failed"):
-            machine = await power.reboot(name)
-            node.status.last_reboot_time = now
+    ) and machine.state in ("Running", "Failed"):
+        machine = await power.reboot(name)
+        node.status.last_reboot_time = now
     if power is not None and machine.state not in _SETTLING:
         if wanted == "Stopped" and machine.state == "Running":
             machine = await power.stop(name)
@@ -258,7 +258,7 @@ async def _write_status(world: World, node: ClusterNode, status: ClusterNodeStat
     new: dict[str, Any] = status.wire()
     if new == node.status.wire():
         return
-    try:
+    with contextlib.suppress(KubeNotFound):
         await world.client.patch(
             CLUSTERNODES,
             node.metadata.namespace,
@@ -266,5 +266,3 @@ async def _write_status(world: World, node: ClusterNode, status: ClusterNodeStat
             status_patch(node.status.wire(), new),
             status=True,
         )
-    except KubeNotFound:
-        pass

@@ -8,6 +8,7 @@ and API failures arrive as three exceptions the controllers can act on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -169,10 +170,8 @@ class KubeClient:
     async def delete(self, kind: Kind, namespace: str | None, name: str) -> None:
         """Delete; a missing object is not an error (delete until NotFound)."""
         self.writes += 1
-        try:
+        with contextlib.suppress(KubeNotFound):
             await self._call("DELETE", self._path(kind, namespace, name))
-        except KubeNotFound:
-            pass
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, base64-decoded. The values are never logged."""

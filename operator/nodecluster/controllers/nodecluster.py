@@ -9,6 +9,7 @@ ClusterNode controller.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -215,6 +216,9 @@ async def reconcile_cluster(world: World, key: NsName) -> float | None:
     p = plan(declared, observed)
 
     await _execute(world, body, nc, p, now)
+    if (p.creates or p.deletes) and world.provider_queue is not None:
+        # The provider's usage figures changed; refresh them once things settle.
+        world.provider_queue.add(nc.spec.provider_ref.name, delay=5.0)
     swept = 0
     final = p.terminating and not nodes
     last = world.last_sweep.get(key, 0.0)
@@ -275,29 +279,24 @@ async def _execute(
                 profile_hash=phash,
             ),
         )
-        try:
+        # A conflict means an earlier attempt created it: exactly what we wanted.
+        with contextlib.suppress(KubeConflict):
             await client.create(CLUSTERNODES, namespace, child_body(nc, c, phash))
-        except KubeConflict:
-            pass  # created by an earlier attempt: exactly what we wanted
 
     async def delete(name: str) -> None:
         world.expectations.expect_delete(key, name)
         await client.delete(CLUSTERNODES, namespace, name)
 
     async def set_power(name: str, power: str) -> None:
-        try:
+        with contextlib.suppress(KubeNotFound):
             await client.patch(CLUSTERNODES, namespace, name, {"spec": {"powerState": power}})
-        except KubeNotFound:
-            pass
 
     async def reboot(name: str) -> None:
         stamp = now.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        try:
+        with contextlib.suppress(KubeNotFound):
             await client.patch(
                 CLUSTERNODES, namespace, name, {"spec": {"rebootRequestedAt": stamp}}
             )
-        except KubeNotFound:
-            pass
 
     jobs = [create(c) for c in p.creates]
     jobs += [delete(d.name) for d in p.deletes]
@@ -406,7 +405,7 @@ async def _report(
 async def _release(world: World, nc: NodeCluster) -> None:
     """Remove the finalizer once every machine is gone."""
     finalizers = [f for f in nc.metadata.finalizers if f != CLUSTER_FINALIZER]
-    try:
+    with contextlib.suppress(KubeNotFound, KubeConflict):
         await world.client.patch(
             NODECLUSTERS,
             nc.metadata.namespace,
@@ -418,5 +417,3 @@ async def _release(world: World, nc: NodeCluster) -> None:
                 }
             },
         )
-    except (KubeNotFound, KubeConflict):
-        pass
