@@ -76,6 +76,20 @@ def _cmd_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fail(args: argparse.Namespace) -> int:
+    from nodecluster.providers.simulator import Inventory
+
+    inventory = Inventory(Path(args.path))
+    try:
+        missing = [name for name in args.names if not inventory.set_failed(name)]
+    finally:
+        inventory.close()
+    if missing:
+        print(f"no such machines: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(
@@ -124,6 +138,10 @@ def parser() -> argparse.ArgumentParser:
     inv = sim_sub.add_parser("inventory", help="print every machine in a simulator file as JSON")
     inv.add_argument("path", help="the SQLite file (config.path of the NodeProvider)")
     inv.set_defaults(func=_cmd_inventory)
+    fail = sim_sub.add_parser("fail", help="break machines, to watch health remediation work")
+    fail.add_argument("path", help="the SQLite file (config.path of the NodeProvider)")
+    fail.add_argument("names", nargs="+", help="machine (= ClusterNode) names")
+    fail.set_defaults(func=_cmd_fail)
     return top
 
 

@@ -79,3 +79,39 @@ class Scenario:
             return obj
 
         return wait_for(f"{self.ns}/{name} converged at {count} nodes", probe, timeout)
+
+
+def operation_sample(action_file: str) -> dict[str, Any]:
+    """An operation from manifests/samples/operations/."""
+    return sample(f"operations/operation-{action_file}.yaml")
+
+
+class Operations:
+    """Create NodeClusterOperations from the samples and wait for their outcome."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.sc = scenario
+
+    def run(
+        self, sample_name: str, name: str | None = None, cluster: str = "workers", **spec: Any
+    ) -> str:
+        op = operation_sample(sample_name)
+        op["metadata"]["name"] = name or op["metadata"]["name"]
+        op["metadata"]["namespace"] = self.sc.ns
+        op["spec"]["clusterName"] = cluster
+        op["spec"].update(spec)
+        self.sc.kube.apply(op)
+        return str(op["metadata"]["name"])
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self.sc.kube.get("nodeclusteroperation", name, self.sc.ns) or {}
+
+    def wait(self, name: str, phase: str = "Succeeded", timeout: float = 90) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            op = self.get(name)
+            got = (op.get("status") or {}).get("phase")
+            if got in ("Succeeded", "Failed") and got != phase:
+                raise AssertionError(f"operation {name} ended {got}: {op['status'].get('message')}")
+            return op if got == phase else None
+
+        return wait_for(f"operation {name} {phase}", probe, timeout)

@@ -125,6 +125,17 @@ KINDS: list[KindInfo] = [
     ),
 ]
 
+_API_VERSION_DOC = (
+    "APIVersion defines the versioned schema of this representation of an object. "
+    "Servers should convert recognized schemas to the latest internal value, and may "
+    "reject unrecognized values."
+)
+_KIND_DOC = (
+    "Kind is a string value representing the REST resource this object represents. "
+    "Servers may infer this from the endpoint the client submits requests to. "
+    "Cannot be updated. In CamelCase."
+)
+
 _DROP = {"title", "additionalProperties", "$defs", "const", "discriminator"}
 
 
@@ -232,8 +243,10 @@ def crd(info: KindInfo) -> dict[str, Any]:
                             "description": info.description,
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
+                                "apiVersion": {"type": "string", "description": _API_VERSION_DOC},
+                                "kind": {"type": "string", "description": _KIND_DOC},
+                                # The API server rejects anything but `type` here (not even
+                                # a description): metadata's schema is its own.
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema,
                                 "status": status_schema,

@@ -83,7 +83,9 @@ class NodeResult(CamelModel):
     """What happened to one node."""
 
     name: str = Field(description="ClusterNode name.")
-    result: Literal["OK", "Error"] = Field(description="OK or Error.")
+    result: Literal["Pending", "OK", "Error"] = Field(
+        description="Pending while the node is being acted on, then OK or Error."
+    )
     message: str = Field(default="", description="Details.")
 
 
@@ -96,6 +98,16 @@ class NodeClusterOperationStatus(CamelModel):
     message: str | None = Field(default=None, description="Summary for people.")
     start_time: datetime | None = Field(default=None, description="When it started.")
     completion_time: datetime | None = Field(default=None, description="When it ended.")
+    cluster_generation: int | None = Field(
+        default=None,
+        description="For scaling: the NodeCluster generation this operation produced.",
+    )
+    previous_target: int | None = Field(
+        default=None, description="For scaling: the target before the operation."
+    )
+    new_target: int | None = Field(
+        default=None, description="For scaling: the target the operation set."
+    )
     nodes: list[NodeResult] = Field(
         default_factory=list, max_length=10000, description="Per-node results."
     )

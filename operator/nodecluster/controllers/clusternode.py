@@ -15,7 +15,14 @@ from typing import Any
 
 from nodecluster.api.clusternode import ClusterNode, ClusterNodeStatus, NodeAddress, NodeState
 from nodecluster.api.common import Condition
-from nodecluster.controllers.kube import CLUSTERNODES, KubeConflict, KubeNotFound, status_patch
+from nodecluster.api.nodecluster import NodeCluster
+from nodecluster.controllers.kube import (
+    CLUSTERNODES,
+    NODECLUSTERS,
+    KubeConflict,
+    KubeNotFound,
+    status_patch,
+)
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import (
     CLUSTER_LABEL,
@@ -222,8 +229,33 @@ async def _user_data(world: World, node: ClusterNode) -> str | None:
     return data.get("userData")
 
 
+async def _grace_left(world: World, node: ClusterNode, now: datetime) -> float:
+    """Seconds of the deletion policy's grace period still to run for a deleting node."""
+    since = node.metadata.deletion_timestamp
+    if since is None or node.status.provider_id is None:
+        return 0.0
+    try:
+        body = await world.client.get(NODECLUSTERS, node.metadata.namespace, node.spec.cluster_name)
+    except KubeNotFound:
+        return 0.0
+    grace = NodeCluster.model_validate(body).spec.policies.deletion.grace_period_seconds
+    return max(0.0, grace - (now - since).total_seconds())
+
+
 async def _delete_machine(world: World, node: ClusterNode, driver: ProviderDriver) -> float | None:
-    """Delete until NotFound, then let the ClusterNode go."""
+    """Wait out the grace period, delete until NotFound, then let the ClusterNode go."""
+    left = await _grace_left(world, node, world.now())
+    if left > 0:
+        draining = node.status.model_copy(
+            update={
+                "state": "Deleting",
+                "ready": False,
+                "message": f"draining; machine deleted in {left:.0f}s",
+            }
+        )
+        if node.status.state != "Deleting":
+            await _write_status(world, node, draining)
+        return left
     try:
         await driver.delete(node.metadata.name)
     except NotFound:

@@ -20,6 +20,7 @@ from nodecluster.controllers.clusternode import reconcile_node
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.nodecluster import reconcile_cluster
 from nodecluster.controllers.nodeprovider import reconcile_provider
+from nodecluster.controllers.operation import reconcile_operations
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.controllers.world import Settings, World, node_view
 from nodecluster.planning.model import NodeView
@@ -59,6 +60,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     world.node_queue = WorkQueue(
         "ClusterNode", lambda k: reconcile_node(world, k), world.settings.concurrency
     )
+    world.operation_queue = WorkQueue(
+        "NodeClusterOperation", lambda k: reconcile_operations(world, k), 256
+    )
     world.provider_queue = WorkQueue("NodeProvider", lambda k: reconcile_provider(world, k), 16)
     memo["world"] = world
 
@@ -69,7 +73,12 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     world: World | None = memo.get("world")
     if world is None:
         return
-    for queue in (world.cluster_queue, world.node_queue, world.provider_queue):
+    for queue in (
+        world.cluster_queue,
+        world.node_queue,
+        world.provider_queue,
+        world.operation_queue,
+    ):
         if queue is not None:
             await queue.close()
     await world.registry.close()
@@ -135,7 +144,10 @@ async def nodecluster_event(
     namespace = namespace or ""
     key = (namespace, name)
     provider = str(body.get("spec", {}).get("providerRef", {}).get("name", ""))
+    if key in world.pending_operations and world.operation_queue is not None:
+        world.operation_queue.add(key)
     if type == "DELETED":
+        world.cluster_locks.pop(key, None)
         world.cluster_queue.forget(key)
         world.bodies.pop(("NodeCluster", namespace, name), None)
         world.clusters_by_provider.get(provider, set()).discard(key)
@@ -158,7 +170,10 @@ async def clusternode_event(
     key = (namespace, name)
     cluster = str(body.get("spec", {}).get("clusterName", ""))
     if cluster:
-        world.cluster_queue.add((namespace, cluster), delay=world.settings.child_debounce_seconds)
+        parent = (namespace, cluster)
+        world.cluster_queue.add(parent, delay=world.settings.child_debounce_seconds)
+        if parent in world.pending_operations and world.operation_queue is not None:
+            world.operation_queue.add(parent, delay=world.settings.child_debounce_seconds)
     if type == "DELETED":
         world.node_queue.forget(key)
         world.bodies.pop(("ClusterNode", namespace, name), None)
@@ -190,3 +205,15 @@ def _needs_work(body: kopf.Body) -> bool:
         return True
     state = status.get("state")
     return state in ("Running", "Stopped") and state != spec.get("powerState", "Running")
+
+
+@kopf.on.event(GROUP, VERSION, "nodeclusteroperations")
+async def operation_event(
+    type: str, body: kopf.Body, namespace: str | None, memo: Any, **kwargs: Any
+) -> None:
+    """Operations run per cluster, one at a time, in creation order: wake that cluster's."""
+    world: World = memo["world"]
+    _bind(world, kwargs)
+    cluster = str(body.get("spec", {}).get("clusterName", ""))
+    if world.operation_queue is not None and cluster and type != "DELETED":
+        world.operation_queue.add((namespace or "", cluster))

@@ -167,6 +167,11 @@ def _replace(n: NodeView, **changes: Any) -> NodeView:
 
 async def reconcile_cluster(world: World, key: NsName) -> float | None:
     """Bring one NodeCluster's nodes toward its declaration; return when to look again."""
+    async with world.lock(key):
+        return await _reconcile_cluster(world, key)
+
+
+async def _reconcile_cluster(world: World, key: NsName) -> float | None:
     namespace, name = key
     body = world.take_body("NodeCluster", namespace, name)
     if body is None:

@@ -7,6 +7,7 @@ benchmarks can build their own.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -20,7 +21,12 @@ from nodecluster.api.nodecluster import NodeProfile
 from nodecluster.api.nodeprovider import NodeProvider
 from nodecluster.controllers.kube import KubeClient, KubeNotFound
 from nodecluster.controllers.workqueue import WorkQueue
-from nodecluster.planning.model import DELETE_NODE_ANNOTATION, PROTECT_ANNOTATION, NodeView
+from nodecluster.planning.model import (
+    DELETE_NODE_ANNOTATION,
+    POWER_HOLD_ANNOTATION,
+    PROTECT_ANNOTATION,
+    NodeView,
+)
 from nodecluster.providers.base import InvalidConfig, ProviderConfig, ProviderDriver, ProviderError
 from nodecluster.providers.registry import ProviderRegistry
 
@@ -94,6 +100,7 @@ def node_view(node: ClusterNode) -> NodeView:
         error_message=status.message if error_reason else None,
         unhealthy_since=status.unhealthy_since,
         has_machine=status.provider_id is not None,
+        power_hold=meta.annotations.get(POWER_HOLD_ANNOTATION),
     )
 
 
@@ -165,6 +172,12 @@ class World:
     credentials: dict[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
     bodies: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     clusters_by_provider: dict[str, set[NsName]] = field(default_factory=dict)
+    cluster_locks: dict[NsName, asyncio.Lock] = field(default_factory=dict)
+    """Held by a cluster's reconcile and by operations that change its nodes, so an
+    operation's deletes and target change are seen together, never half."""
+    pending_operations: set[NsName] = field(default_factory=set)
+    """Clusters with unfinished operations: their events also wake the operation queue."""
+    operation_queue: WorkQueue[NsName] | None = None
     last_sweep: dict[NsName, float] = field(default_factory=dict)
     """When each cluster's machines were last listed at the provider (monotonic)."""
     node_index: Any = None
@@ -175,6 +188,10 @@ class World:
     cluster_queue: WorkQueue[NsName] | None = None
     node_queue: WorkQueue[NsName] | None = None
     provider_queue: WorkQueue[str] | None = None
+
+    def lock(self, key: NsName) -> asyncio.Lock:
+        """The lock that serialises changes to one cluster's nodes."""
+        return self.cluster_locks.setdefault(key, asyncio.Lock())
 
     def now(self) -> datetime:
         """The current time, second precision (as the API server stores it)."""

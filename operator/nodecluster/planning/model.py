@@ -13,6 +13,10 @@ DELETE_NODE_ANNOTATION = "nodecluster.io/delete-node"
 PROTECT_ANNOTATION = "nodecluster.io/protect-from-scale-in"
 """Set on a ClusterNode to keep it out of every scale-in (like an ASG's protection)."""
 
+POWER_HOLD_ANNOTATION = "nodecluster.io/power-state"
+"""Set by a StopNodes operation: this node stays powered as it says, whatever the
+cluster's desiredState, until a StartNodes operation removes it."""
+
 
 @dataclass(frozen=True, slots=True)
 class NodeView:
@@ -35,6 +39,7 @@ class NodeView:
     error_message: str | None = None
     unhealthy_since: datetime | None = None
     has_machine: bool = False
+    power_hold: str | None = None
 
 
 @dataclass(frozen=True)

@@ -265,7 +265,9 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         reason, message = observed.provider_problem
         blockers.append(Blocker(reason, message))
         creates_needed = 0
-    if observed.headroom is not None and creates_needed > observed.headroom:
+    # Compare with the clamped headroom: a quota lowered below usage (negative headroom)
+    # blocks only when something is actually needed.
+    if observed.headroom is not None and creates_needed > max(observed.headroom, 0):
         blockers.append(
             Blocker(
                 "QuotaExceeded",
@@ -289,7 +291,11 @@ def plan(declared: Declared, observed: Observed) -> Plan:
     )
 
     # 6. Power state of the nodes that stay.
-    power = tuple(SetPower(n.name, power_state) for n in survivors if n.power_state != power_state)
+    power = tuple(
+        SetPower(n.name, power_state)
+        for n in survivors
+        if n.power_hold is None and n.power_state != power_state
+    )
 
     return Plan(
         desired=desired,

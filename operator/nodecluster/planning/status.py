@@ -31,6 +31,7 @@ _STALL_REASONS = (
     "ProviderNotReady",
     "QuotaExceeded",
     "CapacityExceeded",
+    "ProtectedFromScaleIn",
 )
 _NEVER_DEPLOYED: frozenset[str | None] = frozenset({None, "Init", "Deploying", "Error"})
 
@@ -49,7 +50,10 @@ def derive_state(declared: Declared, observed: Observed, plan: Plan) -> tuple[Cl
     nodes = list(observed.nodes)
     active = [n for n in nodes if not n.deleting]
     previous = observed.previous.state
-    ready = sum(1 for n in active if n.ready)
+    # A node held Stopped by an operation is where its owner wants it: it counts.
+    ready = sum(
+        1 for n in active if n.ready or (n.power_hold == "Stopped" and n.state == "Stopped")
+    )
     desired = plan.desired
     errors = _node_errors(active)
 

@@ -122,6 +122,12 @@ class SimulatorSettings:
         quota = raw.get("quota") or {}
         if not isinstance(quota, dict):
             raise InvalidConfig("config.quota must be a map with maxNodes and/or maxCores")
+        # A misspelt quota key would otherwise mean "no quota", silently.
+        unknown_quota = sorted(set(quota) - {"maxNodes", "maxCores"})
+        if unknown_quota:
+            raise InvalidConfig(
+                f"unknown config.quota keys {unknown_quota}; known: ['maxCores', 'maxNodes']"
+            )
         zones = raw.get("zones", list(DEFAULT_ZONES))
         if not isinstance(zones, list) or not zones or not all(isinstance(z, str) for z in zones):
             raise InvalidConfig("config.zones must be a non-empty list of zone names")
@@ -165,7 +171,8 @@ CREATE TABLE IF NOT EXISTS machines (
     ready_at REAL NOT NULL,         -- provisioning ends at this time
     power_ready_at REAL NOT NULL,   -- a stop/start/reboot ends at this time
     deleting_at REAL,               -- set once delete was called
-    gone_at REAL                    -- the machine disappears at this time
+    gone_at REAL,                   -- the machine disappears at this time
+    failed INTEGER NOT NULL DEFAULT 0  -- set by `simulator fail`: a broken machine
 );
 CREATE INDEX IF NOT EXISTS machines_cluster ON machines(cluster);
 CREATE TABLE IF NOT EXISTS calls (
@@ -302,6 +309,12 @@ class Inventory:
                 self._db.execute("SELECT * FROM machines WHERE cluster=? ORDER BY name", (cluster,))
             )
 
+    def set_failed(self, name: str) -> bool:
+        """Break a machine (for people and tests playing out failures); False if unknown."""
+        with self._lock:
+            cur = self._db.execute("UPDATE machines SET failed=1 WHERE name=?", (name,))
+            return cur.rowcount > 0
+
     def mark_deleting(self, name: str, latency: float) -> sqlite3.Row | None:
         """Start deleting (idempotent): the machine disappears after `latency`."""
         now = time.time()
@@ -327,7 +340,9 @@ class Inventory:
             cond = "" if force else " AND power != ?"
             args: tuple[Any, ...] = (power, now + latency, name) + (() if force else (power,))
             self._db.execute(
-                f"UPDATE machines SET power=?, power_ready_at=? WHERE name=? AND deleting_at IS NULL{cond}",
+                "UPDATE machines SET power=?, power_ready_at=?"
+                + (", failed=0" if force else "")
+                + f" WHERE name=? AND deleting_at IS NULL{cond}",
                 args,
             )
             row: sqlite3.Row | None = self._db.execute(
@@ -339,6 +354,8 @@ class Inventory:
 def _state(row: sqlite3.Row, now: float) -> MachineState:
     if row["deleting_at"] is not None:
         return "Deleting"
+    if row["failed"]:
+        return "Failed"
     if now < row["ready_at"]:
         return "Provisioning"
     if now < row["power_ready_at"]:
