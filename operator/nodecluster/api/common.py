@@ -118,5 +118,7 @@ class SecretRef(CamelModel):
         min_length=1,
         max_length=63,
         pattern=DNS_LABEL,
-        description="Namespace of the Secret (NodeProviders are cluster-scoped, so it is explicit).",
+        description=(
+            "Namespace of the Secret (NodeProviders are cluster-scoped, so it is explicit)."
+        ),
     )

@@ -188,7 +188,9 @@ class RolloutPolicy(CamelModel):
 
     strategy: RolloutStrategy = Field(
         default="RollingUpdate",
-        description="RollingUpdate replaces nodes automatically; OnDelete only as they are removed.",
+        description=(
+            "RollingUpdate replaces nodes automatically; OnDelete only as they are removed."
+        ),
     )
     max_surge: IntOrPercent = Field(
         default=1, description="Nodes above the target allowed during a rollout."

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -226,9 +225,13 @@ async def _reconcile_cluster(world: World, key: NsName) -> float | None:
         world.provider_queue.add(nc.spec.provider_ref.name, delay=5.0)
     swept = 0
     final = p.terminating and not nodes
-    last = world.last_sweep.get(key, 0.0)
-    if final or time.monotonic() - last >= nc.spec.policies.health.poll_interval_seconds:
-        world.last_sweep[key] = time.monotonic()
+    interval = float(nc.spec.policies.health.poll_interval_seconds)
+    if world.poll_intervals.get(key) != interval:
+        world.poll_intervals[key] = interval
+        if world.provider_queue is not None:
+            world.provider_queue.add(nc.spec.provider_ref.name, delay=interval)
+    if final or key in world.orphans_suspected:
+        world.orphans_suspected.discard(key)
         swept = await _sweep_orphans(world, nc, nodes, final=final)
 
     final_view = after(observed, p, now, declared.profile_hash)
@@ -247,7 +250,7 @@ async def _reconcile_cluster(world: World, key: NsName) -> float | None:
     if deleting and p.terminating and not nodes and not swept:
         await _release(world, nc)
         world.expectations.forget(key)
-        world.last_sweep.pop(key, None)
+        world.poll_intervals.pop(key, None)
         return None
     if (
         p.deletes
@@ -258,8 +261,8 @@ async def _reconcile_cluster(world: World, key: NsName) -> float | None:
     ):
         # Progress is driven by child events; this is only the safety net.
         return 30.0
-    if nodes:
-        return float(nc.spec.policies.health.poll_interval_seconds)
+    # Converged: nothing to do until an event, the provider's health poll, or the
+    # slow safety-net resync. No per-cluster timers tick in an idle fleet.
     return world.settings.idle_resync_seconds
 
 
@@ -335,27 +338,28 @@ async def _sweep_orphans(world: World, nc: NodeCluster, nodes: list[NodeView], f
     """Delete machines tagged with this cluster that no ClusterNode owns.
 
     Such machines appear when a ClusterNode is force-removed (finalizer stripped by
-    hand). A machine is only deleted once a direct read confirms it has no ClusterNode,
-    so a stale cache can never make us delete a live node. Returns machines still there.
+    hand) or a crash struck between a machine's create and its ClusterNode's delete.
+    Runs when the provider's health poll suspects orphans, and before a terminating
+    cluster lets go. A machine is only deleted once a direct read confirms it has no
+    ClusterNode, so a stale cache can never make us delete a live node. Returns the
+    machines still there.
     """
     try:
         driver = await world.driver(nc.spec.provider_ref.name)
         machines = await driver.list(f"{nc.metadata.namespace}/{nc.metadata.name}")
-    except (ProviderUnavailable, ProviderError):
+    except (ProviderUnavailable, ProviderError) as err:
+        if final:
+            # Letting go now could leak machines we cannot see: keep the finalizer
+            # until the provider answers (or a person removes it knowingly).
+            log.warning(
+                "NodeCluster %s/%s: cannot list machines before release: %s",
+                nc.metadata.namespace,
+                nc.metadata.name,
+                err,
+            )
+            return 1
         return 0
-    by_name = {n.name: n for n in nodes}
-    # Health polling rides on the same list: a node whose machine changed state or
-    # vanished behind our back is woken up so its own controller records it.
-    if world.node_queue is not None:
-        for m in machines:
-            node = by_name.get(m.name)
-            if node is not None and node.state != m.state and not node.deleting:
-                world.node_queue.add((nc.metadata.namespace or "default", m.name))
-        listed = {m.name for m in machines}
-        for node in nodes:
-            if node.has_machine and node.name not in listed and not node.deleting:
-                world.node_queue.add((nc.metadata.namespace or "default", node.name))
-    known = set(by_name)
+    known = {n.name for n in nodes}
     now = datetime.now(UTC)
     remaining = 0
     for m in machines:

@@ -7,12 +7,15 @@ to say so too, instead of a traceback loop in the operator's log.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from datetime import UTC, datetime
 
 from nodecluster.api.common import Condition
 from nodecluster.api.nodeprovider import NodeProvider, NodeProviderStatus
-from nodecluster.controllers.kube import NODEPROVIDERS, KubeNotFound, status_patch
-from nodecluster.controllers.world import ProviderUnavailable, World
+from nodecluster.controllers.kube import NODECLUSTERS, NODEPROVIDERS, KubeNotFound, status_patch
+from nodecluster.controllers.world import NsName, ProviderUnavailable, World
+from nodecluster.providers.base import Machine, ProviderDriver, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +31,9 @@ async def reconcile_provider(world: World, name: str) -> float | None:
     np = NodeProvider.model_validate(body)
     world.providers[name] = np
     now = world.now()
+    driver: ProviderDriver | None = None
     try:
-        await world.driver(name)
+        driver = await world.driver(name)
         ok, reason, message = True, "DriverReady", f"driver {np.spec.driver!r} is ready"
     except ProviderUnavailable as err:
         ok, reason, message = False, err.reason, err.message
@@ -71,7 +75,69 @@ async def reconcile_provider(world: World, name: str) -> float | None:
             return None
         if old.phase != status.phase:
             await world.client.event(body, "Normal" if ok else "Warning", reason, message)
-    if world.cluster_queue is not None:
+    if old.phase != status.phase and world.cluster_queue is not None:
         for key in world.clusters_by_provider.get(name, set()):
             world.cluster_queue.add(key)
-    return None
+    if driver is None:
+        return None
+    await poll_health(world, name, driver)
+    intervals = [world.poll_intervals.get(k) for k in world.clusters_by_provider.get(name, set())]
+    known = [i for i in intervals if i is not None]
+    return min(known) if known else world.settings.default_poll_seconds
+
+
+async def poll_health(world: World, provider: str, driver: ProviderDriver) -> None:
+    """One list call for every machine of the provider, compared with the node cache.
+
+    Nodes whose machine changed state or vanished are woken (their controller records
+    it, and the cluster remediates); clusters with untracked machines are woken to
+    sweep them. Nothing is written when everything matches, so an idle fleet costs one
+    provider call per interval and no API writes.
+    """
+    try:
+        machines = await driver.list(None)
+    except ProviderError as err:
+        log.info("Provider %s: health poll failed: %s", provider, err)
+        return
+    by_cluster: dict[NsName, dict[str, Machine]] = {}
+    for m in machines:
+        ns, _, cluster = m.cluster.partition("/")
+        by_cluster.setdefault((ns, cluster), {})[m.name] = m
+    now = datetime.now(UTC)
+    keys = set(by_cluster) | world.clusters_by_provider.get(provider, set())
+    for key in keys:
+        listed = by_cluster.get(key, {})
+        nodes = {n.name: n for n in world.nodes_of(key)}
+        for node in nodes.values():
+            if node.deleting or not node.has_machine:
+                continue
+            machine = listed.get(node.name)
+            if (machine is None or machine.state != node.state) and world.node_queue is not None:
+                world.node_queue.add((key[0], node.name))
+        untracked = [
+            m
+            for m in listed.values()
+            if m.name not in nodes
+            and (now - m.created_at).total_seconds() > world.settings.orphan_grace_seconds
+        ]
+        if untracked and world.cluster_queue is not None:
+            if key in world.clusters_by_provider.get(provider, set()):
+                world.orphans_suspected.add(key)
+                world.cluster_queue.add(key)
+            else:
+                await _delete_if_orphaned(world, driver, key, untracked)
+
+
+async def _delete_if_orphaned(
+    world: World, driver: ProviderDriver, key: NsName, machines: list[Machine]
+) -> None:
+    """Machines of a cluster that no longer exists at all: delete them, once confirmed."""
+    try:
+        await world.client.get(NODECLUSTERS, key[0], key[1])
+        return  # the cluster exists; its own reconcile will sweep
+    except KubeNotFound:
+        pass
+    for m in machines:
+        log.info("Deleting machine %s of vanished cluster %s/%s", m.name, *key)
+        with contextlib.suppress(ProviderError):
+            await driver.delete(m.name)

@@ -13,6 +13,7 @@ an operation's deletes and its target change together and never "repairs" half o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -122,7 +123,7 @@ async def _write(
 ) -> None:
     old, new = op.status.wire(), status.wire()
     if old != new:
-        try:
+        with contextlib.suppress(KubeNotFound):
             await world.client.patch(
                 OPERATIONS,
                 op.metadata.namespace,
@@ -130,8 +131,6 @@ async def _write(
                 status_patch(old, new),
                 status=True,
             )
-        except KubeNotFound:
-            pass
 
 
 async def _cluster(world: World, op: NodeClusterOperation) -> NodeCluster:
@@ -201,7 +200,9 @@ async def _run(
         # Ask the provider, not the cache: a Recover right after a failure must not
         # wait for the next health poll to notice it.
         checks = await asyncio.gather(*(_check(world, n) for n in chosen))
-        broken = [n for n, c in zip(chosen, checks, strict=True) if c.result == "Error" or not _healthy(n)]
+        broken = [
+            n for n, c in zip(chosen, checks, strict=True) if c.result == "Error" or not _healthy(n)
+        ]
         recovery = nc.spec.policies.health.recovery
         if broken and recovery == "None":
             raise OperationRefused("the health policy's recovery is None: nothing may be done")
@@ -212,12 +213,9 @@ async def _run(
                     await world.client.delete(CLUSTERNODES, ns, n.metadata.name)
                 else:
                     await _patch_node(world, n, {"spec": {"rebootRequestedAt": _stamp(now)}})
+        verb = "recreated" if recovery == "Recreate" else "rebooted"
         results = [
-            NodeResult(
-                name=n.metadata.name,
-                result="OK",
-                message=f"{'recreated' if recovery == 'Recreate' else 'rebooted'}: was {n.status.state}",
-            )
+            NodeResult(name=n.metadata.name, result="OK", message=f"{verb}: was {n.status.state}")
             for n in broken
         ]
         results += [
@@ -361,10 +359,8 @@ async def _check(world: World, node: ClusterNode) -> NodeResult:
 
 
 async def _patch_node(world: World, node: ClusterNode, patch: dict[str, Any]) -> None:
-    try:
+    with contextlib.suppress(KubeNotFound):
         await world.client.patch(CLUSTERNODES, node.metadata.namespace, node.metadata.name, patch)
-    except KubeNotFound:
-        pass
 
 
 def _wake(world: World, key: NsName) -> None:

@@ -66,6 +66,8 @@ class Settings:
     """Reconciles in flight at once per kind; provider calls are awaited, not threaded."""
     orphan_grace_seconds: float = 30.0
     """A machine without a ClusterNode is deleted only once older than this."""
+    default_poll_seconds: float = 60.0
+    """Provider health poll interval when no cluster asks for another."""
 
 
 def profile_hash(profile: NodeProfile) -> str:
@@ -178,8 +180,10 @@ class World:
     pending_operations: set[NsName] = field(default_factory=set)
     """Clusters with unfinished operations: their events also wake the operation queue."""
     operation_queue: WorkQueue[NsName] | None = None
-    last_sweep: dict[NsName, float] = field(default_factory=dict)
-    """When each cluster's machines were last listed at the provider (monotonic)."""
+    poll_intervals: dict[NsName, float] = field(default_factory=dict)
+    """Each cluster's health.pollIntervalSeconds: its provider polls at the smallest."""
+    orphans_suspected: set[NsName] = field(default_factory=set)
+    """Clusters whose provider poll found machines without a ClusterNode."""
     node_index: Any = None
     """kopf index: (namespace, cluster) -> Store[NodeView]. Set by the first handler call."""
     usage_index: Any = None

@@ -106,7 +106,10 @@ def desired_count(spec: NodeClusterSpec) -> int:
 
 
 def resolve_int_or_percent(value: int | str | None, total: int, round_up: bool) -> int:
-    """A count or 'N%' of total, rounded as Kubernetes rounds maxSurge (up) / maxUnavailable (down)."""
+    """A count or 'N%' of total, rounded as Kubernetes rounds them.
+
+    maxSurge rounds up, maxUnavailable (and maxUnhealthy) round down.
+    """
     if value is None:
         return 0
     if isinstance(value, int):
@@ -198,17 +201,18 @@ def plan(declared: Declared, observed: Observed) -> Plan:
     rollout = spec.policies.rollout
     rolling = bool(outdated) and rollout.strategy == "RollingUpdate"
     surge = 0
+    floor = 0
+    budget = {"ready": sum(1 for n in survivors if n.ready)}
+
+    def keeps_availability(n: NodeView) -> bool:
+        return rolling and n.ready and budget["ready"] - 1 < floor
+
     if rolling:
         surge = resolve_int_or_percent(rollout.max_surge, desired, round_up=True)
         unavailable = resolve_int_or_percent(rollout.max_unavailable, desired, round_up=False)
         if surge == 0 and unavailable == 0:
             surge = 1
-        ready = sum(1 for n in survivors if n.ready)
         floor = max(0, desired - unavailable)
-        budget = {"ready": ready}
-
-        def keeps_availability(n: NodeView) -> bool:
-            return n.ready and budget["ready"] - 1 < floor
 
         victims = rank_for_deletion(
             outdated,
@@ -233,6 +237,16 @@ def plan(declared: Declared, observed: Observed) -> Plan:
     ceiling = desired + surge
     if count > ceiling:
         excess = count - ceiling
+
+        def vetoed(n: NodeView) -> bool:
+            # Mid-rollout, a scale-in must not take availability below the floor either;
+            # the rest of the excess goes once the new nodes are ready.
+            if keeps_availability(n):
+                return True
+            if n.ready:
+                budget["ready"] -= 1
+            return False
+
         victims = rank_for_deletion(
             survivors,
             excess,
@@ -241,13 +255,15 @@ def plan(declared: Declared, observed: Observed) -> Plan:
             spec.policies.placement.zones,
             ceiling,
             rng,
+            keep=vetoed,
         )
         deletes += [DeleteNode(v.name, "ScaleIn") for v in victims]
-        if len(victims) < excess:
+        unprotected = sum(1 for n in survivors if not n.protected)
+        if unprotected < excess:
             blockers.append(
                 Blocker(
                     "ProtectedFromScaleIn",
-                    f"{excess - len(victims)} more nodes should go, but the rest are annotated "
+                    f"{excess - unprotected} more nodes should go, but the rest are annotated "
                     "nodecluster.io/protect-from-scale-in",
                 )
             )

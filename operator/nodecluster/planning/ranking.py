@@ -90,7 +90,7 @@ def rank_for_deletion(
     while len(chosen) < count and candidates:
         overage = zone_overage(zones, zone_counts, remaining_total)
 
-        def key(n: NodeView) -> tuple[Any, ...]:
+        def key(n: NodeView, overage: dict[str | None, float] = overage) -> tuple[Any, ...]:
             return (
                 health_rank(n),
                 profile_rank(n, current_hash),

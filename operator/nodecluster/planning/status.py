@@ -63,7 +63,7 @@ def derive_state(declared: Declared, observed: Observed, plan: Plan) -> tuple[Cl
         return "Terminated", "every machine is gone"
 
     if observed.provider_problem is not None and not active:
-        reason, message = observed.provider_problem
+        _reason, message = observed.provider_problem
         return ("Init" if desired == 0 or previous in (None, "Init") else "Error"), message
 
     if declared.spec.desired_state == "Stopped":

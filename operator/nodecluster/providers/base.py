@@ -130,8 +130,12 @@ class ProviderDriver(Protocol):
         """The machine's current state; NotFound if it does not exist."""
         ...
 
-    async def list(self, cluster: str) -> list[Machine]:
-        """Every machine tagged with this cluster (`<namespace>/<cluster>`)."""
+    async def list(self, cluster: str | None = None) -> list[Machine]:
+        """Every machine tagged with this cluster (`<namespace>/<cluster>`), or with no
+        argument every machine this provider holds for the operator (any cluster tag).
+
+        The operator polls health with one unfiltered call per provider, not one per
+        cluster, so a fleet of thousands of clusters costs one request per interval."""
         ...
 
     async def close(self) -> None:

@@ -204,6 +204,11 @@ class Inventory:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # Files written before a column existed must still open: the inventory is
+        # meant to outlive operator upgrades, not only restarts.
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(machines)")}
+        if "failed" not in columns:
+            self._db.execute("ALTER TABLE machines ADD COLUMN failed INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         """Close the file."""
@@ -243,7 +248,8 @@ class Inventory:
                     self._db.execute("COMMIT")
                     return row, False
                 live = self._db.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(cores),0) FROM machines WHERE deleting_at IS NULL"
+                    "SELECT COUNT(*), COALESCE(SUM(cores),0) FROM machines"
+                    " WHERE deleting_at IS NULL"
                 ).fetchone()
                 nodes, used_cores = int(live[0]), int(live[1])
                 if capacity is not None and nodes + 1 > capacity:
@@ -262,7 +268,8 @@ class Inventory:
                     "ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value"
                 ).fetchone()[0]
                 self._db.execute(
-                    "INSERT INTO machines(name, provider_id, cluster, machine_type, zone, image, cores,"
+                    "INSERT INTO machines(name, provider_id, cluster, machine_type, zone, image,"
+                    " cores,"
                     " labels, address, power, created_at, ready_at, power_ready_at)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
@@ -402,7 +409,10 @@ class SimulatorDriver:
         return max(0.0, base * (1 + self._rng.uniform(-jitter, jitter)))
 
     async def _faults(self, op: str, name: str) -> bool:
-        """Inject the configured faults. Returns True when the fault should strike after the effect."""
+        """Inject the configured faults.
+
+        Returns True when the fault should strike after the effect took place.
+        """
         s = self.settings
         if s.timeout_rate and self._rng.random() < s.timeout_rate:
             await asyncio.sleep(s.timeout_seconds)
@@ -423,7 +433,8 @@ class SimulatorDriver:
         zone = spec.zone or self.settings.zones[_stable_index(spec.name, len(self.settings.zones))]
         if spec.zone is not None and spec.zone not in self.settings.zones:
             raise InvalidConfig(
-                f"zone {spec.zone!r} does not exist at this provider (zones: {list(self.settings.zones)})"
+                f"zone {spec.zone!r} does not exist at this provider "
+                f"(zones: {list(self.settings.zones)})"
             )
         cores = self.settings.cores_by_type.get(spec.machine_type, DEFAULT_CORES)
         latency = self._latency(self.settings.create_latency)
@@ -466,8 +477,8 @@ class SimulatorDriver:
             raise NotFound(f"machine {name} does not exist")
         return _machine(row)
 
-    async def list(self, cluster: str) -> list[Machine]:
-        """Every machine of a cluster."""
+    async def list(self, cluster: str | None = None) -> list[Machine]:
+        """Every machine of a cluster, or all of them."""
         rows = await asyncio.to_thread(self.inventory.list, cluster)
         return [_machine(r) for r in rows]
 

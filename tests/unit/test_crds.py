@@ -1,0 +1,258 @@
+"""The CRDs under crds/ are what the models generate, and are CRDs the API server takes:
+structural, documented, with the scale subresource, printer columns, names and CEL
+rules that users and tools rely on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, get_args
+
+import pytest
+import yaml
+
+from nodecluster.api.crds import all_crds, crd_files
+from nodecluster.api.nodecluster import ClusterState
+from nodecluster.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = ROOT / "crds"
+REGENERATE = "nodecluster-operator crds --write crds"
+
+BY_KIND = {doc["spec"]["names"]["kind"]: doc for doc in all_crds()}
+
+
+def schema_of(kind: str) -> dict[str, Any]:
+    schema: dict[str, Any] = BY_KIND[kind]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def walk(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema node with its path (`.spec.policies.zones[]`, `.status.zones{}`)."""
+    yield path, node
+    for name, prop in node.get("properties", {}).items():
+        yield from walk(prop, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        yield from walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from walk(node["additionalProperties"], f"{path}{{}}")
+
+
+def test_committed_crds_match_the_models() -> None:
+    generated = crd_files()
+    committed = {p.name: p.read_text() for p in CRDS.glob("*.yaml")}
+    stale = sorted(
+        n for n in generated.keys() | committed.keys() if generated.get(n) != committed.get(n)
+    )
+    assert not stale, f"crds/ differs from the models in {stale}; run: {REGENERATE}"
+
+
+def test_crds_check_command_passes_on_the_committed_crds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["crds", "--check", str(CRDS)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("drift", ["edited", "missing", "extra"])
+def test_crds_check_command_fails_on_drift_and_says_how_to_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], drift: str
+) -> None:
+    assert main(["crds", "--write", str(tmp_path)]) == 0
+    victim = tmp_path / "nodecluster.io_nodeclusters.yaml"
+    if drift == "edited":
+        victim.write_text(victim.read_text() + "# hand edit\n")
+    elif drift == "missing":
+        victim.unlink()
+    else:
+        (tmp_path / "stray.yaml").write_text("{}\n")
+
+    assert main(["crds", "--check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"nodecluster-operator crds --write {tmp_path}" in err
+
+
+def test_files_are_the_crds_as_yaml() -> None:
+    for name, text in crd_files().items():
+        doc = yaml.safe_load(text)
+        assert doc == BY_KIND[doc["spec"]["names"]["kind"]]
+        assert name == f"nodecluster.io_{doc['spec']['names']['plural']}.yaml"
+
+
+KINDS = sorted(BY_KIND)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_schema_is_structural(kind: str) -> None:
+    for path, node in walk(schema_of(kind)):
+        assert "$ref" not in node, path
+        assert "$defs" not in node and "title" not in node and "const" not in node, path
+        if "anyOf" in node or "oneOf" in node:
+            assert node.get("x-kubernetes-int-or-string") is True, path
+        int_or_string = node.get("x-kubernetes-int-or-string") is True
+        preserved = node.get("x-kubernetes-preserve-unknown-fields") is True
+        assert "type" in node or int_or_string or preserved, f"{path}: no type"
+        if "properties" in node:
+            assert node["type"] == "object", path
+            assert "additionalProperties" not in node, path
+        if node.get("type") == "array":
+            assert isinstance(node.get("items"), dict), path
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_property_is_documented(kind: str) -> None:
+    undocumented = [
+        path
+        for path, node in walk(schema_of(kind))
+        # Only named fields: list items and map values are explained by their field.
+        # metadata is the API server's own; it allows nothing but `type` there.
+        if path and path[-1] not in "]}" and path != ".metadata" and not node.get("description")
+    ]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_names_and_subresources(kind: str) -> None:
+    spec = BY_KIND[kind]["spec"]
+    short = {
+        "NodeProvider": "np",
+        "NodeCluster": "nc",
+        "ClusterNode": "cn",
+        "NodeClusterOperation": "nco",
+    }
+    assert spec["group"] == "nodecluster.io"
+    assert spec["names"]["shortNames"] == [short[kind]]
+    # `nodecluster-all`, not `nodecluster`: kubectl resolves a category before a
+    # singular name, so a category named like a kind breaks `kubectl get nodecluster X`.
+    assert spec["names"]["categories"] == ["nodecluster-all"]
+    every_name = {
+        n
+        for doc in BY_KIND.values()
+        for n in (doc["spec"]["names"]["singular"], doc["spec"]["names"]["plural"])
+    }
+    assert not set(spec["names"]["categories"]) & (every_name | set(short.values()))
+    assert spec["scope"] == ("Cluster" if kind == "NodeProvider" else "Namespaced")
+    (version,) = spec["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert version["subresources"]["status"] == {}
+    assert BY_KIND[kind]["metadata"]["name"] == f"{spec['names']['plural']}.nodecluster.io"
+
+
+def test_nodecluster_has_the_scale_subresource() -> None:
+    scale = BY_KIND["NodeCluster"]["spec"]["versions"][0]["subresources"]["scale"]
+    assert scale == {
+        "specReplicasPath": ".spec.targetNodes",
+        "statusReplicasPath": ".status.currentNodes",
+        "labelSelectorPath": ".status.selector",
+    }
+    properties = schema_of("NodeCluster")["properties"]
+    assert properties["spec"]["properties"]["targetNodes"]["type"] == "integer"
+    assert properties["status"]["properties"]["currentNodes"]["type"] == "integer"
+    assert properties["status"]["properties"]["selector"]["type"] == "string"
+
+
+def resolve(schema: dict[str, Any], json_path: str) -> dict[str, Any] | None:
+    node: dict[str, Any] | None = schema
+    for part in json_path.strip(".").split("."):
+        node = (node or {}).get("properties", {}).get(part)
+    return node
+
+
+@pytest.mark.parametrize(
+    ("kind", "columns"),
+    [
+        ("NodeCluster", ["Provider", "Target", "Current", "Ready", "State", "Age"]),
+        ("ClusterNode", ["Cluster", "State", "Provider-ID", "Zone", "Age"]),
+        ("NodeProvider", ["Driver", "Phase", "Nodes", "Age"]),
+        ("NodeClusterOperation", ["Cluster", "Action", "Phase", "Age"]),
+    ],
+)
+def test_printer_columns(kind: str, columns: list[str]) -> None:
+    printed = BY_KIND[kind]["spec"]["versions"][0]["additionalPrinterColumns"]
+    assert [c["name"] for c in printed] == columns
+    for column in printed:
+        if column["name"] == "Age":
+            assert column == {
+                "name": "Age",
+                "type": "date",
+                "jsonPath": ".metadata.creationTimestamp",
+            }
+            continue
+        target = resolve(schema_of(kind), column["jsonPath"])
+        assert target is not None, f"{column['jsonPath']} is not in the schema"
+        assert target["type"] == column["type"], column
+
+
+def test_status_schema_keeps_every_status_field() -> None:
+    # A status field missing from the schema is pruned by the API server and the
+    # operator would rewrite it forever.
+    status = schema_of("NodeCluster")["properties"]["status"]["properties"]
+    for name in (
+        "observedGeneration",
+        "state",
+        "currentNodes",
+        "readyNodes",
+        "selector",
+        "conditions",
+    ):
+        assert name in status
+    assert set(status["state"]["enum"]) == set(get_args(ClusterState))
+    condition = status["conditions"]["items"]["properties"]
+    assert {
+        "type",
+        "status",
+        "reason",
+        "message",
+        "lastTransitionTime",
+        "observedGeneration",
+    } <= set(condition)
+
+
+def rules(kind: str) -> dict[str, list[dict[str, Any]]]:
+    return {
+        path: node["x-kubernetes-validations"]
+        for path, node in walk(schema_of(kind))
+        if "x-kubernetes-validations" in node
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_cel_rule_has_a_message(kind: str) -> None:
+    for path, validations in rules(kind).items():
+        for rule in validations:
+            assert rule["rule"].strip(), path
+            assert len(rule.get("message", "")) > 10, (path, rule)
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "fragment"),
+    [
+        ("NodeCluster", ".spec", "self.minNodes <= self.maxNodes"),
+        ("NodeCluster", ".spec", "self.targetNodes >= self.minNodes"),
+        ("NodeCluster", ".spec", "self.targetNodes <= self.maxNodes"),
+        ("NodeCluster", ".spec", "oldSelf.desiredState != 'Terminated'"),
+        ("NodeCluster", ".spec.providerRef", "self == oldSelf"),
+        ("NodeCluster", ".spec.policies.placement.zones", "exists_one"),
+        ("NodeCluster", ".spec.policies.rollout.maxSurge", "matches"),
+        ("NodeCluster", ".spec.policies.rollout.maxUnavailable", "matches"),
+        ("NodeCluster", ".spec.policies.health.maxUnhealthy", "matches"),
+        ("ClusterNode", ".spec.clusterName", "self == oldSelf"),
+        ("ClusterNode", ".spec.providerRef", "self == oldSelf"),
+        ("ClusterNode", ".spec.profile", "self == oldSelf"),
+        ("ClusterNode", ".spec.zone", "self == oldSelf"),
+        ("NodeClusterOperation", ".spec", "self == oldSelf"),
+    ],
+)
+def test_cel_rules_are_present(kind: str, path: str, fragment: str) -> None:
+    found = rules(kind).get(path, [])
+    assert any(fragment in r["rule"] for r in found), f"{kind}{path}: {found}"
+
+
+def test_int_or_string_fields_are_int_or_string() -> None:
+    rollout = resolve(schema_of("NodeCluster"), ".spec.policies.rollout")
+    assert rollout is not None
+    for name, default in (("maxSurge", 1), ("maxUnavailable", 0)):
+        field = rollout["properties"][name]
+        assert field["x-kubernetes-int-or-string"] is True
+        assert "type" not in field and "anyOf" not in field
+        assert field["default"] == default

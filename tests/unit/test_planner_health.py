@@ -1,0 +1,179 @@
+"""Health: which nodes are unhealthy, and how plan() remediates them (bounded by
+maxUnhealthy so that a provider outage does not become a remediation storm)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from builders import NOW, declared, node, observed, ready_nodes, spec
+
+from nodecluster.api.nodecluster import HealthPolicy
+from nodecluster.planning.model import NodeView
+from nodecluster.planning.planner import DeleteNode, RebootNode, is_unhealthy, plan
+
+DEFAULT = HealthPolicy()  # startup 600 s, unhealthy 300 s
+STRICT = HealthPolicy.model_validate(
+    {"nodeStartupTimeoutSeconds": 60, "unhealthyTimeoutSeconds": 0}
+)
+
+
+def since(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
+
+
+def never_got_a_machine(name: str, reason: str, state: str | None = None) -> NodeView:
+    """A node that has waited long for a machine the provider refuses to make."""
+    return node(name, state=state, ready=False, has_machine=False, age=9999, error_reason=reason)
+
+
+@pytest.mark.parametrize(
+    ("n", "policy", "expected"),
+    [
+        (node("ok"), DEFAULT, False),
+        (node("failed", state="Failed", ready=False, age=1), DEFAULT, True),
+        (node("failed-del", state="Failed", ready=False, deleting=True), DEFAULT, False),
+        # Errors that are not the machine's fault: replacing it would not help.
+        (never_got_a_machine("quota", "QuotaExceeded"), DEFAULT, False),
+        (never_got_a_machine("capacity", "CapacityExceeded", state="Failed"), DEFAULT, False),
+        (never_got_a_machine("config", "InvalidProviderConfig"), DEFAULT, False),
+        (
+            node("other-error", state="Failed", ready=False, error_reason="ProviderUnavailable"),
+            DEFAULT,
+            True,
+        ),
+        # Transitional states are expected to be not ready.
+        *[
+            (
+                node(s.lower(), state=s, ready=False, age=99999, unhealthy_since=since(99999)),
+                DEFAULT,
+                False,
+            )
+            for s in ("Stopping", "Stopped", "Starting", "Rebooting", "Deleting")
+        ],
+        # Startup: measured from creation against nodeStartupTimeoutSeconds.
+        (
+            node("nomachine-young", state=None, ready=False, has_machine=False, age=599),
+            DEFAULT,
+            False,
+        ),
+        (node("nomachine-old", state=None, ready=False, has_machine=False, age=601), DEFAULT, True),
+        (node("pending-old", state="Pending", ready=False, age=601), DEFAULT, True),
+        (node("provisioning-young", state="Provisioning", ready=False, age=599), DEFAULT, False),
+        (node("provisioning-old", state="Provisioning", ready=False, age=601), DEFAULT, True),
+        (node("provisioning-strict", state="Provisioning", ready=False, age=61), STRICT, True),
+        # Running but not ready: measured from unhealthySince (or creation).
+        (node("notready-brief", ready=False, unhealthy_since=since(299)), DEFAULT, False),
+        (node("notready-long", ready=False, unhealthy_since=since(301)), DEFAULT, True),
+        (node("notready-no-since", ready=False, age=301), DEFAULT, True),
+        (node("notready-new", ready=False, age=10), DEFAULT, False),
+        (node("notready-strict", ready=False, unhealthy_since=since(1)), STRICT, True),
+        (
+            node("unknown-long", state="Unknown", ready=False, unhealthy_since=since(301)),
+            DEFAULT,
+            True,
+        ),
+        (node("ready-with-old-since", unhealthy_since=since(99999)), DEFAULT, False),
+    ],
+    ids=lambda v: v.name if isinstance(v, NodeView) else None,
+)
+def test_is_unhealthy(n: NodeView, policy: HealthPolicy, expected: bool) -> None:
+    assert is_unhealthy(n, NOW, policy) is expected
+
+
+FAILED = node("failed", state="Failed", ready=False)
+DEAD = node("dead", ready=False, unhealthy_since=since(3600))
+
+
+def health(**fields: Any) -> dict[str, Any]:
+    return {"policies": {"health": fields}}
+
+
+def test_recreate_deletes_unhealthy_and_creates_replacements_in_one_plan() -> None:
+    nodes = [*ready_nodes(3), FAILED, DEAD]
+    p = plan(declared(spec(health(recovery="Recreate"), targetNodes=5)), observed(nodes))
+
+    assert sorted(p.deletes, key=lambda d: d.name) == [
+        DeleteNode("dead", "Remediation"),
+        DeleteNode("failed", "Remediation"),
+    ]
+    assert len(p.creates) == 2
+    assert not {c.name for c in p.creates} & {n.name for n in nodes}
+    assert p.remediating
+    assert sorted(p.unhealthy) == ["dead", "failed"]
+    assert p.blockers == ()
+
+
+def test_recreate_with_scale_in_does_not_delete_more_than_needed() -> None:
+    nodes = [*ready_nodes(3), FAILED]
+    p = plan(declared(spec(health(recovery="Recreate"), targetNodes=2)), observed(nodes))
+
+    reasons = sorted((d.reason, d.name) for d in p.deletes)
+    assert reasons[0] == ("Remediation", "failed")
+    assert [r for r, _ in reasons].count("ScaleIn") == 1
+    assert p.creates == ()
+
+
+def test_reboot_asks_for_a_reboot_and_keeps_the_node() -> None:
+    nodes = [*ready_nodes(2), DEAD]
+    p = plan(declared(spec(health(recovery="Reboot"))), observed(nodes))
+
+    assert p.reboots == (RebootNode("dead"),)
+    assert p.deletes == () and p.creates == ()
+    assert p.remediating
+
+
+def test_recovery_none_only_reports() -> None:
+    nodes = [*ready_nodes(2), DEAD]
+    p = plan(declared(spec(health(recovery="None"))), observed(nodes))
+
+    assert p.unhealthy == ("dead",)
+    assert p.empty
+    assert not p.remediating
+
+
+@pytest.mark.parametrize(
+    ("max_unhealthy", "target", "unhealthy", "blocked"),
+    [
+        (None, 5, 4, False),
+        (0, 5, 1, True),
+        (1, 5, 1, False),
+        (1, 5, 2, True),
+        ("40%", 5, 2, False),
+        ("40%", 5, 3, True),
+        ("50%", 3, 1, False),  # 1.5 rounds down to 1
+        ("50%", 3, 2, True),
+        ("100%", 4, 4, False),
+    ],
+    ids=[
+        "unlimited",
+        "zero",
+        "count-at-limit",
+        "count-over",
+        "percent-at-limit",
+        "percent-over",
+        "percent-rounds-down-at",
+        "percent-rounds-down-over",
+        "all",
+    ],
+)
+@pytest.mark.parametrize("recovery", ["Recreate", "Reboot"])
+def test_max_unhealthy_short_circuits_remediation(
+    max_unhealthy: int | str | None, target: int, unhealthy: int, blocked: bool, recovery: str
+) -> None:
+    sick = [node(f"sick{i}", ready=False, unhealthy_since=since(3600)) for i in range(unhealthy)]
+    nodes = [*ready_nodes(target - unhealthy), *sick]
+    the_spec = spec(health(recovery=recovery, maxUnhealthy=max_unhealthy), targetNodes=target)
+    p = plan(declared(the_spec), observed(nodes))
+
+    assert len(p.unhealthy) == unhealthy
+    if blocked:
+        assert [b.reason for b in p.blockers] == ["TooManyUnhealthy"]
+        assert p.empty
+        assert not p.remediating
+    else:
+        assert p.blockers == ()
+        assert p.remediating
+        touched = len(p.deletes) if recovery == "Recreate" else len(p.reboots)
+        assert touched == unhealthy
