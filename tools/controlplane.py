@@ -322,6 +322,7 @@ class ControlPlane:
         self.startup_seconds: float | None = None
 
         self._components: list[_Component] = []
+        self._apiserver_port = 0
         self._lock = threading.RLock()
         self._started = False
         self._failed = False
@@ -404,6 +405,30 @@ class ControlPlane:
             ):
                 shutil.rmtree(self.work_dir, ignore_errors=True)
 
+    def restart_apiserver(self, downtime: float = 0.0, *, timeout: float = 60.0) -> None:
+        """Kill kube-apiserver (SIGKILL, as a crash would) and start it again on the same port.
+
+        For fault-injection tests: clients see their watches break and requests fail for
+        `downtime` seconds plus the restart, exactly as during an apiserver upgrade or crash.
+        etcd keeps the data, so nothing is lost on the server side.
+        """
+        with self._lock:
+            old = next(c for c in self._components if c.name == "kube-apiserver")
+            old.process.kill()
+            old.process.wait(timeout=STOP_GRACE_SECONDS)
+            old.log_file.close()
+            old.log_path.replace(old.log_path.with_suffix(f".{int(time.time())}.log"))
+            index = self._components.index(old)
+            self._components.remove(old)
+            if downtime > 0:
+                time.sleep(downtime)  # the outage itself, not a wait for anything
+            fresh = self._spawn("kube-apiserver", self._apiserver_args(self._apiserver_port))
+            self._components.remove(fresh)
+            self._components.insert(index, fresh)
+            self._wait_until(
+                fresh, time.monotonic() + timeout, "kube-apiserver /readyz", self._apiserver_ready
+            )
+
     def check_alive(self) -> None:
         """Raise ControlPlaneError, with the component's log tail, if any component exited.
 
@@ -469,6 +494,7 @@ class ControlPlane:
 
         etcd = self._spawn("etcd", self._etcd_args(etcd_client, etcd_peer))
         self._wait_until(etcd, deadline, "etcd /health", self._etcd_healthy)
+        self._apiserver_port = apiserver_port
         apiserver = self._spawn("kube-apiserver", self._apiserver_args(apiserver_port))
         self._wait_until(apiserver, deadline, "kube-apiserver /readyz", self._apiserver_ready)
         # Started only now: it exits if the apiserver is not healthy within a few seconds.

@@ -67,6 +67,15 @@ def test_invalid_cluster_is_refused_with_the_field_named(
     assert scenario.nc() == {}
 
 
+def test_too_long_a_name_is_refused(scenario: Scenario, kube: Kube) -> None:
+    nc = scenario.cluster(name="n" * 58)
+
+    proc = kube.apply(nc, check=False)
+
+    assert proc.returncode != 0
+    assert "metadata.name" in proc.stderr and "57 characters" in proc.stderr
+
+
 def test_changing_the_provider_is_refused(scenario: Scenario, kube: Kube) -> None:
     scenario.make_provider()
     scenario.make_cluster(targetNodes=0, minNodes=0)

@@ -44,6 +44,8 @@ class KindInfo:
     description: str
     columns: list[dict[str, Any]] = field(default_factory=list)
     scale: dict[str, str] | None = None
+    root_rules: list[dict[str, str]] = field(default_factory=list)
+    """CEL rules on the whole object (the only place metadata.name can be checked)."""
 
 
 def _age() -> dict[str, Any]:
@@ -89,6 +91,15 @@ KINDS: list[KindInfo] = [
             "statusReplicasPath": ".status.currentNodes",
             "labelSelectorPath": ".status.selector",
         },
+        root_rules=[
+            {
+                # Node names are `<cluster>-<5 chars>` and the cluster name is a label
+                # value: both must stay within 63 characters.
+                "rule": "self.metadata.name.size() <= 57",
+                "message": "metadata.name: a NodeCluster name may have at most 57 characters "
+                "(its nodes are named <name>-xxxxx, and the name is used as a label value)",
+            }
+        ],
     ),
     KindInfo(
         kind="ClusterNode",
@@ -241,6 +252,11 @@ def crd(info: KindInfo) -> dict[str, Any]:
                         "openAPIV3Schema": {
                             "type": "object",
                             "description": info.description,
+                            **(
+                                {"x-kubernetes-validations": info.root_rules}
+                                if info.root_rules
+                                else {}
+                            ),
                             "required": ["spec"],
                             "properties": {
                                 "apiVersion": {"type": "string", "description": _API_VERSION_DOC},
