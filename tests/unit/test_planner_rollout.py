@@ -195,3 +195,18 @@ def test_rolling_update_converges_within_its_budget(
 def converged(nodes: list[NodeView], desired: int) -> bool:
     active = [n for n in nodes if not n.deleting]
     return len(active) == desired and all(n.profile_hash == CURRENT and n.ready for n in active)
+
+
+def test_protected_outdated_nodes_are_kept_and_the_plan_says_why() -> None:
+    the_spec = spec(rollout(maxSurge=1, maxUnavailable=1), targetNodes=2)
+    nodes = [
+        replace(outdated(1)[0], protected=True),
+        *ready_nodes(1, prefix="new", profile_hash=CURRENT),
+    ]
+
+    p = plan(declared(the_spec), observed(nodes))
+
+    assert "old-0" not in {d.name for d in p.deletes}
+    reasons = {b.reason: b.message for b in p.blockers}
+    assert "ProtectedFromScaleIn" in reasons
+    assert "older profile" in reasons["ProtectedFromScaleIn"]

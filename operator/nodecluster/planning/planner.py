@@ -231,6 +231,16 @@ def plan(declared: Declared, observed: Observed) -> Plan:
             deletes.append(DeleteNode(victim.name, "Rollout"))
         gone = {d.name for d in deletes}
         survivors = [n for n in survivors if n.name not in gone]
+        stuck = [n.name for n in outdated if n.protected]
+        if stuck:
+            blockers.append(
+                Blocker(
+                    "ProtectedFromScaleIn",
+                    f"{len(stuck)} nodes built from an older profile are annotated "
+                    "nodecluster.io/protect-from-scale-in and are not replaced "
+                    f"({', '.join(stuck[:3])}); remove the annotation or delete them by hand",
+                )
+            )
 
     # 5. Scaling toward the target.
     count = len(survivors)
