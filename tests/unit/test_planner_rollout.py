@@ -206,7 +206,8 @@ def test_protected_outdated_nodes_are_kept_and_the_plan_says_why() -> None:
 
     p = plan(declared(the_spec), observed(nodes))
 
-    assert "old-0" not in {d.name for d in p.deletes}
+    assert nodes[0].name == "old0"
+    assert "old0" not in {d.name for d in p.deletes}
     reasons = {b.reason: b.message for b in p.blockers}
     assert "ProtectedFromScaleIn" in reasons
     assert "older profile" in reasons["ProtectedFromScaleIn"]
