@@ -16,6 +16,7 @@ import kopf
 
 from nodecluster import GROUP, VERSION
 from nodecluster.api.clusternode import ClusterNode
+from nodecluster.api.nodeprovider import NodeProvider
 from nodecluster.controllers.clusternode import reconcile_node
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.nodecluster import reconcile_cluster
@@ -126,8 +127,6 @@ async def nodeprovider_event(
             for key in world.clusters_by_provider.get(name, set()):
                 world.cluster_queue.add(key)
         return
-    from nodecluster.api.nodeprovider import NodeProvider
-
     world.providers[name] = NodeProvider.model_validate(dict(body))
     world.bodies[("NodeProvider", "", name)] = dict(body)
     world.provider_queue.add(name)

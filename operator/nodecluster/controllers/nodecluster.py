@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -137,9 +138,9 @@ def after(observed: Observed, p: Plan, now: datetime, phash: str) -> Observed:
     nodes: list[NodeView] = []
     for n in observed.nodes:
         if n.name in gone:
-            nodes.append(_replace(n, deleting=True))
+            nodes.append(replace(n, deleting=True))
         elif n.name in power:
-            nodes.append(_replace(n, power_state=power[n.name]))
+            nodes.append(replace(n, power_state=power[n.name]))
         else:
             nodes.append(n)
     nodes += [
@@ -156,12 +157,6 @@ def after(observed: Observed, p: Plan, now: datetime, phash: str) -> Observed:
         provider_problem=observed.provider_problem,
         seed=observed.seed,
     )
-
-
-def _replace(n: NodeView, **changes: Any) -> NodeView:
-    from dataclasses import replace
-
-    return replace(n, **changes)
 
 
 async def reconcile_cluster(world: World, key: NsName) -> float | None:
@@ -206,8 +201,6 @@ async def _reconcile_cluster(world: World, key: NsName) -> float | None:
     now = world.now()
     declared = declared_of(nc)
     problem = _provider_problem(world, nc)
-    # For a plan that is no longer executable (the cluster is going away), the
-    # provider's health does not matter: nodes are deleted through their finalizers.
     nodes = world.nodes_of(key)
     observed = Observed(
         nodes=tuple(nodes),
@@ -238,9 +231,10 @@ async def _reconcile_cluster(world: World, key: NsName) -> float | None:
     status = derive_status(declared, final_view, plan(declared, final_view))
     if p.terminating and (nodes or swept or p.deletes):
         status = status.model_copy(update={"state": "Terminating"})
-    if (p.creates or any(d.reason == "ScaleIn" for d in p.deletes)) and not p.terminating:
+    before = sum(1 for n in nodes if not n.deleting)
+    if before != p.desired and (p.creates or p.deletes) and not p.terminating:
+        # A change of size (not a replacement of broken or outdated nodes).
         status = status.model_copy(update={"last_scale_time": now})
-        before = sum(1 for n in nodes if not n.deleting)
         await world.client.event(
             body, "Normal", "Scaling", f"scaling from {before} to {p.desired} nodes"
         )
