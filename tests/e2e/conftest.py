@@ -78,5 +78,7 @@ def scenario(kube: Kube, operator: Operator, ns: str) -> Iterator[Scenario]:
     yield sc
     # Leave nothing behind at the provider: clusters first (their finalizers delete
     # the machines), then the provider.
-    kube.kubectl("delete", "nodeclusters", "--all", "-n", ns, "--timeout=90s", check=False)
+    done = kube.kubectl("delete", "nodeclusters", "--all", "-n", ns, "--timeout=90s", check=False)
     kube.kubectl("delete", "nodeprovider", sc.provider, "--timeout=30s", check=False)
+    # A cluster that cannot be deleted is a bug worth a failure, not a silent leftover.
+    assert done.returncode == 0, f"deleting the test's clusters failed: {done.stderr}"

@@ -177,10 +177,17 @@ class Inventory:
 class Operator:
     """The operator as a real process: `python -m nodecluster run`."""
 
-    def __init__(self, kube: Kube, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        workdir: Path,
+        extra_env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.kube = kube
         self.workdir = workdir
         self.extra_env = extra_env or {}
+        self.extra_args = extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -196,7 +203,7 @@ class Operator:
         env.update(self.extra_env)
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "nodecluster", "run", "--verbose"],
+            [sys.executable, "-m", "nodecluster", "run", "--verbose", *self.extra_args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -235,3 +242,25 @@ class Operator:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def service_account_kube(kube: Kube, account: str, namespace: str, path: Path) -> Kube:
+    """A Kube that authenticates as a ServiceAccount: a kubeconfig with a token from the
+    TokenRequest API (`kubectl create token`) and the server and CA of `kube`'s own."""
+    token = kube.kubectl("create", "token", account, "-n", namespace, "--duration=2h")
+    admin = yaml.safe_load(kube.kubeconfig.read_text())
+    context_name = admin.get("current-context")
+    context = next(c for c in admin["contexts"] if c["name"] == context_name)["context"]
+    cluster = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
+    user = f"system:serviceaccount:{namespace}:{account}"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": user, "user": {"token": token.stdout.strip()}}],
+        "contexts": [{"name": user, "context": {"cluster": cluster["name"], "user": user}}],
+        "current-context": user,
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+    return Kube(path, kubectl_bin=kube.kubectl_bin, control_plane=kube.control_plane)

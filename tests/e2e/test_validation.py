@@ -127,3 +127,7 @@ def test_invalid_driver_config_is_reported_not_crashed(
         return cond if cond.get("status") == "True" else None
 
     assert wait_for("cluster Stalled", cluster_stalled)["reason"] == "InvalidProviderConfig"
+
+    # A cluster of a broken provider can still be deleted (none of its nodes got a machine).
+    kube.kubectl("delete", "nodecluster/workers", "-n", scenario.ns, "--wait=false")
+    wait_for("the cluster deleted", lambda: scenario.nc() == {}, timeout=60)

@@ -341,11 +341,22 @@ async def _sweep_orphans(world: World, nc: NodeCluster, nodes: list[NodeView], f
     try:
         driver = await world.driver(nc.spec.provider_ref.name)
         machines = await driver.list(f"{nc.metadata.namespace}/{nc.metadata.name}")
-    except (ProviderUnavailable, ProviderError) as err:
+    except ProviderUnavailable as err:
+        # The provider is gone or misconfigured, so nothing can be listed. Every machine
+        # this operator made was deleted through its ClusterNode's finalizer, so only
+        # machines whose ClusterNode someone force-removed could remain: let go, say so.
         if final:
-            # Letting go now could leak machines we cannot see: keep the finalizer
-            # until the provider answers (or a person removes it knowingly).
             log.warning(
+                "NodeCluster %s/%s: releasing without an orphan sweep: %s",
+                nc.metadata.namespace,
+                nc.metadata.name,
+                err.message,
+            )
+        return 0
+    except ProviderError as err:
+        if final:
+            # A passing fault: letting go now could leak machines we cannot see.
+            log.info(
                 "NodeCluster %s/%s: cannot list machines before release: %s",
                 nc.metadata.namespace,
                 nc.metadata.name,

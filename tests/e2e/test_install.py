@@ -1,0 +1,316 @@
+"""The Helm chart on a real API server: its output passes server-side validation, `helm
+install` works, and the operator runs with nothing but the permissions the chart grants.
+
+The operator process is started as the chart's ServiceAccount (a token from the
+TokenRequest API), so every call it makes is authorised by the chart's RBAC: the core
+scenarios passing prove the rules are enough, and the refusals below prove they are no
+more than that.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import ssl
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import chart
+import pytest
+import yaml
+from kube import Kube, Operator, sample, service_account_kube, wait_for
+from scenario import Scenario
+
+RELEASE = "nodecluster-operator"
+PEERING = "nodecluster-e2e"
+# No cluster may run the chart's operator during the suite (the session's operator would
+# fight it): an image that is never pulled keeps its container from starting anywhere,
+# while the Pod object is still created and admitted (or refused) by Pod Security.
+NEVER_STARTS = ("--set", "image.tag=e2e-never-pulled", "--set", "image.pullPolicy=Never")
+FORBIDDEN_IN_LOG = ("Forbidden", " 403", "Not enough permissions")
+
+
+@dataclass
+class Install:
+    """One `helm install` of the chart and the identity it gives the operator."""
+
+    kube: Kube
+    helm: str
+    namespace: str
+    credentials_namespace: str
+    service_account: str
+    workdir: Path
+
+    @property
+    def subject(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+    def can_i(self, *args: str) -> bool:
+        proc = self.kube.kubectl("auth", "can-i", *args, f"--as={self.subject}", check=False)
+        answer = proc.stdout.strip()
+        assert answer in ("yes", "no"), proc.stderr
+        return answer == "yes"
+
+    def as_operator(self) -> Kube:
+        return service_account_kube(
+            self.kube, self.service_account, self.namespace, self.workdir / "sa.kubeconfig"
+        )
+
+
+def helm_binary(kube: Kube) -> str:
+    if kube.control_plane is not None and (kube.control_plane.bin_dir / "helm").is_file():
+        return str(kube.control_plane.bin_dir / "helm")
+    found = chart.find_helm()
+    if found is None:
+        pytest.fail("helm not found: run tools/build-control-plane, put helm on PATH or set HELM")
+    return found
+
+
+def server_version(kube: Kube) -> str:
+    version = json.loads(kube.kubectl("version", "-o", "json").stdout)["serverVersion"]
+    return str(version["gitVersion"]).lstrip("v").split("+")[0]
+
+
+def helm(install_or_kube: Install | Kube, binary: str, *args: str) -> str:
+    kube = install_or_kube.kube if isinstance(install_or_kube, Install) else install_or_kube
+    proc = subprocess.run(
+        [binary, "--kubeconfig", str(kube.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, f"helm {' '.join(args)} failed: {proc.stderr.strip()}"
+    return proc.stdout
+
+
+def api_status(as_kube: Kube, method: str, path: str) -> int:
+    """The HTTP status of one request made with as_kube's credentials (token and CA)."""
+    config = yaml.safe_load(as_kube.kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    token = config["users"][0]["user"]["token"]
+    if "certificate-authority-data" in cluster:
+        pem = base64.b64decode(cluster["certificate-authority-data"]).decode()
+        context = ssl.create_default_context(cadata=pem)
+    else:
+        context = ssl.create_default_context(cafile=cluster["certificate-authority"])
+    request = urllib.request.Request(
+        cluster["server"].rstrip("/") + path,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+@pytest.fixture(scope="module")
+def installed(kube: Kube) -> Iterator[Install]:
+    """The chart installed with peering and one namespace for provider credentials."""
+    binary = helm_binary(kube)
+    suffix = secrets.token_hex(2)
+    namespace = f"nodecluster-system-{suffix}"
+    credentials = f"nodecluster-credentials-{suffix}"
+    kube.kubectl("create", "namespace", namespace)
+    kube.kubectl("create", "namespace", credentials)
+    # The chart's pod must satisfy the strictest Pod Security Standard: enforce it here.
+    kube.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="nodecluster-install-"))
+    install = Install(kube, binary, namespace, credentials, RELEASE, workdir)
+    helm(
+        kube,
+        binary,
+        "install",
+        RELEASE,
+        str(chart.CHART),
+        "--namespace",
+        namespace,
+        "--set",
+        "peering.enabled=true",
+        "--set",
+        f"peering.name={PEERING}",
+        "--set",
+        f"rbac.secretNamespaces={{{credentials}}}",
+        *NEVER_STARTS,
+    )
+    try:
+        yield install
+    finally:
+        helm(kube, binary, "uninstall", RELEASE, "--namespace", namespace, "--wait")
+        kube.kubectl("delete", "namespace", namespace, credentials, "--wait=false", check=False)
+
+
+def test_helm_template_passes_server_side_validation(kube: Kube, ns: str) -> None:
+    binary = helm_binary(kube)
+    rendered = chart.render(
+        binary,
+        "--set",
+        f"rbac.secretNamespaces={{{ns}}}",
+        "--set",
+        "service.enabled=true",
+        release="dry-run",
+        namespace=ns,
+        kube_version=server_version(kube),
+    )
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(rendered) if doc}
+    assert kinds >= {
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+    }
+
+    # Strict field validation: an unknown or misplaced field anywhere is an error, not a
+    # warning, and nothing is stored.
+    proc = kube.kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-f", "-", input=rendered, check=False
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    assert "deployment.apps/dry-run-nodecluster-operator created (server dry run)" in proc.stdout
+    assert kube.get("deployment", "dry-run-nodecluster-operator", ns) is None
+
+
+def test_helm_install_creates_a_pod_that_restricted_pod_security_admits(
+    installed: Install,
+) -> None:
+    kube = installed.kube
+    status = json.loads(
+        helm(installed, installed.helm, "status", RELEASE, "-n", installed.namespace, "-o", "json")
+    )
+    assert status["info"]["status"] == "deployed"
+    assert kube.get("clusterkopfpeering", PEERING) is not None
+
+    # The ReplicaSet controller creates the pod only if Pod Security admits it.
+    pods = wait_for(
+        "the operator's pod to be admitted",
+        lambda: kube.items("pods", installed.namespace, f"app.kubernetes.io/instance={RELEASE}"),
+    )
+
+    spec = pods[0]["spec"]
+    container = spec["containers"][0]
+    assert spec["serviceAccountName"] == installed.service_account
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["args"][:3] == ["run", "--liveness", "http://0.0.0.0:8080/healthz"]
+    assert container["args"][3:] == ["--peering", PEERING]
+    assert container["livenessProbe"]["httpGet"] == {
+        "path": "/healthz",
+        "port": "health",
+        "scheme": "HTTP",
+    }
+    assert set(container["resources"]) == {"requests", "limits"}
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/tmp", "/var/lib/nodecluster-operator/simulator"} <= mounts
+
+
+def test_permissions_the_chart_does_not_grant_are_refused(installed: Install, ns: str) -> None:
+    kube = installed.kube
+    creds = installed.credentials_namespace
+    # What the operator needs, it has.
+    assert installed.can_i("patch", "nodeclusters", "-n", ns)
+    assert installed.can_i("create", "clusternodes", "-n", ns)
+    assert installed.can_i("patch", "nodeproviders", "--subresource=status")
+    assert installed.can_i("create", "events", "-n", ns)
+    assert installed.can_i("get", "secrets", "-n", creds)
+    # And nothing more.
+    assert not installed.can_i("delete", "nodeproviders")
+    assert not installed.can_i("patch", "nodeproviders")
+    assert not installed.can_i("create", "nodeclusters", "-n", ns)
+    assert not installed.can_i("delete", "nodeclusters", "-n", ns)
+    assert not installed.can_i("update", "nodeclusters", "-n", ns)
+    assert not installed.can_i("patch", "nodeclusters", "--subresource=scale", "-n", ns)
+    assert not installed.can_i("patch", "nodeclusteroperations", "-n", ns)
+    assert not installed.can_i("deletecollection", "clusternodes", "-n", ns)
+    assert not installed.can_i("get", "secrets", "-n", ns)
+    assert not installed.can_i("list", "secrets", "-n", creds)
+    assert not installed.can_i("watch", "secrets", "-n", creds)
+    assert not installed.can_i("list", "namespaces")  # only needed with watchNamespaces
+    assert not installed.can_i("patch", "events", "-n", ns)
+    assert not installed.can_i("get", "pods", "-n", ns)
+    assert installed.can_i("patch", f"clusterkopfpeerings.kopf.dev/{PEERING}")
+    assert not installed.can_i("patch", "clusterkopfpeerings.kopf.dev/another-operator")
+
+    # Real requests with the ServiceAccount's token.
+    np = sample("nodeprovider-simulator.yaml")
+    np["metadata"]["name"] = f"keep-{ns}"
+    kube.apply(np)
+    for namespace in (ns, creds):
+        kube.kubectl("create", "secret", "generic", "cloud", "-n", namespace, "--from-literal=k=v")
+    operator = installed.as_operator()
+    try:
+        group = "/apis/nodecluster.io/v1alpha1"
+        assert api_status(operator, "DELETE", f"{group}/nodeproviders/keep-{ns}") == 403
+        assert api_status(operator, "GET", f"{group}/nodeproviders/keep-{ns}") == 200
+        assert api_status(operator, "GET", f"/api/v1/namespaces/{ns}/secrets/cloud") == 403
+        assert api_status(operator, "GET", f"/api/v1/namespaces/{creds}/secrets/cloud") == 200
+        assert api_status(operator, "GET", f"/api/v1/namespaces/{creds}/secrets") == 403
+        assert kube.get("nodeprovider", f"keep-{ns}") is not None
+    finally:
+        kube.kubectl("delete", "nodeprovider", f"keep-{ns}", check=False)
+        kube.kubectl("delete", "secret", "cloud", "-n", creds, check=False)
+
+
+def test_operator_with_only_the_charts_permissions_runs_the_core_scenarios(
+    installed: Install, operator: Operator, ns: str
+) -> None:
+    kube = installed.kube
+    sc = Scenario(kube, ns, operator.workdir)
+    creds = installed.credentials_namespace
+    kube.kubectl("create", "secret", "generic", f"cloud-{ns}", "-n", creds, "--from-literal=k=v")
+    as_operator = installed.as_operator()
+    chart_operator = Operator(as_operator, installed.workdir, extra_args=["--peering", PEERING])
+
+    # Never two operators at once: the session's operator steps aside for this test.
+    operator.stop()
+    try:
+        chart_operator.start()
+        np = sc.make_provider(createLatencySeconds=1, deleteLatencySeconds=1)
+        np["spec"]["credentialsSecretRef"] = {"name": f"cloud-{ns}", "namespace": creds}
+        kube.apply(np)
+        wait_for(
+            "the NodeProvider to read its credentials and be Ready",
+            lambda: kube.condition("nodeprovider", sc.provider, "Ready").get("status") == "True",
+        )
+
+        sc.make_cluster(targetNodes=3)
+        sc.wait_converged(3)
+        kube.kubectl("scale", "nodecluster/workers", "--replicas=5", "-n", ns)
+        sc.wait_converged(5)
+        events = kube.items("events", ns)
+        assert any(e["reason"] == "Scaling" for e in events), "events must be created"
+        peering = kube.get("clusterkopfpeering", PEERING) or {}
+        assert peering.get("status"), "kopf must write its keep-alive into the peering object"
+
+        kube.kubectl("delete", "nodecluster/workers", "-n", ns, "--wait=false")
+        wait_for("the NodeCluster to be gone", lambda: sc.nc() == {}, timeout=90)
+        assert sc.nodes() == []
+        assert sc.inventory.names(sc.tag()) == set()
+
+        assert chart_operator.alive(), chart_operator.log_tail()
+        log = chart_operator.log_path.read_text(errors="replace")
+        refused = [line for line in log.splitlines() if any(s in line for s in FORBIDDEN_IN_LOG)]
+        assert refused == [], "\n".join(refused[:20])
+    finally:
+        kube.kubectl("delete", "nodeclusters", "--all", "-n", ns, "--timeout=90s", check=False)
+        kube.kubectl("delete", "nodeprovider", sc.provider, "--timeout=30s", check=False)
+        chart_operator.stop()
+        operator.start()
+
