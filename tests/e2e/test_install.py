@@ -21,11 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import chart
 import pytest
 import yaml
 from kube import Kube, Operator, sample, service_account_kube, wait_for
 from scenario import Scenario
+
+import chart
 
 RELEASE = "nodecluster-operator"
 PEERING = "nodecluster-e2e"
@@ -122,9 +123,7 @@ def installed(kube: Kube) -> Iterator[Install]:
     kube.kubectl("create", "namespace", namespace)
     kube.kubectl("create", "namespace", credentials)
     # The chart's pod must satisfy the strictest Pod Security Standard: enforce it here.
-    kube.kubectl(
-        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
-    )
+    kube.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     workdir = Path(tempfile.mkdtemp(prefix="nodecluster-install-"))
     install = Install(kube, binary, namespace, credentials, RELEASE, workdir)
     helm(
@@ -313,4 +312,3 @@ def test_operator_with_only_the_charts_permissions_runs_the_core_scenarios(
         kube.kubectl("delete", "nodeprovider", sc.provider, "--timeout=30s", check=False)
         chart_operator.stop()
         operator.start()
-

@@ -89,6 +89,7 @@ class SimulatorSettings:
             "quota",
             "seed",
             "zones",
+            "requireCredentials",
         }
     )
 
@@ -134,6 +135,13 @@ class SimulatorSettings:
         seed = raw.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise InvalidConfig(f"config.seed must be an integer, got {seed!r}")
+        required = raw.get("requireCredentials", [])
+        if not isinstance(required, list) or not all(isinstance(k, str) for k in required):
+            raise InvalidConfig("config.requireCredentials must be a list of Secret key names")
+        missing = sorted(set(required) - set(config.credentials))
+        if missing:
+            # Name the keys, never the values.
+            raise InvalidConfig(f"the credentials Secret lacks the keys {missing}")
         path = raw.get("path")
         if path is not None and not isinstance(path, str):
             raise InvalidConfig("config.path must be a file path")
