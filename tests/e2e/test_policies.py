@@ -297,3 +297,54 @@ def test_scale_subresource_serves_the_selector(scenario: Scenario, kube: Kube) -
     assert scale["spec"]["replicas"] == 2
     assert scale["status"]["replicas"] == 2
     assert scale["status"]["selector"] == "nodecluster.io/cluster=workers"
+
+
+def test_a_horizontal_pod_autoscaler_drives_the_scale_subresource(
+    scenario: Scenario, kube: Kube
+) -> None:
+    """The built-in HPA controller scales a NodeCluster like a Deployment. Without a
+    metrics server it still enforces min/maxReplicas through the scale subresource,
+    which is exactly the path KEDA and metric-driven scaling use too."""
+    scenario.make_provider()
+    scenario.make_cluster(targetNodes=1, minNodes=0)
+    scenario.wait_converged(1)
+
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "workers", "namespace": scenario.ns},
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "nodecluster.io/v1alpha1",
+                "kind": "NodeCluster",
+                "name": "workers",
+            },
+            "minReplicas": 3,
+            "maxReplicas": 5,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 80},
+                    },
+                }
+            ],
+        },
+    }
+    kube.apply(hpa)
+
+    wait_for(
+        "the HPA to raise the target", lambda: scenario.nc()["spec"]["targetNodes"] == 3, timeout=90
+    )
+    scenario.wait_converged(3)
+    wait_for(
+        "the HPA to see 3 replicas through status.currentNodes",
+        lambda: (
+            ((kube.get("hpa", "workers", scenario.ns) or {}).get("status") or {}).get(
+                "currentReplicas"
+            )
+            == 3
+        ),
+        timeout=90,
+    )
