@@ -101,6 +101,7 @@ def test_failed_machine_is_recreated_with_an_event(scenario: Scenario, kube: Kub
     assert victim not in scenario.inventory.names()
     events = kube.items("events", scenario.ns)
     assert any(e["reason"] == "NodeRemediated" and victim in e["message"] for e in events)
+    assert any(e["reason"] == "Recovering" for e in events), "the cluster passed through Recovering"
 
 
 def test_reboot_recovery_keeps_the_node(scenario: Scenario) -> None:
@@ -347,4 +348,26 @@ def test_a_horizontal_pod_autoscaler_drives_the_scale_subresource(
             == 3
         ),
         timeout=90,
+    )
+
+
+def test_a_machine_that_never_starts_is_replaced_after_the_startup_timeout(
+    scenario: Scenario, kube: Kube
+) -> None:
+    scenario.make_provider(createLatencySeconds=600)
+    scenario.make_cluster(
+        targetNodes=1,
+        policies={"health": {"nodeStartupTimeoutSeconds": 10, "pollIntervalSeconds": 5}},
+    )
+    first = wait_for("a node", lambda: _names(scenario), timeout=30)
+
+    def remediated() -> bool:
+        events = kube.items("events", scenario.ns)
+        return any(
+            e["reason"] == "NodeRemediated" and next(iter(first)) in e["message"] for e in events
+        )
+
+    wait_for("the stuck node remediated", remediated, timeout=90)
+    wait_for(
+        "a replacement", lambda: _names(scenario) and not (_names(scenario) & first), timeout=60
     )

@@ -43,7 +43,7 @@ from nodecluster.providers.base import (
 log = logging.getLogger(__name__)
 
 _SETTLING = frozenset({"Provisioning", "Stopping", "Starting", "Rebooting", "Deleting"})
-POLL_SETTLING_SECONDS = 2.0
+POLL_SETTLING_SECONDS = 1.0
 """How soon a machine in a transitional state is looked at again."""
 
 

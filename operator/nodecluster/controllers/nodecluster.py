@@ -228,7 +228,14 @@ async def _reconcile_cluster(world: World, key: NsName) -> float | None:
         swept = await _sweep_orphans(world, nc, nodes, final=final)
 
     final_view = after(observed, p, now, declared.profile_hash)
-    status = derive_status(declared, final_view, plan(declared, final_view))
+    # Status describes the world once this plan's writes land, and what this plan did.
+    plan_after = plan(declared, final_view)
+    status_plan = replace(
+        plan_after,
+        remediating=p.remediating or plan_after.remediating,
+        unhealthy=p.unhealthy or plan_after.unhealthy,
+    )
+    status = derive_status(declared, final_view, status_plan)
     if p.terminating and (nodes or swept or p.deletes):
         status = status.model_copy(update={"state": "Terminating"})
     before = sum(1 for n in nodes if not n.deleting)

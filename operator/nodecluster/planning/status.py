@@ -83,6 +83,9 @@ def derive_state(declared: Declared, observed: Observed, plan: Plan) -> tuple[Cl
     all_there = len(active) == desired and len(nodes) == len(active)
     if all_there and ready == desired:
         return "Deployed", f"{ready} nodes ready"
+    if previous == "Recovering":
+        # Replacements of remediated nodes are still coming up.
+        return "Recovering", f"{ready} of {desired} nodes ready after remediation"
 
     if previous in ("Stopped", "Stopping", "Starting") and any(
         n.state in ("Stopped", "Starting", "Stopping") for n in active

@@ -6,6 +6,8 @@ benchmarks all run on it, so it behaves like a real cloud where it matters:
 - create is idempotent on the machine name, and the row is written *before* any
   latency elapses, so a crash mid-call leaves a machine to be found, exactly as a cloud
   leaves an instance behind a timed-out RunInstances;
+- calls return at once and machines pass through Provisioning, Deleting, Stopping and
+  Starting for the configured latency, as a cloud's asynchronous API does;
 - latency, failure rate, timeouts, capacity and quota are configurable and seeded, so a
   fault run is repeatable;
 - the inventory survives operator restarts and can be audited by anyone with the file
@@ -454,9 +456,7 @@ class SimulatorDriver:
         )
         if fail_after:
             raise Retryable(f"simulated failure of create {spec.name} (after it took effect)")
-        remaining = row["ready_at"] - time.time()
-        if remaining > 0:
-            await asyncio.sleep(remaining)
+        # Like a cloud's create: accepted at once, Provisioning until the latency elapsed.
         return _machine(row)
 
     async def delete(self, name: str) -> None:
@@ -472,11 +472,7 @@ class SimulatorDriver:
             raise Retryable(f"simulated failure of delete {name} (after it took effect)")
         if row is None:
             raise NotFound(f"machine {name} does not exist")
-        remaining = (row["gone_at"] or 0) - time.time()
-        if remaining > 0:
-            await asyncio.sleep(remaining)
-        if await asyncio.to_thread(self.inventory.get, name) is None:
-            raise NotFound(f"machine {name} deleted")
+        # Still Deleting: the caller asks again until NotFound.
 
     async def get(self, name: str) -> Machine:
         """Current state; NotFound when gone."""
@@ -501,9 +497,7 @@ class SimulatorDriver:
             raise NotFound(f"machine {name} does not exist")
         if fail_after:
             raise Retryable(f"simulated failure of {op} {name} (after it took effect)")
-        if latency > 0:
-            await asyncio.sleep(latency)
-        return await self.get(name)
+        return _machine(row)
 
     async def start(self, name: str) -> Machine:
         """Power on."""
