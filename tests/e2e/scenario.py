@@ -3,6 +3,7 @@ the samples so the samples themselves are exercised."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,18 @@ class Scenario:
         nc = self.cluster(name, **spec)
         self.kube.apply(nc)
         return nc
+
+    def patch_spec(self, name: str = "workers", **fields: Any) -> None:
+        """`kubectl patch --type=merge` of the cluster's spec, as a user would."""
+        self.kube.kubectl(
+            "patch",
+            f"nodecluster/{name}",
+            "-n",
+            self.ns,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": fields}),
+        )
 
     def tag(self, name: str = "workers") -> str:
         return f"{self.ns}/{name}"

@@ -75,15 +75,7 @@ def test_stop_keeps_machines_powered_off_then_start_runs_them_again(
     scenario.wait_converged(3)
     before = scenario.inventory.names(scenario.tag())
 
-    kube.kubectl(
-        "patch",
-        "nodecluster/workers",
-        "-n",
-        scenario.ns,
-        "--type=merge",
-        "-p",
-        '{"spec":{"desiredState":"Stopped"}}',
-    )
+    scenario.patch_spec(desiredState="Stopped")
     nc = scenario.wait_state("Stopped")
 
     machines = scenario.inventory.machines(scenario.tag())
@@ -91,15 +83,7 @@ def test_stop_keeps_machines_powered_off_then_start_runs_them_again(
     assert {m["power"] for m in machines} == {"Stopped"}
     assert nc["status"]["stoppedNodes"] == 3
 
-    kube.kubectl(
-        "patch",
-        "nodecluster/workers",
-        "-n",
-        scenario.ns,
-        "--type=merge",
-        "-p",
-        '{"spec":{"desiredState":"Running"}}',
-    )
+    scenario.patch_spec(desiredState="Running")
     scenario.wait_converged(3)
     machines = scenario.inventory.machines(scenario.tag())
     assert {m["name"] for m in machines} == before
@@ -111,15 +95,7 @@ def test_terminated_deletes_every_machine_and_is_final(scenario: Scenario, kube:
     scenario.make_cluster(targetNodes=3)
     scenario.wait_converged(3)
 
-    kube.kubectl(
-        "patch",
-        "nodecluster/workers",
-        "-n",
-        scenario.ns,
-        "--type=merge",
-        "-p",
-        '{"spec":{"desiredState":"Terminated"}}',
-    )
+    scenario.patch_spec(desiredState="Terminated")
     scenario.wait_state("Terminated")
 
     assert scenario.nodes() == []

@@ -173,15 +173,7 @@ def test_profile_change_rolls_out_within_the_surge_budget(scenario: Scenario, ku
     scenario.wait_converged(3)
     before = _names(scenario)
 
-    kube.kubectl(
-        "patch",
-        "nodecluster/workers",
-        "-n",
-        scenario.ns,
-        "--type=merge",
-        "-p",
-        '{"spec":{"profile":{"image":"ubuntu-26.04"}}}',
-    )
+    scenario.patch_spec(profile={"image": "ubuntu-26.04"})
     seen: list[dict[str, Any]] = []
 
     def rolled() -> bool:
@@ -209,15 +201,7 @@ def test_paused_freezes_a_rollout(scenario: Scenario, kube: Kube) -> None:
     scenario.wait_converged(2)
     before = _names(scenario)
 
-    kube.kubectl(
-        "patch",
-        "nodecluster/workers",
-        "-n",
-        scenario.ns,
-        "--type=merge",
-        "-p",
-        '{"spec":{"paused":true,"profile":{"image":"v2"}}}',
-    )
+    scenario.patch_spec(paused=True, profile={"image": "v2"})
 
     def paused_seen() -> dict[str, Any] | None:
         nc = scenario.nc()
@@ -231,15 +215,7 @@ def test_paused_freezes_a_rollout(scenario: Scenario, kube: Kube) -> None:
     assert _names(scenario) == before
     assert scenario.nc()["status"]["updatedNodes"] == 0
 
-    kube.kubectl(
-        "patch",
-        "nodecluster/workers",
-        "-n",
-        scenario.ns,
-        "--type=merge",
-        "-p",
-        '{"spec":{"paused":false}}',
-    )
+    scenario.patch_spec(paused=False)
     wait_for(
         "rollout after unpausing",
         lambda: (

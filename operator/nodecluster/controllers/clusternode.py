@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nodecluster.api.clusternode import ClusterNode, ClusterNodeStatus, NodeAddress, NodeState
-from nodecluster.api.common import Condition
 from nodecluster.api.nodecluster import NodeCluster
 from nodecluster.controllers.kube import (
     CLUSTERNODES,
@@ -31,6 +30,7 @@ from nodecluster.controllers.world import (
     ProviderUnavailable,
     World,
 )
+from nodecluster.planning.conditions import condition
 from nodecluster.providers.base import (
     Machine,
     MachineSpec,
@@ -62,22 +62,6 @@ def machine_spec(node: ClusterNode, user_data: str | None = None) -> MachineSpec
     )
 
 
-def _ready_condition(
-    old: ClusterNodeStatus, ok: bool, reason: str, message: str, generation: int, now: datetime
-) -> Condition:
-    value = "True" if ok else "False"
-    prev = next((c for c in old.conditions if c.type == "Ready"), None)
-    since = prev.last_transition_time if prev is not None and prev.status == value else None
-    return Condition(
-        type="Ready",
-        status=value,
-        reason=reason,
-        message=message,
-        observed_generation=generation,
-        last_transition_time=since or now,
-    )
-
-
 def status_from_machine(node: ClusterNode, machine: Machine, now: datetime) -> ClusterNodeStatus:
     """The node's status given what the provider reports."""
     old = node.status
@@ -103,8 +87,14 @@ def status_from_machine(node: ClusterNode, machine: Machine, now: datetime) -> C
         unhealthy_since=unhealthy_since,
         message=None,
         conditions=[
-            _ready_condition(
-                old, healthy, reason, f"machine is {state}", node.metadata.generation, now
+            condition(
+                old.conditions,
+                "Ready",
+                healthy,
+                reason,
+                f"machine is {state}",
+                node.metadata.generation,
+                now,
             )
         ],
     )
@@ -122,7 +112,9 @@ def status_from_error(
             "ready": False if old.state != "Running" else old.ready,
             "message": message,
             "conditions": [
-                _ready_condition(old, False, reason, message, node.metadata.generation, now)
+                condition(
+                    old.conditions, "Ready", False, reason, message, node.metadata.generation, now
+                )
             ],
         }
     )

@@ -11,10 +11,10 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
-from nodecluster.api.common import Condition
 from nodecluster.api.nodeprovider import NodeProvider, NodeProviderStatus
 from nodecluster.controllers.kube import NODECLUSTERS, NODEPROVIDERS, KubeNotFound, status_patch
 from nodecluster.controllers.world import NsName, ProviderUnavailable, World
+from nodecluster.planning.conditions import condition
 from nodecluster.providers.base import Machine, ProviderDriver, ProviderError
 
 log = logging.getLogger(__name__)
@@ -39,31 +39,15 @@ async def reconcile_provider(world: World, name: str) -> float | None:
         ok, reason, message = False, err.reason, err.message
     nodes, cores = world.provider_usage(name)
     old = np.status
-    prev = next((c for c in old.conditions if c.type == "Ready"), None)
-    value = "True" if ok else "False"
-    since = prev.last_transition_time if prev is not None and prev.status == value else None
+    gen = np.metadata.generation
     status = NodeProviderStatus(
-        observed_generation=np.metadata.generation,
+        observed_generation=gen,
         phase="Ready" if ok else "NotReady",
         nodes=nodes,
         cores=cores,
         conditions=[
-            Condition(
-                type="Ready",
-                status=value,
-                reason=reason,
-                message=message,
-                observed_generation=np.metadata.generation,
-                last_transition_time=since or now,
-            ),
-            Condition(
-                type="Stalled",
-                status="False" if ok else "True",
-                reason=reason,
-                message="" if ok else message,
-                observed_generation=np.metadata.generation,
-                last_transition_time=since or now,
-            ),
+            condition(old.conditions, "Ready", ok, reason, message, gen, now),
+            condition(old.conditions, "Stalled", not ok, reason, "" if ok else message, gen, now),
         ],
     )
     if status.wire() != old.wire():

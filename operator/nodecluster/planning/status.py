@@ -17,10 +17,9 @@ A condition keeps its lastTransitionTime until its status actually changes.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 
-from nodecluster.api.common import Condition
 from nodecluster.api.nodecluster import ClusterState, NodeClusterStatus
+from nodecluster.planning.conditions import condition
 from nodecluster.planning.model import Declared, NodeView, Observed
 from nodecluster.planning.planner import Blocker, Plan
 
@@ -115,28 +114,6 @@ def _error_summary(nodes: list[NodeView]) -> str:
     )
 
 
-def _condition(
-    previous: list[Condition],
-    ctype: str,
-    status: bool,
-    reason: str,
-    message: str,
-    generation: int,
-    now: datetime,
-) -> Condition:
-    value = "True" if status else "False"
-    old = next((c for c in previous if c.type == ctype), None)
-    since = old.last_transition_time if old is not None and old.status == value else None
-    return Condition(
-        type=ctype,
-        status=value,
-        reason=reason,
-        message=message,
-        observed_generation=generation,
-        last_transition_time=since or now,
-    )
-
-
 def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClusterStatus:
     """The whole status a reconcile writes."""
     nodes = list(observed.nodes)
@@ -157,7 +134,7 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
             stall = Blocker(reason, _error_summary(active))
     paused = plan.paused
 
-    ready_c = _condition(
+    ready_c = condition(
         prev,
         "Ready",
         converged and not paused,
@@ -166,7 +143,7 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
         generation,
         now,
     )
-    reconciling_c = _condition(
+    reconciling_c = condition(
         prev,
         "Reconciling",
         not converged and stall is None and not paused,
@@ -175,7 +152,7 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
         generation,
         now,
     )
-    stalled_c = _condition(
+    stalled_c = condition(
         prev,
         "Stalled",
         stall is not None,
@@ -197,7 +174,7 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
     elif node_errors and state not in ("Deploying",):
         degraded_reason = node_errors.most_common(1)[0][0]
         degraded_msg = _error_summary(active)
-    degraded_c = _condition(
+    degraded_c = condition(
         prev,
         "Degraded",
         degraded_reason != "AsExpected",
