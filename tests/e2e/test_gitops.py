@@ -92,7 +92,7 @@ def test_argocd_health_is_degraded_when_the_provider_is_missing(
 
 
 def test_argocd_health_is_degraded_while_the_provider_fails(scenario: Scenario, kube: Kube) -> None:
-    scenario.make_provider(failureRate=1.0)
+    np = scenario.make_provider(failureRate=1.0)
     scenario.make_cluster(targetNodes=2)
 
     wait_for(
@@ -106,6 +106,10 @@ def test_argocd_health_is_degraded_while_the_provider_fails(scenario: Scenario, 
 
     assert health.status == "Degraded"
     assert "ProviderUnavailable" in health.message
+
+    np["spec"]["config"]["failureRate"] = 0.0  # and it recovers (so it can be deleted too)
+    kube.apply(np)
+    assert nodecluster_health(scenario.wait_converged(2, timeout=120)).status == "Healthy"
 
 
 # -- server-side apply from Git --------------------------------------------------------------
@@ -144,6 +148,12 @@ def diff(kube: Kube, repo: Path) -> Any:
     )
 
 
+def with_managed_fields(kube: Kube, kind: str, name: str, ns: str | None = None) -> Any:
+    """The object including metadata.managedFields, which kubectl hides by default."""
+    args = ["get", kind, name, "-o", "json", "--show-managed-fields"]
+    return json.loads(kube.kubectl(*args, *(["-n", ns] if ns else [])).stdout)
+
+
 def managed(obj: dict[str, Any], manager: str) -> list[dict[str, Any]]:
     return [m for m in obj["metadata"].get("managedFields", []) if m["manager"] == manager]
 
@@ -153,11 +163,12 @@ def test_gitops_apply_is_idempotent_and_never_fights_the_operator(
 ) -> None:
     repo = write_repo(scenario, tmp_path / "repo")
     sync(kube, repo)
-    applied = scenario.nc()
+    applied = with_managed_fields(kube, "nodecluster", "workers", scenario.ns)
     owned_by_git = managed(applied, GITOPS)
     assert [m["operation"] for m in owned_by_git] == ["Apply"]
 
-    converged = scenario.wait_converged(3)
+    scenario.wait_converged(3)
+    converged = with_managed_fields(kube, "nodecluster", "workers", scenario.ns)
 
     # The operator wrote status and its finalizer, through its own field manager, and
     # never a field of the spec: Git still owns exactly what it applied.
@@ -207,7 +218,7 @@ def test_gitops_and_an_autoscaler_share_a_cluster_when_git_omits_target_nodes(
     # autoscaler's value, and show no diff.
     without = write_repo(scenario, tmp_path / "without-target", targetNodes=None)
     sync(kube, without)
-    nc = scenario.nc()
+    nc = with_managed_fields(kube, "nodecluster", "workers", scenario.ns)
     assert nc["spec"]["targetNodes"] == 3
     assert "f:targetNodes" not in json.dumps(managed(nc, GITOPS)[0]["fieldsV1"])
     proc = diff(kube, without)

@@ -1,0 +1,65 @@
+{{/* The chart name, overridable. */}}
+{{- define "nodecluster-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The full name of every resource: the release name, plus the chart name unless the
+release name contains it already. */}}
+{{- define "nodecluster-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "nodecluster-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "nodecluster-operator.labels" -}}
+helm.sh/chart: {{ include "nodecluster-operator.chart" . }}
+{{ include "nodecluster-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: nodecluster-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Labels that select the operator's pod: never change them (selectors are immutable). */}}
+{{- define "nodecluster-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "nodecluster-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "nodecluster-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "nodecluster-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The operator's command-line arguments. */}}
+{{- define "nodecluster-operator.args" -}}
+- run
+- --liveness
+- http://0.0.0.0:{{ .Values.operator.healthPort }}/healthz
+{{- range .Values.operator.watchNamespaces }}
+- --namespace
+- {{ . }}
+{{- end }}
+{{- if .Values.peering.enabled }}
+- --peering
+- {{ .Values.peering.name }}
+{{- end }}
+{{- if .Values.operator.verbose }}
+- --verbose
+{{- end }}
+{{- end }}

@@ -1,0 +1,270 @@
+"""The Helm chart renders the least privilege the operator needs, and nothing more, for
+every combination of its options; its values are typed and documented; it lints clean.
+
+The e2e suite (tests/e2e/test_install.py) proves on a real API server that these rules
+are enough for the operator and refuse the rest; this file pins down the exact rules so
+that any widening is a deliberate, reviewed change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import chart  # noqa: E402
+
+HELM = chart.find_helm()
+pytestmark = pytest.mark.skipif(HELM is None, reason="helm not found (tools/build-control-plane)")
+
+Rules = dict[tuple[str, str, tuple[str, ...]], set[str]]
+
+CLUSTER_RULES: Rules = {
+    ("nodecluster.io", "nodeproviders", ()): {"get", "list", "watch"},
+    ("nodecluster.io", "nodeproviders/status", ()): {"patch"},
+    ("apiextensions.k8s.io", "customresourcedefinitions", ()): {"list", "watch"},
+}
+NAMESPACED_RULES: Rules = {
+    ("nodecluster.io", "nodeclusters", ()): {"get", "list", "watch", "patch"},
+    ("nodecluster.io", "clusternodes", ()): {"get", "list", "watch", "create", "patch", "delete"},
+    ("nodecluster.io", "nodeclusteroperations", ()): {"list", "watch"},
+    ("nodecluster.io", "nodeclusters/status", ()): {"patch"},
+    ("nodecluster.io", "clusternodes/status", ()): {"patch"},
+    ("nodecluster.io", "nodeclusteroperations/status", ()): {"patch"},
+    ("", "events", ()): {"create"},
+}
+
+
+def render(*values: str) -> list[dict[str, Any]]:
+    assert HELM is not None
+    text = chart.render(HELM, *values, release="nc", namespace="ops", include_crds=False)
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = find(docs, kind, name)
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} found"
+    return found[0]
+
+
+def rules(role: dict[str, Any]) -> Rules:
+    """A role's rules as (group, resource, names) -> verbs; fails on a rule listed twice."""
+    out: Rules = {}
+    for rule in role["rules"]:
+        assert "nonResourceURLs" not in rule
+        names = tuple(rule.get("resourceNames", ()))
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                key = (group, resource, names)
+                assert key not in out, f"{key} granted twice"
+                out[key] = set(rule["verbs"])
+    return out
+
+
+def bindings_of(docs: list[dict[str, Any]], role: str) -> list[tuple[str, str]]:
+    """(binding kind, namespace) of every binding to `role`, all to the chart's account."""
+    found = []
+    for d in docs:
+        if d["kind"] in ("ClusterRoleBinding", "RoleBinding") and d["roleRef"]["name"] == role:
+            assert d["subjects"] == [
+                {"kind": "ServiceAccount", "name": "nc-nodecluster-operator", "namespace": "ops"}
+            ]
+            found.append((d["kind"], d["metadata"].get("namespace", "")))
+    return sorted(found)
+
+
+def test_default_install_grants_exactly_what_the_operator_uses() -> None:
+    docs = render()
+
+    assert rules(one(docs, "ClusterRole", "nc-nodecluster-operator")) == CLUSTER_RULES
+    assert rules(one(docs, "ClusterRole", "nc-nodecluster-operator-namespaced")) == (
+        NAMESPACED_RULES
+    )
+    assert bindings_of(docs, "nc-nodecluster-operator") == [("ClusterRoleBinding", "")]
+    assert bindings_of(docs, "nc-nodecluster-operator-namespaced") == [("ClusterRoleBinding", "")]
+    assert find(docs, "Role") == [], "no Secret access unless rbac.secretNamespaces says so"
+    assert {d["kind"] for d in docs} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+    }
+
+
+def test_no_rule_uses_a_wildcard_or_the_scale_subresource() -> None:
+    docs = render(
+        "--set",
+        "operator.watchNamespaces={a}",
+        "--set",
+        "peering.enabled=true",
+        "--set",
+        "rbac.secretNamespaces={creds}",
+    )
+    for role in find(docs, "ClusterRole") + find(docs, "Role"):
+        for (group, resource, _), verbs in rules(role).items():
+            assert "*" not in verbs and "*" not in (group, resource)
+            assert not verbs & {"update", "deletecollection", "escalate", "bind", "impersonate"}
+            assert resource != "nodeclusters/scale"
+
+
+def test_secrets_are_readable_one_by_one_and_only_in_the_listed_namespaces() -> None:
+    docs = render("--set", "rbac.secretNamespaces={creds,more}")
+
+    roles = find(docs, "Role", "nc-nodecluster-operator-secrets")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["creds", "more"]
+    for role in roles:
+        assert rules(role) == {("", "secrets", ()): {"get"}}
+    assert bindings_of(docs, "nc-nodecluster-operator-secrets") == [
+        ("RoleBinding", "creds"),
+        ("RoleBinding", "more"),
+    ]
+
+    named = render("--set", "rbac.secretNamespaces={creds}", "--set", "rbac.secretNames={cloud}")
+    role = one(named, "Role", "nc-nodecluster-operator-secrets")
+    assert rules(role) == {("", "secrets", ("cloud",)): {"get"}}
+
+
+def test_watch_namespaces_narrow_the_namespaced_grants_to_those_namespaces() -> None:
+    docs = render("--set", "operator.watchNamespaces={team-a,team-b}")
+
+    cluster = rules(one(docs, "ClusterRole", "nc-nodecluster-operator"))
+    assert cluster == {**CLUSTER_RULES, ("", "namespaces", ()): {"list", "watch"}}
+    assert bindings_of(docs, "nc-nodecluster-operator-namespaced") == [
+        ("RoleBinding", "team-a"),
+        ("RoleBinding", "team-b"),
+    ]
+    # NodeProviders are cluster-scoped; their Events land in "default".
+    events = one(docs, "Role", "nc-nodecluster-operator-provider-events")
+    assert events["metadata"]["namespace"] == "default"
+    assert rules(events) == {("", "events", ()): {"create"}}
+    args = one(docs, "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"]
+    assert args["containers"][0]["args"][3:] == ["--namespace", "team-a", "--namespace", "team-b"]
+
+
+def test_peering_is_optional_and_grants_only_its_own_object() -> None:
+    assert find(render(), "ClusterKopfPeering") == []
+
+    docs = render("--set", "peering.enabled=true", "--set", "peering.name=fleet")
+
+    assert one(docs, "ClusterKopfPeering", "fleet")["apiVersion"] == "kopf.dev/v1"
+    assert rules(one(docs, "ClusterRole", "nc-nodecluster-operator")) == {
+        **CLUSTER_RULES,
+        ("kopf.dev", "clusterkopfpeerings", ()): {"list", "watch"},
+        ("kopf.dev", "clusterkopfpeerings", ("fleet",)): {"patch"},
+    }
+    pod = one(docs, "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"][-2:] == ["--peering", "fleet"]
+
+    namespaced = render(
+        "--set", "peering.enabled=true", "--set", "operator.watchNamespaces={team-a}"
+    )
+    assert [p["metadata"]["namespace"] for p in find(namespaced, "KopfPeering")] == ["team-a"]
+    assert find(namespaced, "ClusterKopfPeering") == []
+    workloads = rules(one(namespaced, "ClusterRole", "nc-nodecluster-operator-namespaced"))
+    assert workloads[("kopf.dev", "kopfpeerings", ("nodecluster-operator",))] == {"patch"}
+
+
+def test_the_pod_runs_locked_down_with_probes_and_writable_scratch_only() -> None:
+    pod = one(render(), "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["command"] == ["nodecluster-operator"]
+    assert container["args"] == ["run", "--liveness", "http://0.0.0.0:8080/healthz"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert set(container["resources"]) == {"requests", "limits"}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts == {"tmp": "/tmp", "simulator": env["NODECLUSTER_SIMULATOR_DIR"]}
+    assert all("emptyDir" in v for v in pod["volumes"])
+
+
+def test_helm_lint_strict_is_clean_with_every_option() -> None:
+    assert HELM is not None
+    everything = ["operator.watchNamespaces={a}", "peering.enabled=true", "service.enabled=true",
+                  "rbac.secretNamespaces={b}", "namespace.create=true"]  # fmt: skip
+    for values in ([], [arg for value in everything for arg in ("--set", value)]):
+        proc = subprocess.run(
+            [HELM, "lint", "--strict", str(chart.CHART), *values],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        (["--set", "replicaCount=2"], "replicaCount"),
+        (["--set", "unknownValue=1"], "unknownValue"),
+        (["--set", "rbac.secretNamespaces={Not_A_Namespace}"], "secretNamespaces"),
+        (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
+    ],
+)
+def test_the_schema_refuses_bad_values(values: list[str], complaint: str) -> None:
+    with pytest.raises(RuntimeError, match=complaint):
+        render(*values)
+
+
+def _documented_keys(text: str) -> tuple[list[str], list[str]]:
+    """(every key path in values.yaml, the ones with no comment on them or an ancestor)."""
+    keys: list[str] = []
+    undocumented: list[str] = []
+    stack: list[tuple[int, str, bool]] = []  # (indent, key, documented)
+    previous = ""
+    for line in text.splitlines():
+        match = re.match(r"^(\s*)([A-Za-z][\w-]*):", line)
+        if match:
+            indent = len(match.group(1))
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            documented = previous.strip().startswith("#") or any(d for _, _, d in stack)
+            path = ".".join([k for _, k, _ in stack] + [match.group(2)])
+            keys.append(path)
+            if not documented and not line.rstrip().endswith(":"):
+                undocumented.append(path)
+            stack.append((indent, match.group(2), previous.strip().startswith("#")))
+        if line.strip():
+            previous = line
+    return keys, undocumented
+
+
+def test_every_value_is_documented_and_typed() -> None:
+    values_text = (chart.CHART / "values.yaml").read_text()
+    schema = json.loads((chart.CHART / "values.schema.json").read_text())
+    keys, undocumented = _documented_keys(values_text)
+
+    assert undocumented == []
+    for path in keys:
+        node = schema
+        for part in path.split("."):
+            if "properties" not in node:
+                break  # a free-form object (e.g. resources.limits, securityContext)
+            assert part in node["properties"], f"{path} is not in values.schema.json"
+            node = node["properties"][part]
+            assert node.get("description"), f"{path} has no description in the schema"
+    assert set(yaml.safe_load(values_text)) == set(schema["properties"])
