@@ -68,9 +68,11 @@ def test_random_kill_9_during_scale_out_scale_in_and_deletion(
             )
             scenario.make_cluster(targetNodes=target, minNodes=0, maxNodes=50, policies={})
         time.sleep(rng.uniform(0.0, 1.2))  # the fault lands at a random point of the work
-        operator.kill9()
-        faults[phase] += 1
-        operator.start()
+        try:
+            operator.kill9()
+            faults[phase] += 1
+        finally:
+            operator.start()
 
         if phase == "delete" and exists:
             wait_for(f"iteration {i}: cluster deleted", lambda: scenario.nc() == {}, timeout=120)
