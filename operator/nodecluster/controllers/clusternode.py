@@ -8,7 +8,6 @@ the next reconcile calls the same idempotent operation again.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +26,7 @@ from nodecluster.controllers.world import (
     CLUSTER_LABEL,
     NODE_FINALIZER,
     NsName,
+    ObjectKey,
     ProviderUnavailable,
     World,
 )
@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 _SETTLING = frozenset({"Provisioning", "Stopping", "Starting", "Rebooting", "Deleting"})
 POLL_SETTLING_SECONDS = 1.0
 """How soon a machine in a transitional state is looked at again."""
+SETTLING_FALLBACK_SECONDS = 15.0
+"""How soon a settling machine is looked at again by its own get, should its provider's
+list calls fail (they normally wake it as soon as its state changes)."""
+SETTLING_STATES = frozenset({"Provisioning", "Stopping", "Starting", "Rebooting"})
+"""Transitional states the provider's list calls watch (a deletion polls on its own)."""
 
 
 def machine_spec(node: ClusterNode, user_data: str | None = None) -> MachineSpec:
@@ -122,13 +127,18 @@ def status_from_error(
 
 async def reconcile_node(world: World, key: NsName) -> float | None:
     """Drive one machine toward its ClusterNode; return when to look again."""
-    namespace, name = key
-    body = world.take_body("ClusterNode", namespace, name)
-    if body is None:
-        try:
-            body = await world.client.get(CLUSTERNODES, namespace, name)
-        except KubeNotFound:
-            return None
+    cache_key = ("ClusterNode", *key)
+    again = await _reconcile_node(world, cache_key)
+    if again is None:
+        world.bodies.drop(cache_key)  # settled: keep no body until the next event
+    return again
+
+
+async def _reconcile_node(world: World, cache_key: ObjectKey) -> float | None:
+    try:
+        body = await world.body(CLUSTERNODES, cache_key)
+    except KubeNotFound:
+        return None
     node = ClusterNode.model_validate(body)
     now = world.now()
     deleting = node.metadata.deletion_timestamp is not None
@@ -155,6 +165,12 @@ async def reconcile_node(world: World, key: NsName) -> float | None:
     if node.spec.reboot_requested_at is not None and machine.state == "Running":
         status.last_reboot_time = node.status.last_reboot_time
     await _write_status(world, node, status)
+    if machine.state in _SETTLING and world.poll_queue is not None:
+        # The provider's next list call (soon, and one for all of its settling machines)
+        # wakes this node when its machine changes; a get per machine per second would
+        # cost a thousand provider calls a second while a thousand machines provision.
+        world.poll_queue.add(node.spec.provider_ref.name, delay=POLL_SETTLING_SECONDS)
+        return SETTLING_FALLBACK_SECONDS
     if machine.state in _SETTLING or (
         machine.state in ("Running", "Stopped") and machine.state != node.spec.power_state
     ):
@@ -226,8 +242,9 @@ async def _grace_left(world: World, node: ClusterNode, now: datetime) -> float:
     since = node.metadata.deletion_timestamp
     if since is None or node.status.provider_id is None:
         return 0.0
+    cluster = ("NodeCluster", node.metadata.namespace or "", node.spec.cluster_name)
     try:
-        body = await world.client.get(NODECLUSTERS, node.metadata.namespace, node.spec.cluster_name)
+        body = await world.body(NODECLUSTERS, cluster)
     except KubeNotFound:
         return 0.0
     grace = NodeCluster.model_validate(body).spec.policies.deletion.grace_period_seconds
@@ -274,19 +291,27 @@ async def _delete_machine(world: World, node: ClusterNode, driver: ProviderDrive
     except KubeNotFound:
         return None
     except KubeConflict:
+        world.bodies.drop(_key(node))  # read it again
         return 0.1
     return None
+
+
+def _key(node: ClusterNode) -> ObjectKey:
+    return ("ClusterNode", node.metadata.namespace or "", node.metadata.name)
 
 
 async def _write_status(world: World, node: ClusterNode, status: ClusterNodeStatus) -> None:
     new: dict[str, Any] = status.wire()
     if new == node.status.wire():
         return
-    with contextlib.suppress(KubeNotFound):
-        await world.client.patch(
+    try:
+        patched = await world.client.patch(
             CLUSTERNODES,
             node.metadata.namespace,
             node.metadata.name,
             status_patch(node.status.wire(), new),
             status=True,
         )
+    except KubeNotFound:
+        return
+    world.bodies.wrote(_key(node), patched)

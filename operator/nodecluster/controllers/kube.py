@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
+from urllib.parse import urlsplit
 
+import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -52,6 +56,39 @@ def _raise(err: ApiException) -> None:
     raise KubeError(err.status or 0, f"{message} {body}".strip()) from err
 
 
+async def _read_environment_once(
+    api: k8s.ApiClient, configuration: k8s.Configuration, max_connections: int
+) -> None:
+    """Give the client an HTTP session that does not consult the environment per request.
+
+    kubernetes_asyncio opens its aiohttp session with trust_env=True, and aiohttp then
+    looks up proxy variables and ~/.netrc on every request, each time in a worker thread:
+    two thread round trips per API call, about a fifth of the operator's CPU while a fleet
+    converges. The proxy variables are read here, once, instead; ~/.netrc is not used
+    (the API server authenticates with tokens or client certificates).
+    """
+    rest = api.rest_client
+    await rest.pool_manager.close()
+    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, keyfile=configuration.key_file)
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if configuration.disable_strict_ssl_verification:
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_connections, ssl=context),
+        trust_env=False,
+        read_bufsize=2**21,  # as kubernetes_asyncio: watch events can be large
+    )
+    if rest.proxy is None:
+        url = urlsplit(configuration.host)
+        proxy = urllib.request.getproxies().get(url.scheme)
+        if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+            rest.proxy = proxy
+
+
 @dataclass(frozen=True)
 class Kind:
     """Where a custom kind lives in the API."""
@@ -84,15 +121,27 @@ class KubeClient:
         """Count of write calls, for debugging and benchmarks."""
 
     @classmethod
-    async def connect(cls, max_connections: int = 100) -> KubeClient:
-        """Load in-cluster config, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    async def connect(cls, max_connections: int = 100, kubeconfig: str | None = None) -> KubeClient:
+        """Load in-cluster config, else the kubeconfig (`kubeconfig`, KUBECONFIG or
+        ~/.kube/config); with `kubeconfig` given, only that file."""
         configuration = k8s.Configuration()
         try:
+            if kubeconfig is not None:
+                raise k8s_config.ConfigException("a kubeconfig was named")
             k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except k8s_config.ConfigException:
-            await k8s_config.load_kube_config(client_configuration=configuration)
+            await k8s_config.load_kube_config(
+                config_file=kubeconfig, client_configuration=configuration
+            )
         configuration.connection_pool_maxsize = max_connections
-        return cls(k8s.ApiClient(configuration))
+        api = k8s.ApiClient(configuration)
+        await _read_environment_once(api, configuration, max_connections)
+        return cls(api)
+
+    @property
+    def api(self) -> k8s.ApiClient:
+        """The underlying kubernetes_asyncio client (for watches outside kopf)."""
+        return self._api
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +39,7 @@ from nodecluster.controllers.world import (
 )
 from nodecluster.planning.model import Declared, NodeView, Observed
 from nodecluster.planning.planner import CreateNode, Plan, plan
-from nodecluster.planning.status import derive_status
+from nodecluster.planning.status import CONVERGED_STATES, derive_status
 from nodecluster.providers.base import NotFound, ProviderError
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ def _headroom(world: World, nc: NodeCluster) -> int | None:
     if np is None:
         return None
     quotas = np.spec.quotas
+    if quotas.max_nodes is None and quotas.max_cores is None:
+        return None  # no quota: do not count every node of the provider
     nodes, cores = world.provider_usage(np.metadata.name)
     limits: list[int] = []
     if quotas.max_nodes is not None:
@@ -167,22 +170,23 @@ async def reconcile_cluster(world: World, key: NsName) -> float | None:
 
 async def _reconcile_cluster(world: World, key: NsName) -> float | None:
     namespace, name = key
-    body = world.take_body("NodeCluster", namespace, name)
-    if body is None:
-        try:
-            body = await world.client.get(NODECLUSTERS, namespace, name)
-        except KubeNotFound:
-            world.expectations.forget(key)
-            return None
+    cache_key = ("NodeCluster", namespace, name)
+    try:
+        body = await world.body(NODECLUSTERS, cache_key)
+    except KubeNotFound:
+        world.expectations.forget(key)
+        world.bodies.forget(cache_key)
+        return None
     nc = NodeCluster.model_validate(body)
     meta = nc.metadata
     deleting = meta.deletion_timestamp is not None
 
     if deleting and CLUSTER_FINALIZER not in meta.finalizers:
+        world.bodies.drop(cache_key)
         return None
     if not deleting and CLUSTER_FINALIZER not in meta.finalizers:
         try:
-            await world.client.patch(
+            patched = await world.client.patch(
                 NODECLUSTERS,
                 namespace,
                 name,
@@ -194,9 +198,11 @@ async def _reconcile_cluster(world: World, key: NsName) -> float | None:
                 },
             )
         except KubeConflict:
+            world.bodies.drop(cache_key)
             return 0.1  # someone else wrote in between: read again
         except KubeNotFound:
             return None
+        world.bodies.wrote(cache_key, patched)
 
     now = world.now()
     declared = declared_of(nc)
@@ -246,13 +252,18 @@ async def _reconcile_cluster(world: World, key: NsName) -> float | None:
             body, "Normal", "Scaling", f"scaling from {before} to {p.desired} nodes"
         )
 
-    await _report(world, body, nc, status)
+    deferred = await _report(world, body, nc, status)
 
     if deleting and p.terminating and not nodes and not swept:
-        await _release(world, nc)
+        if not await _release(world, nc):
+            return 0.1
         world.expectations.forget(key)
         world.poll_intervals.pop(key, None)
+        world.bodies.drop(cache_key)
+        world.progress_written.pop(key, None)
         return None
+    if deferred is not None:
+        return deferred  # write the progress held back
     if (
         p.deletes
         or p.creates
@@ -263,7 +274,10 @@ async def _reconcile_cluster(world: World, key: NsName) -> float | None:
         # Progress is driven by child events; this is only the safety net.
         return 30.0
     # Converged: nothing to do until an event, the provider's health poll, or the
-    # slow safety-net resync. No per-cluster timers tick in an idle fleet.
+    # slow safety-net resync. No per-cluster timers tick in an idle fleet, and no body
+    # is kept for it.
+    world.bodies.drop(cache_key)
+    world.progress_written.pop(key, None)
     return world.settings.idle_resync_seconds
 
 
@@ -400,16 +414,41 @@ async def _sweep_orphans(world: World, nc: NodeCluster, nodes: list[NodeView], f
     return remaining
 
 
+def _progress_only(old: NodeClusterStatus, new: NodeClusterStatus) -> bool:
+    """Whether a new status only moves counts and messages along: same state, same
+    generation observed, same conditions (type, status, reason), same last scale."""
+
+    def gist(s: NodeClusterStatus) -> tuple[Any, ...]:
+        conditions = tuple((c.type, c.status, c.reason) for c in s.conditions)
+        return (s.state, s.observed_generation, conditions, s.last_scale_time)
+
+    return gist(old) == gist(new)
+
+
 async def _report(
     world: World, body: dict[str, Any], nc: NodeCluster, status: NodeClusterStatus
-) -> None:
-    """One status patch, only when something changed, plus an Event on state transitions."""
+) -> float | None:
+    """One status patch, only when something changed, plus an Event on state transitions.
+
+    Progress (counts moving while the state stays) is written at most every
+    `status_progress_seconds` per cluster: while a thousand nodes come up, a write per
+    debounce window per cluster would be most of the API's load. Transitions, a new
+    generation and converged states are written at once. Returns the seconds until held
+    back progress is due, if it was held back.
+    """
     old = nc.status.wire()
     new = status.wire()
     if old == new:
-        return
+        return None
+    key = (nc.metadata.namespace or "", nc.metadata.name)
+    now = time.monotonic()
+    if status.state not in CONVERGED_STATES and _progress_only(nc.status, status):
+        due = world.progress_written.get(key, 0.0) + world.settings.status_progress_seconds
+        if now < due:
+            return due - now
+    world.progress_written[key] = now
     try:
-        await world.client.patch(
+        patched = await world.client.patch(
             NODECLUSTERS,
             nc.metadata.namespace,
             nc.metadata.name,
@@ -417,24 +456,32 @@ async def _report(
             status=True,
         )
     except KubeNotFound:
-        return
+        return None
+    world.bodies.wrote(("NodeCluster", *key), patched)
     if nc.status.state != status.state and status.state in _TRANSITIONS_WORTH_AN_EVENT:
         etype, reason = _TRANSITIONS_WORTH_AN_EVENT[status.state]
         await world.client.event(body, etype, reason, status.message or status.state)
+    return None
 
 
-async def _release(world: World, nc: NodeCluster) -> None:
-    """Remove the finalizer once every machine is gone."""
+async def _release(world: World, nc: NodeCluster) -> bool:
+    """Remove the finalizer once every machine is gone; False if the object changed
+    meanwhile (read it again and retry)."""
     finalizers = [f for f in nc.metadata.finalizers if f != CLUSTER_FINALIZER]
-    with contextlib.suppress(KubeNotFound, KubeConflict):
+    cache_key = ("NodeCluster", nc.metadata.namespace or "", nc.metadata.name)
+    # The version this reconcile last wrote (its status), else the one it read.
+    newest = world.bodies.get(cache_key) or {}
+    version = newest.get("metadata", {}).get("resourceVersion") or nc.metadata.resource_version
+    try:
         await world.client.patch(
             NODECLUSTERS,
             nc.metadata.namespace,
             nc.metadata.name,
-            {
-                "metadata": {
-                    "finalizers": finalizers,
-                    "resourceVersion": nc.metadata.resource_version,
-                }
-            },
+            {"metadata": {"finalizers": finalizers, "resourceVersion": version}},
         )
+    except KubeNotFound:
+        return True
+    except KubeConflict:
+        world.bodies.drop(cache_key)
+        return False
+    return True

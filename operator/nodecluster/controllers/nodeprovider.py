@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime
 
 from nodecluster.api.nodeprovider import NodeProvider, NodeProviderStatus
+from nodecluster.controllers.clusternode import POLL_SETTLING_SECONDS, SETTLING_STATES
 from nodecluster.controllers.kube import NODECLUSTERS, NODEPROVIDERS, KubeNotFound, status_patch
 from nodecluster.controllers.world import NsName, ProviderUnavailable, World
 from nodecluster.planning.conditions import condition
@@ -22,12 +23,11 @@ log = logging.getLogger(__name__)
 
 async def reconcile_provider(world: World, name: str) -> float | None:
     """Validate one NodeProvider and publish its status."""
-    body = world.take_body("NodeProvider", "", name)
-    if body is None:
-        try:
-            body = await world.client.get(NODEPROVIDERS, None, name)
-        except KubeNotFound:
-            return None
+    # Providers are few: their bodies stay cached, so a health poll reads nothing.
+    try:
+        body = await world.body(NODEPROVIDERS, ("NodeProvider", "", name))
+    except KubeNotFound:
+        return None
     np = NodeProvider.model_validate(body)
     world.providers[name] = np
     now = world.now()
@@ -52,11 +52,12 @@ async def reconcile_provider(world: World, name: str) -> float | None:
     )
     if status.wire() != old.wire():
         try:
-            await world.client.patch(
+            patched = await world.client.patch(
                 NODEPROVIDERS, None, name, status_patch(old.wire(), status.wire()), status=True
             )
         except KubeNotFound:
             return None
+        world.bodies.wrote(("NodeProvider", "", name), patched)
         if old.phase != status.phase:
             await world.client.event(body, "Normal" if ok else "Warning", reason, message)
     if old.phase != status.phase and world.cluster_queue is not None:
@@ -70,25 +71,41 @@ async def reconcile_provider(world: World, name: str) -> float | None:
     return min(known) if known else world.settings.default_poll_seconds
 
 
-async def poll_health(world: World, provider: str, driver: ProviderDriver) -> None:
+async def poll_provider(world: World, name: str) -> float | None:
+    """A health poll asked for by settling machines; again soon while any still settles."""
+    try:
+        driver = await world.driver(name)
+    except ProviderUnavailable:
+        return None  # the nodes poll on their own (and report why)
+    settling = await poll_health(world, name, driver)
+    return POLL_SETTLING_SECONDS if settling else None
+
+
+async def poll_health(world: World, provider: str, driver: ProviderDriver) -> bool:
     """One list call for every machine of the provider, compared with the node cache.
 
     Nodes whose machine changed state or vanished are woken (their controller records
     it, and the cluster remediates); clusters with untracked machines are woken to
     sweep them. Nothing is written when everything matches, so an idle fleet costs one
-    provider call per interval and no API writes.
+    provider call per interval and no API writes. Returns whether any machine is still
+    settling (provisioning, stopping, starting, rebooting) as far as its node knows.
     """
     try:
         machines = await driver.list(None)
     except ProviderError as err:
         log.info("Provider %s: health poll failed: %s", provider, err)
-        return
+        return False
     by_cluster: dict[NsName, dict[str, Machine]] = {}
     for m in machines:
         ns, _, cluster = m.cluster.partition("/")
         by_cluster.setdefault((ns, cluster), {})[m.name] = m
     now = datetime.now(UTC)
-    keys = set(by_cluster) | world.clusters_by_provider.get(provider, set())
+    # Clusters with neither machines nor cached nodes have nothing to compare: skipping
+    # them keeps an idle fleet's poll proportional to its machines, not its clusters.
+    index = world.node_index
+    known = world.clusters_by_provider.get(provider, set())
+    keys = set(by_cluster) | ({k for k in known if k in index} if index is not None else set())
+    settling = False
     for key in keys:
         listed = by_cluster.get(key, {})
         nodes = {n.name: n for n in world.nodes_of(key)}
@@ -96,8 +113,10 @@ async def poll_health(world: World, provider: str, driver: ProviderDriver) -> No
             if node.deleting or not node.has_machine:
                 continue
             machine = listed.get(node.name)
-            if (machine is None or machine.state != node.state) and world.node_queue is not None:
+            changed = machine is None or machine.state != node.state
+            if changed and world.node_queue is not None:
                 world.node_queue.add((key[0], node.name))
+            settling = settling or node.state in SETTLING_STATES
         untracked = [
             m
             for m in listed.values()
@@ -110,6 +129,7 @@ async def poll_health(world: World, provider: str, driver: ProviderDriver) -> No
                 world.cluster_queue.add(key)
             else:
                 await _delete_if_orphaned(world, driver, key, untracked)
+    return settling
 
 
 async def _delete_if_orphaned(

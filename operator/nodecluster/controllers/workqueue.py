@@ -14,6 +14,7 @@ reads the world afresh. Consequences that matter for correctness and cost:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from collections.abc import Awaitable, Callable, Hashable
@@ -22,6 +23,10 @@ from typing import Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 
 log = logging.getLogger(__name__)
+
+_NO_CONTEXT = contextvars.Context()
+"""The context timers run in: empty, and shared (a timer only wakes a key, which starts its
+task in a fresh context of its own)."""
 
 Handler = Callable[[K], Awaitable[float | None]]
 """Reconcile one key; return seconds until it should run again, or None."""
@@ -68,7 +73,12 @@ class WorkQueue(Generic[K]):
             self._dirty.add(key)
             return
         self._running.add(key)
-        task = asyncio.get_running_loop().create_task(self._run(key), name=f"{self.name}:{key}")
+        # A fresh, empty context: the caller's (kopf's, while it handles a watch event)
+        # holds that event's body, patch and loggers, and a task or timer would keep them
+        # alive for as long as it lives, e.g. for an idle cluster's hour-long resync.
+        task = asyncio.get_running_loop().create_task(
+            self._run(key), name=f"{self.name}:{key}", context=contextvars.Context()
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -102,7 +112,8 @@ class WorkQueue(Generic[K]):
             return
         if current is not None:
             current[1].cancel()
-        self._timers[key] = (due, loop.call_at(due, self._fire, key))
+        handle = loop.call_at(due, self._fire, key, context=_NO_CONTEXT)
+        self._timers[key] = (due, handle)
 
     def _fire(self, key: K) -> None:
         self._timers.pop(key, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from typing import Any
 from nodecluster.api.clusternode import ClusterNode
 from nodecluster.api.nodecluster import NodeProfile
 from nodecluster.api.nodeprovider import NodeProvider
-from nodecluster.controllers.kube import KubeClient, KubeNotFound
+from nodecluster.controllers.kube import Kind, KubeClient, KubeNotFound
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.planning.model import (
     DELETE_NODE_ANNOTATION,
@@ -63,7 +64,17 @@ class Settings:
     expectation_timeout_seconds: float = 60.0
     """How long a create/delete the operator made may stay invisible in its cache."""
     concurrency: int = 2000
-    """Reconciles in flight at once per kind; provider calls are awaited, not threaded."""
+    """ClusterNode reconciles in flight at once: each may wait on its provider, and
+    provider calls are awaited, not threaded."""
+    status_progress_seconds: float = 2.0
+    """A NodeCluster's status is rewritten for mere progress (counts moving, same state)
+    at most this often; transitions are written at once."""
+    cluster_concurrency: int = 200
+    """NodeCluster reconciles in flight at once. They wait only on the API, whose
+    connection pool admits `api_connections` requests anyway: more in flight would only
+    hold more memory while queueing for a connection (10,000 new clusters at once)."""
+    api_connections: int = 100
+    """Connections of the API client's pool: the most writes in flight at once."""
     orphan_grace_seconds: float = 30.0
     """A machine without a ClusterNode is deleted only once older than this."""
     default_poll_seconds: float = 60.0
@@ -76,8 +87,18 @@ def profile_hash(profile: NodeProfile) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-def node_view(node: ClusterNode) -> NodeView:
-    """What the planner needs of a ClusterNode."""
+@dataclass(frozen=True, slots=True)
+class IndexedNode(NodeView):
+    """A node as the operator's node cache keeps it: the planner's view, plus what its
+    provider's quota usage is counted from. (One kopf index serves both: every index
+    costs a handler invocation per ClusterNode event.)"""
+
+    provider: str = ""
+    machine_type: str = ""
+
+
+def node_view(node: ClusterNode) -> IndexedNode:
+    """What the planner (and the quota count) needs of a ClusterNode."""
     meta, spec, status = node.metadata, node.spec, node.status
     ready_cond = next((c for c in status.conditions if c.type == "Ready"), None)
     error_reason = None
@@ -87,7 +108,9 @@ def node_view(node: ClusterNode) -> NodeView:
         and ready_cond.reason in NODE_ERROR_REASONS
     ):
         error_reason = ready_cond.reason
-    return NodeView(
+    return IndexedNode(
+        provider=sys.intern(spec.provider_ref.name),
+        machine_type=sys.intern(spec.profile.machine_type),
         name=meta.name,
         created_at=meta.creation_timestamp or datetime.now(UTC),
         zone=status.zone or spec.zone,
@@ -152,6 +175,109 @@ class Expectations:
         self.deletes.pop(key, None)
 
 
+ObjectKey = tuple[str, str, str]
+"""(kind, namespace, name)."""
+
+
+def resource_version_order(a: str, b: str) -> int | None:
+    """-1, 0 or 1 as resourceVersion `a` is older than, equal to or newer than `b`.
+
+    Kubernetes defines resourceVersions of one resource as comparable decimal integers
+    since 1.35 (KEP-5504, what client-go's CompareResourceVersion implements). From a
+    server whose versions are not such integers, None: the order is unknown.
+    """
+    if a == b:
+        return 0
+    if not (a.isdigit() and b.isdigit()) or a[0] == "0" or b[0] == "0":
+        return None
+    return -1 if (len(a), a) < (len(b), b) else 1
+
+
+class BodyCache:
+    """The newest known body of each object a controller is working on.
+
+    The watch delivers bodies; the API answers our own writes with bodies newer than any
+    the watch has delivered yet. Keeping the newest of both gives the controllers
+    read-your-own-writes without a GET per reconcile: a reconcile woken while its
+    previous status write is still on its way through the watch no longer works from
+    the stale body (and writes the same status, and posts the same Event, twice).
+
+    The watch event of one of our own writes (its "echo") tells the controller nothing
+    it does not know, so it wakes no reconcile. Any other event does, whatever its order:
+    an older body never replaces a newer one, but the change it carries is in the newer
+    one too.
+
+    Entries exist only while an object is being worked on: the controllers drop them
+    once it has converged, so an idle fleet keeps no bodies in memory.
+    """
+
+    def __init__(self) -> None:
+        self._bodies: dict[ObjectKey, dict[str, Any]] = {}
+        self._own: dict[ObjectKey, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+    def get(self, key: ObjectKey) -> dict[str, Any] | None:
+        """The newest known body, if the object is being worked on."""
+        return self._bodies.get(key)
+
+    def observe(self, key: ObjectKey, body: dict[str, Any], keep: bool = True) -> bool:
+        """A body from the watch. Return False for the echo of one of our own writes.
+
+        It is kept when it is newer than the one known, and, for an object not being
+        worked on, only if `keep` and it is not an echo.
+        """
+        version = str(body.get("metadata", {}).get("resourceVersion", ""))
+        own = self._own.get(key)
+        echo = False
+        if own is not None:
+            echo = version in own
+            # Our writes up to this version have been delivered: their echoes are past.
+            for mine in list(own):
+                if resource_version_order(mine, version) in (-1, 0):
+                    own.discard(mine)
+            if not own:
+                del self._own[key]
+            elif len(own) > 16:
+                own.clear()  # versions without an order never supersede each other
+        current = self._bodies.get(key)
+        if current is None:
+            if keep and not echo:
+                self._bodies[key] = body
+        elif self._newer(body, current):
+            self._bodies[key] = body
+        return not echo
+
+    def wrote(self, key: ObjectKey, body: dict[str, Any]) -> None:
+        """The API's answer to our own write: remember it, and expect its echo."""
+        version = str(body.get("metadata", {}).get("resourceVersion", ""))
+        if not version:
+            return
+        self._own.setdefault(key, set()).add(version)
+        current = self._bodies.get(key)
+        if current is None or self._newer(body, current):
+            self._bodies[key] = body
+
+    def drop(self, key: ObjectKey) -> None:
+        """The object has converged: keep no body (echoes still to come are still known)."""
+        self._bodies.pop(key, None)
+
+    def forget(self, key: ObjectKey) -> None:
+        """The object is gone."""
+        self._bodies.pop(key, None)
+        self._own.pop(key, None)
+
+    @staticmethod
+    def _newer(body: dict[str, Any], than: dict[str, Any]) -> bool:
+        order = resource_version_order(
+            str(body.get("metadata", {}).get("resourceVersion", "")),
+            str(than.get("metadata", {}).get("resourceVersion", "")),
+        )
+        # Unknown order (a server without comparable versions): the latest to arrive wins.
+        return order != -1
+
+
 class ProviderUnavailable(Exception):
     """The NodeProvider a cluster or node names cannot be used (missing or invalid)."""
 
@@ -172,7 +298,8 @@ class World:
     providers: dict[str, NodeProvider] = field(default_factory=dict)
     provider_errors: dict[str, tuple[str, str]] = field(default_factory=dict)
     credentials: dict[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
-    bodies: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    bodies: BodyCache = field(default_factory=BodyCache)
+    """Newest known bodies of the objects being worked on (watch and own writes)."""
     clusters_by_provider: dict[str, set[NsName]] = field(default_factory=dict)
     cluster_locks: dict[NsName, asyncio.Lock] = field(default_factory=dict)
     """Held by a cluster's reconcile and by operations that change its nodes, so an
@@ -180,30 +307,42 @@ class World:
     pending_operations: set[NsName] = field(default_factory=set)
     """Clusters with unfinished operations: their events also wake the operation queue."""
     operation_queue: WorkQueue[NsName] | None = None
+    progress_written: dict[NsName, float] = field(default_factory=dict)
+    """When each cluster being worked on last had its status written (monotonic)."""
     poll_intervals: dict[NsName, float] = field(default_factory=dict)
     """Each cluster's health.pollIntervalSeconds: its provider polls at the smallest."""
     orphans_suspected: set[NsName] = field(default_factory=set)
     """Clusters whose provider poll found machines without a ClusterNode."""
     node_index: Any = None
-    """kopf index: (namespace, cluster) -> Store[NodeView]. Set by the first handler call."""
-    usage_index: Any = None
-    """kopf index: provider name -> Store[machine type]."""
+    """kopf index: (namespace, cluster) -> Store[IndexedNode]. Set by the first handler call."""
     expectations: Expectations = field(default_factory=lambda: Expectations(60.0))
     cluster_queue: WorkQueue[NsName] | None = None
     node_queue: WorkQueue[NsName] | None = None
     provider_queue: WorkQueue[str] | None = None
+    poll_queue: WorkQueue[str] | None = None
+    """Provider health polls soon after a machine starts settling: one list call per
+    provider replaces a get per settling machine."""
 
     def lock(self, key: NsName) -> asyncio.Lock:
         """The lock that serialises changes to one cluster's nodes."""
-        return self.cluster_locks.setdefault(key, asyncio.Lock())
+        lock = self.cluster_locks.get(key)
+        if lock is None:
+            lock = self.cluster_locks[key] = asyncio.Lock()
+        return lock
 
     def now(self) -> datetime:
         """The current time, second precision (as the API server stores it)."""
         return self.clock().replace(microsecond=0)
 
-    def take_body(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """The newest body seen by the watch and not yet reconciled, if any."""
-        return self.bodies.pop((kind, namespace, name), None)
+    async def body(self, kind: Kind, key: ObjectKey) -> dict[str, Any]:
+        """The newest known body of an object being worked on, else read from the API
+        (and kept until the controller drops it). KubeNotFound if it does not exist."""
+        body = self.bodies.get(key)
+        if body is None:
+            _, namespace, name = key
+            body = await self.client.get(kind, namespace or None, name)
+            self.bodies.observe(key, body)
+        return body
 
     def nodes_of(self, key: NsName) -> list[NodeView]:
         """A cluster's nodes: the watch cache corrected by in-flight changes."""
@@ -214,11 +353,16 @@ class World:
 
     def provider_usage(self, provider: str) -> tuple[int, int]:
         """(machines, cores) held through a provider by all clusters."""
-        if self.usage_index is None or provider not in self.usage_index:
+        if self.node_index is None:
             return 0, 0
-        types = list(self.usage_index[provider])
         cores = self.cores_by_type(provider)
-        return len(types), sum(cores.get(t, 1) for t in types)
+        machines = used = 0
+        for store in self.node_index.values():
+            for node in store:
+                if node.provider == provider:
+                    machines += 1
+                    used += cores.get(node.machine_type, 1)
+        return machines, used
 
     def cores_by_type(self, provider: str) -> dict[str, int]:
         np = self.providers.get(provider)

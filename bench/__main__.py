@@ -1,0 +1,202 @@
+"""`python -m bench`: run every phase once and print one JSON object on stdout.
+
+    python -m bench                 # 100 x 10 nodes, 1,000 / 10,000 idle clusters
+    python -m bench --quick         # 10 x 10 nodes, 100 / 1,000 idle clusters: a smoke run
+    python -m bench --latency 10    # provider create latency 10 s (jitter 0.2)
+    python -m bench --skip-idle     # baseline, converge and scale-in only
+
+Progress goes to stderr. Nothing here asserts on time: the figures are for people and
+for comparing runs (bench/README.md says what each one means and what it should be).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from bench import phases
+from bench.audit import AuditLog, conflicts
+from bench.cluster import ROOT, ControlPlane, connect, install, say, server_version
+from bench.phases import Bench, Options
+from bench.process import OperatorProcess, control_plane_pids
+from nodecluster.controllers.world import Settings
+
+TARGETS = {
+    "converge_ratio": "<= 1.5",
+    "api_writes_per_node": "<= 3",
+    "rss_kb_per_nodecluster": "<= 10",
+    "idle_cpu_millicores_10k": "~ 0",
+    "restart_writes_10k": "== 0",
+}
+
+
+def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
+    """Command line -> what to measure."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="10 clusters x 10 nodes, 100 / 1,000 idle clusters (a smoke run)",
+    )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the simulator's createLatencySeconds (latencyJitter 0.2); default 0",
+    )
+    parser.add_argument("--skip-idle", action="store_true", help="skip the idle/restart phase")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (logs, audit log)"
+    )
+    parser.add_argument(
+        "--operator-source",
+        type=Path,
+        metavar="DIR",
+        help="run the operator from another checkout, e.g. `git worktree add /tmp/old HEAD~1`, "
+        "to compare against (the benchmark itself and its baseline stay this checkout's)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the operator under cProfile (operator-N.prof in the kept work directory; "
+        "profiling slows it down, so the figures of such a run are not comparable)",
+    )
+    args = parser.parse_args(argv)
+    options = Options(latency_seconds=args.latency, skip_idle=args.skip_idle)
+    if args.quick:
+        options = Options(
+            clusters=10,
+            nodes_per_cluster=10,
+            idle_small=100,
+            idle_large=1000,
+            latency_seconds=args.latency,
+            skip_idle=args.skip_idle,
+        )
+    return options, args
+
+
+def git_revision(checkout: Path) -> str:
+    """The commit measured, with "+dirty" when its operator/ differs from it."""
+
+    def git(*args: str) -> str:
+        proc = subprocess.run(
+            ["git", *args], cwd=checkout, capture_output=True, text=True, check=False
+        )
+        return proc.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "operator")
+    return f"{head}+dirty" if dirty else head
+
+
+def environment(cp: ControlPlane, operator_source: Path | None) -> dict[str, Any]:
+    """Facts that explain the figures: versions, cores, memory, load."""
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    return {
+        "operator_source": str(operator_source or ROOT),
+        "operator_revision": git_revision(operator_source or ROOT),
+        "kubernetes": server_version(cp),
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "kopf": version("kopf"),
+        "kubernetes_asyncio": version("kubernetes_asyncio"),
+    }
+
+
+async def measure(
+    cp: ControlPlane, work_dir: Path, options: Options, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Every phase against one control plane."""
+    identity = install(cp, work_dir)
+    say(f"operator identity: {identity.username}")
+    tunables = Settings()
+    result: dict[str, Any] = {"environment": environment(cp, args.operator_source)}
+    admin = await connect(cp.kubeconfig, 100)
+    operator_api = await connect(identity.kubeconfig, tunables.api_connections)
+    watch_api = await connect(identity.kubeconfig, 1)
+    operator = OperatorProcess(
+        identity.kubeconfig, work_dir, profile=args.profile, source=args.operator_source
+    )
+    bench = Bench(
+        admin=admin,
+        operator_api=operator_api,
+        operator_watch_api=watch_api,
+        operator=operator,
+        audit=AuditLog(cp.audit_log, identity.username),
+        options=options,
+        concurrency=tunables.concurrency,
+        control_plane=control_plane_pids(cp.work_dir),
+    )
+    try:
+        result |= await phases.baseline(bench, "bench-baseline")
+        await phases.start_operator(bench, options.latency_seconds)
+        started = time.time()
+        result |= await phases.converge(bench, "bench-converge")
+        result["converge_ratio"] = round(result["converge_seconds"] / result["baseline_seconds"], 3)
+        result["api_writes_per_node"] = result["converge_writes_per_node"]
+        result["api_writes_breakdown"] = result["converge_writes_breakdown"]
+        result |= await phases.scale_in(bench, "bench-converge")
+        if not options.skip_idle:
+            result |= await phases.idle(bench, "bench-idle")
+        result["conflicts_409"] = conflicts(bench.audit.between(started))
+    finally:
+        operator.stop()
+        for client in (admin, operator_api, watch_api):
+            await client.close()
+    result["environment"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the JSON result."""
+    options, args = parse(argv)
+    work_dir = Path(tempfile.mkdtemp(prefix="nodecluster-bench-"))
+    say(f"work directory {work_dir}; options {options}")
+    began = time.monotonic()
+    ok = False
+    try:
+        with ControlPlane(work_dir=work_dir / "controlplane") as cp:
+            result = asyncio.run(measure(cp, work_dir, options, args))
+        ok = True
+    finally:
+        if ok and not (args.keep or args.profile):
+            shutil.rmtree(work_dir, ignore_errors=True)
+        else:
+            say(f"logs kept in {work_dir}")
+    result = {
+        "options": {
+            "clusters": options.clusters,
+            "nodes_per_cluster": options.nodes_per_cluster,
+            "idle_small": options.idle_small,
+            "idle_large": options.idle_large,
+            "latency_seconds": options.latency_seconds,
+            "skip_idle": options.skip_idle,
+        },
+        "targets": TARGETS,
+        **result,
+        "wall_seconds": round(time.monotonic() - began, 1),
+    }
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

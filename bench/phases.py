@@ -1,0 +1,432 @@
+"""The benchmark's phases, in the order one run plays them.
+
+baseline  -> the practical limit: the same client library, identity and concurrency as the
+             operator, creating as many ClusterNodes and watching them appear
+converge  -> the operator takes N NodeClusters x M nodes from apply to Deployed
+scale-in  -> all of them to targetNodes 0, until Empty and the provider holds nothing
+idle      -> memory per idle NodeCluster (1,000 vs 10,000), CPU of an idle fleet, and a
+             restart with 10,000 NodeClusters: how long until settled, how many writes
+
+Each phase times what a user would observe through a watch, and reads the operator's
+cost from the kernel (/proc) and the API server (audit log), never from the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client as k8s
+
+from bench.audit import AuditLog, Write, breakdown, conflicts, request_counts
+from bench.cluster import say
+from bench.process import CpuMeter, OperatorProcess, wait_settled
+from bench.watch import Tracker, in_state
+from nodecluster import API_VERSION, GROUP, VERSION
+from nodecluster.api.clusternode import ClusterNodeSpec
+from nodecluster.api.nodecluster import NodeProfile, ProviderRef
+from nodecluster.controllers.kube import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS, KubeClient
+from nodecluster.controllers.world import CLUSTER_LABEL
+
+PROVIDER = "bench-sim"
+MACHINE_TYPE = "small"
+ZONES = ("zone-a", "zone-b", "zone-c")
+PHASE_QUIET_SECONDS = 6.0
+"""A phase's writes are counted until the operator was quiet this long: longer than any
+delayed follow-up the operator schedules after a burst (the provider's usage refresh, 5 s)."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What one run measures."""
+
+    clusters: int = 100
+    nodes_per_cluster: int = 10
+    idle_small: int = 1000
+    idle_large: int = 10000
+    idle_window_seconds: float = 30.0
+    latency_seconds: float = 0.0
+    skip_idle: bool = False
+
+    @property
+    def nodes(self) -> int:
+        """Nodes of the converge phase (and ClusterNodes of the baseline)."""
+        return self.clusters * self.nodes_per_cluster
+
+
+@dataclass
+class Bench:
+    """Everything the phases share."""
+
+    admin: KubeClient
+    """system:masters: creates what a user would create."""
+    operator_api: KubeClient
+    """The operator's ServiceAccount, with the operator's connection pool (baseline writes)."""
+    operator_watch_api: KubeClient
+    """The operator's ServiceAccount again, for the baseline's watch (kopf watches on its
+    own connections too, so the watch never waits for a pooled write connection)."""
+    operator: OperatorProcess
+    audit: AuditLog
+    options: Options
+    concurrency: int
+    """The operator's reconcile concurrency (Settings.concurrency)."""
+    control_plane: dict[str, int]
+    """Process ids of etcd and kube-apiserver (and the controller manager)."""
+
+    async def requests(self) -> Counter[str]:
+        """Requests the API server has served so far, per verb and resource."""
+        text = await self.admin.api.call_api(
+            "/metrics",
+            "GET",
+            header_params={"Accept": "text/plain"},
+            response_types_map={200: "str"},
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
+        )
+        return request_counts(str(text))
+
+    def meter(self) -> CpuMeter:
+        """A CPU meter over every process that competes for this machine's cores."""
+        pids = dict(self.control_plane)
+        pids["bench"] = os.getpid()
+        if self.operator.proc is not None:
+            pids["operator"] = self.operator.pid
+        return CpuMeter(pids)
+
+    @property
+    def inventory_path(self) -> Path:
+        """The simulator's SQLite file for the benchmark's NodeProvider."""
+        return self.operator.simulator_dir / f"{PROVIDER}.db"
+
+
+async def gather_limited(jobs: list[Awaitable[Any]], limit: int) -> None:
+    """Await the jobs concurrently, at most `limit` at once."""
+    sem = asyncio.Semaphore(limit)
+
+    async def one(job: Awaitable[Any]) -> None:
+        async with sem:
+            await job
+
+    await asyncio.gather(*(one(j) for j in jobs))
+
+
+def machines(path: Path) -> int:
+    """Machines at the simulated provider (read-only: the bench never writes its file)."""
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        row = db.execute(
+            "SELECT COUNT(*) FROM machines WHERE gone_at IS NULL OR gone_at > ?", (time.time(),)
+        ).fetchone()
+        return int(row[0])
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()
+
+
+async def wait_machines(path: Path, count: int, give_up_after: float = 300.0) -> float:
+    """Wait until the provider holds exactly `count` machines; return monotonic time."""
+    deadline = time.monotonic() + give_up_after
+    while (have := machines(path)) != count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"provider holds {have} machines, not {count}, after {give_up_after}s"
+            )
+        await asyncio.sleep(0.1)
+    return time.monotonic()
+
+
+def nodeprovider(latency: float) -> dict[str, Any]:
+    """The simulator provider: no quota, latency as asked."""
+    config: dict[str, Any] = {"seed": 1, "zones": list(ZONES)}
+    if latency > 0:
+        config |= {"createLatencySeconds": latency, "latencyJitter": 0.2}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "NodeProvider",
+        "metadata": {"name": PROVIDER},
+        "spec": {
+            "driver": "simulator",
+            "config": config,
+            "buckets": [
+                {"zone": z, "machineType": MACHINE_TYPE, "cores": 2, "memoryMib": 4096}
+                for z in ZONES
+            ],
+        },
+    }
+
+
+def nodecluster(namespace: str, name: str, target: int) -> dict[str, Any]:
+    """A NodeCluster as a user would write it: defaults for everything but the size."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "NodeCluster",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "providerRef": {"name": PROVIDER},
+            "profile": {"machineType": MACHINE_TYPE},
+            "targetNodes": target,
+        },
+    }
+
+
+def baseline_node(namespace: str, index: int) -> dict[str, Any]:
+    """A ClusterNode shaped like the operator's own, but without finalizer or owner."""
+    spec = ClusterNodeSpec(
+        cluster_name="baseline",
+        provider_ref=ProviderRef(name="bench-absent"),
+        profile=NodeProfile(machine_type=MACHINE_TYPE),
+        profile_hash="0" * 16,
+        zone=ZONES[index % len(ZONES)],
+    )
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ClusterNode",
+        "metadata": {
+            "name": f"baseline-{index:05d}",
+            "namespace": namespace,
+            "labels": {CLUSTER_LABEL: "baseline"},
+        },
+        "spec": spec.wire(),
+    }
+
+
+async def create_namespace(client: KubeClient, name: str) -> None:
+    """Create a namespace (admin)."""
+    namespace = k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name))
+    await k8s.CoreV1Api(client.api).create_namespace(namespace)
+
+
+async def baseline(bench: Bench, namespace: str, rounds: int = 3) -> dict[str, Any]:
+    """Create `nodes` ClusterNodes as the operator's ServiceAccount; time until all watched.
+
+    The operator is not running: nothing but this loop touches the API. A tenth as many
+    objects are created (and deleted) first, so neither side pays for a cold server alone.
+    Then `rounds` timed rounds: the fastest is the practical limit (the others show how
+    much this machine's background load moves it).
+    """
+    count = bench.options.nodes
+    writer = bench.operator_api
+    await create_namespace(bench.admin, namespace)
+
+    async def round_(first: int, n: int) -> tuple[float, dict[str, float]]:
+        meter = bench.meter()
+        async with Tracker(bench.operator_watch_api, "clusternodes", namespace) as tracker:
+            meter.start()
+            start = time.monotonic()
+            await gather_limited(
+                [
+                    writer.create(CLUSTERNODES, namespace, baseline_node(namespace, i))
+                    for i in range(first, first + n)
+                ],
+                bench.concurrency,
+            )
+            seconds = await tracker.wait(n) - start
+            cpu = meter.stop()
+        await delete_all(bench.admin, "clusternodes", namespace)
+        return seconds, cpu
+
+    warmup, _ = await round_(0, max(1, count // 10))
+    results = [await round_(count * (i + 1), count) for i in range(rounds)]
+    seconds, cpu = min(results, key=lambda r: r[0])
+    say(
+        f"baseline: {count} ClusterNodes created and watched in {seconds:.2f}s "
+        f"(rounds: {', '.join(f'{r[0]:.2f}' for r in results)})"
+    )
+    return {
+        "baseline_seconds": seconds,
+        "baseline_rounds_seconds": [round(r[0], 3) for r in results],
+        "baseline_warmup_seconds": round(warmup, 3),
+        "baseline_cpu_seconds": cpu,
+    }
+
+
+async def delete_all(client: KubeClient, plural: str, namespace: str) -> None:
+    """Delete every object of a kind in a namespace and wait until they are gone."""
+    await k8s.CustomObjectsApi(client.api).delete_collection_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural
+    )
+    async with Tracker(client, plural, namespace) as tracker:
+        await tracker.wait(0)
+
+
+async def start_operator(bench: Bench, latency: float) -> None:
+    """Create the NodeProvider, start the operator, wait until it reports the provider Ready
+    and then has settled (so converge measures converging, not starting)."""
+    admin = bench.admin
+    await admin.create(NODEPROVIDERS, "", nodeprovider(latency))
+    bench.operator.start()
+    deadline = time.monotonic() + 120
+    while True:
+        bench.operator.check()
+        np = await admin.get(NODEPROVIDERS, None, PROVIDER)
+        if (np.get("status") or {}).get("phase") == "Ready":
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError("the operator did not report the NodeProvider Ready in 120s")
+        await asyncio.sleep(0.1)
+    await wait_settled(bench.operator, bench.audit, quiet_seconds=PHASE_QUIET_SECONDS)
+    say(f"operator {bench.operator.pid} running, provider {PROVIDER} Ready")
+
+
+def write_figures(writes: list[Write], nodes: int, prefix: str) -> dict[str, Any]:
+    """Writes per node, their breakdown, and conflicts, under a phase's prefix."""
+    return {
+        f"{prefix}_writes": len(writes),
+        f"{prefix}_writes_per_node": round(len(writes) / max(nodes, 1), 3),
+        f"{prefix}_writes_breakdown": breakdown(writes),
+        f"{prefix}_conflicts_409": conflicts(writes),
+    }
+
+
+async def converge(bench: Bench, namespace: str) -> dict[str, Any]:
+    """N NodeClusters x M nodes, created concurrently by admin, until all are Deployed."""
+    o = bench.options
+    admin = bench.admin
+    await create_namespace(bench.admin, namespace)
+    names = [f"conv-{i:04d}" for i in range(o.clusters)]
+    done = in_state("Deployed", o.nodes_per_cluster)
+    meter = bench.meter()
+    async with Tracker(bench.admin, "nodeclusters", namespace, done) as tracker:
+        requests0 = await bench.requests()
+        meter.start()
+        cpu0, start, wall0 = bench.operator.cpu_seconds(), time.monotonic(), time.time()
+        await gather_limited(
+            [
+                admin.create(
+                    NODECLUSTERS, namespace, nodecluster(namespace, n, o.nodes_per_cluster)
+                )
+                for n in names
+            ],
+            len(names),
+        )
+        deployed = await tracker.wait(o.clusters)
+        cpu1, wall1 = bench.operator.cpu_seconds(), time.time()
+        cpu = meter.stop()
+        requests = await bench.requests() - requests0
+    await wait_machines(bench.inventory_path, o.nodes)
+    seconds = deployed - start
+    say(f"converge: {o.clusters} x {o.nodes_per_cluster} Deployed in {seconds:.2f}s")
+    _, settled_wall = await wait_settled(
+        bench.operator, bench.audit, quiet_seconds=PHASE_QUIET_SECONDS
+    )
+    writes = bench.audit.between(wall0, settled_wall)
+    in_window = bench.audit.between(wall0, wall1)
+    return {
+        "converge_seconds": seconds,
+        "operator_cpu_ms_per_node": round((cpu1 - cpu0) * 1000 / o.nodes, 3),
+        "converge_writes_in_window": len(in_window),
+        "converge_cpu_seconds": cpu,
+        "converge_api_requests": dict(requests.most_common()),
+        **write_figures(writes, o.nodes, "converge"),
+    }
+
+
+async def scale_in(bench: Bench, namespace: str) -> dict[str, Any]:
+    """Every converge cluster to targetNodes 0, until Empty and the provider holds nothing."""
+    o = bench.options
+    admin = bench.admin
+    names = [f"conv-{i:04d}" for i in range(o.clusters)]
+    meter = bench.meter()
+    async with Tracker(bench.admin, "nodeclusters", namespace, in_state("Empty")) as tracker:
+        meter.start()
+        cpu0, start, wall0 = bench.operator.cpu_seconds(), time.monotonic(), time.time()
+        await gather_limited(
+            [admin.patch(NODECLUSTERS, namespace, n, {"spec": {"targetNodes": 0}}) for n in names],
+            len(names),
+        )
+        empty = await tracker.wait(o.clusters)
+    gone = await wait_machines(bench.inventory_path, 0)
+    cpu1 = bench.operator.cpu_seconds()
+    cpu = meter.stop()
+    seconds = max(empty, gone) - start
+    say(f"scale-in: {o.clusters} clusters Empty, provider empty in {seconds:.2f}s")
+    _, settled_wall = await wait_settled(
+        bench.operator, bench.audit, quiet_seconds=PHASE_QUIET_SECONDS
+    )
+    writes = bench.audit.between(wall0, settled_wall)
+    return {
+        "scale_in_seconds": seconds,
+        "scale_in_cpu_ms_per_node": round((cpu1 - cpu0) * 1000 / o.nodes, 3),
+        "scale_in_cpu_seconds": cpu,
+        **write_figures(writes, o.nodes, "scale_in"),
+    }
+
+
+async def add_idle_clusters(bench: Bench, namespace: str, first: int, count: int) -> float:
+    """Create `count` more Empty NodeClusters (admin); return seconds until all are Empty."""
+    admin = bench.admin
+    async with Tracker(bench.admin, "nodeclusters", namespace, in_state("Empty")) as tracker:
+        start = time.monotonic()
+        await gather_limited(
+            [
+                admin.create(NODECLUSTERS, namespace, nodecluster(namespace, f"idle-{i:05d}", 0))
+                for i in range(first, first + count)
+            ],
+            100,
+        )
+        return await tracker.wait(first + count, give_up_after=1800) - start
+
+
+async def idle(bench: Bench, namespace: str) -> dict[str, Any]:
+    """Memory per idle NodeCluster, idle CPU, and a restart, at 1,000 / 10,000 clusters.
+
+    The converge phase's clusters, now Empty, count towards the totals.
+    """
+    o = bench.options
+    await create_namespace(bench.admin, namespace)
+    small = o.idle_small - o.clusters
+    seconds = await add_idle_clusters(bench, namespace, 0, small)
+    await wait_settled(bench.operator, bench.audit, quiet_seconds=PHASE_QUIET_SECONDS)
+    rss_small = bench.operator.rss_kb()
+    say(f"idle: {o.idle_small} NodeClusters Empty ({seconds:.1f}s), VmRSS {rss_small} KiB")
+
+    wall0 = time.time()
+    seconds = await add_idle_clusters(bench, namespace, small, o.idle_large - o.idle_small)
+    _, settled_wall = await wait_settled(
+        bench.operator, bench.audit, quiet_seconds=PHASE_QUIET_SECONDS
+    )
+    writes = bench.audit.between(wall0, settled_wall)
+    rss_large = bench.operator.rss_kb()
+    added = o.idle_large - o.idle_small
+    say(f"idle: {o.idle_large} NodeClusters Empty ({seconds:.1f}s), VmRSS {rss_large} KiB")
+
+    cpu0, start, wall0 = bench.operator.cpu_seconds(), time.monotonic(), time.time()
+    await asyncio.sleep(o.idle_window_seconds)
+    cpu1, end = bench.operator.cpu_seconds(), time.monotonic()
+    idle_writes = bench.audit.between(wall0)
+    millicores = (cpu1 - cpu0) * 1000 / (end - start)
+    say(f"idle: {millicores:.1f} millicores over {end - start:.0f}s")
+
+    bench.operator.kill()
+    start, wall0 = time.monotonic(), time.time()
+    bench.operator.start()
+    settled, settled_wall = await wait_settled(bench.operator, bench.audit)
+    restart_cpu = bench.operator.cpu_seconds()
+    await asyncio.sleep(PHASE_QUIET_SECONDS)
+    restart_writes = bench.audit.between(wall0)
+    late_writes = bench.audit.between(settled_wall)
+    say(f"restart: settled after {settled - start:.2f}s, {len(restart_writes)} writes")
+    return {
+        "rss_kb_per_nodecluster": round((rss_large - rss_small) / added, 3),
+        "rss_kb_at_small": rss_small,
+        "rss_kb_at_large": rss_large,
+        "idle_create_writes_per_nodecluster": round(len(writes) / added, 3),
+        "idle_create_writes_breakdown": breakdown(writes),
+        "idle_cpu_millicores_10k": round(millicores, 2),
+        "idle_writes_10k": len(idle_writes),
+        "restart_seconds_10k": round(settled - start, 3),
+        "restart_writes_10k": len(restart_writes),
+        "restart_writes_after_settled_10k": len(late_writes),
+        "restart_cpu_seconds_10k": round(restart_cpu, 2),
+        "restart_rss_kb_10k": bench.operator.rss_kb(),
+    }
