@@ -338,6 +338,7 @@ async def scale_in(bench: Bench, namespace: str) -> dict[str, Any]:
     names = [f"conv-{i:04d}" for i in range(o.clusters)]
     meter = bench.meter()
     async with Tracker(bench.admin, "nodeclusters", namespace, in_state("Empty")) as tracker:
+        requests0 = await bench.requests()
         meter.start()
         cpu0, start, wall0 = bench.operator.cpu_seconds(), time.monotonic(), time.time()
         await gather_limited(
@@ -348,6 +349,7 @@ async def scale_in(bench: Bench, namespace: str) -> dict[str, Any]:
     gone = await wait_machines(bench.inventory_path, 0)
     cpu1 = bench.operator.cpu_seconds()
     cpu = meter.stop()
+    requests = await bench.requests() - requests0
     seconds = max(empty, gone) - start
     say(f"scale-in: {o.clusters} clusters Empty, provider empty in {seconds:.2f}s")
     _, settled_wall = await wait_settled(
@@ -358,6 +360,7 @@ async def scale_in(bench: Bench, namespace: str) -> dict[str, Any]:
         "scale_in_seconds": seconds,
         "scale_in_cpu_ms_per_node": round((cpu1 - cpu0) * 1000 / o.nodes, 3),
         "scale_in_cpu_seconds": cpu,
+        "scale_in_api_requests": dict(requests.most_common()),
         **write_figures(writes, o.nodes, "scale_in"),
     }
 
