@@ -255,6 +255,10 @@ class Inventory:
                     "SELECT * FROM machines WHERE name=?", (spec.name,)
                 ).fetchone()
                 if row is not None:
+                    self._db.execute(
+                        "INSERT INTO calls(at, op, name, outcome) VALUES (?,?,?,?)",
+                        (now, "create", spec.name, "exists"),
+                    )
                     self._db.execute("COMMIT")
                     return row, False
                 live = self._db.execute(
@@ -301,6 +305,10 @@ class Inventory:
                 row = self._db.execute(
                     "SELECT * FROM machines WHERE name=?", (spec.name,)
                 ).fetchone()
+                self._db.execute(
+                    "INSERT INTO calls(at, op, name, outcome) VALUES (?,?,?,?)",
+                    (now, "create", spec.name, "created"),
+                )
                 self._db.execute("COMMIT")
                 return row, True
             except BaseException:
@@ -448,12 +456,11 @@ class SimulatorDriver:
             )
         cores = self.settings.cores_by_type.get(spec.machine_type, DEFAULT_CORES)
         latency = self._latency(self.settings.create_latency)
-        row, created = await asyncio.to_thread(
+        row, _ = await asyncio.to_thread(
             self.inventory.create, spec, cores, zone, latency, self._limits
         )
-        await asyncio.to_thread(
-            self.inventory.log, "create", spec.name, "created" if created else "exists"
-        )
+        # The call log row is written in the machine's own transaction: a crash can
+        # never leave a machine without its "created" record (the audits rely on it).
         if fail_after:
             raise Retryable(f"simulated failure of create {spec.name} (after it took effect)")
         # Like a cloud's create: accepted at once, Provisioning until the latency elapsed.
