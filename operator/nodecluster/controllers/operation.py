@@ -209,8 +209,7 @@ async def _run(
         async with world.lock(key):
             for n in broken:
                 if recovery == "Recreate":
-                    world.expectations.expect_delete(key, n.metadata.name)
-                    await world.client.delete(CLUSTERNODES, ns, n.metadata.name)
+                    await _delete_node(world, key, n)
                 else:
                     await _patch_node(world, n, {"spec": {"rebootRequestedAt": _stamp(now)}})
         verb = "recreated" if recovery == "Recreate" else "rebooted"
@@ -239,8 +238,7 @@ async def _run(
                 NODECLUSTERS, ns, nc.metadata.name, {"spec": {"targetNodes": target}}
             )
             for n in chosen:
-                world.expectations.expect_delete(key, n.metadata.name)
-                await world.client.delete(CLUSTERNODES, ns, n.metadata.name)
+                await _delete_node(world, key, n)
         _wake(world, key)
         raise _Finished(
             "Succeeded",
@@ -250,8 +248,7 @@ async def _run(
     if action == "ReplaceNodes":
         async with world.lock(key):
             for n in chosen:
-                world.expectations.expect_delete(key, n.metadata.name)
-                await world.client.delete(CLUSTERNODES, ns, n.metadata.name)
+                await _delete_node(world, key, n)
         _wake(world, key)
         raise _Finished(
             "Succeeded",
@@ -361,6 +358,12 @@ async def _check(world: World, node: ClusterNode) -> NodeResult:
 async def _patch_node(world: World, node: ClusterNode, patch: dict[str, Any]) -> None:
     with contextlib.suppress(KubeNotFound):
         await world.client.patch(CLUSTERNODES, node.metadata.namespace, node.metadata.name, patch)
+
+
+async def _delete_node(world: World, key: NsName, node: ClusterNode) -> None:
+    """Delete a node the cluster's cache must already count as going (call under its lock)."""
+    world.expectations.expect_delete(key, node.metadata.name)
+    await world.client.delete(CLUSTERNODES, key[0], node.metadata.name)
 
 
 def _wake(world: World, key: NsName) -> None:
