@@ -19,11 +19,13 @@ class Scenario:
         self.provider = f"sim-{ns}"
         self.inventory = Inventory(workdir / f"{ns}.db")
 
-    def make_provider(self, **config: Any) -> dict[str, Any]:
+    def make_provider(self, spec: dict[str, Any] | None = None, **config: Any) -> dict[str, Any]:
+        """The sample simulator NodeProvider with these driver settings (and spec fields)."""
         np = sample("nodeprovider-simulator.yaml")
         np["metadata"]["name"] = self.provider
         np["spec"]["config"] = {"path": str(self.inventory.path), "seed": 7, **config}
         np["spec"].setdefault("quotas", {})["maxNodes"] = 200
+        np["spec"].update(spec or {})
         self.kube.apply(np)
         return np
 

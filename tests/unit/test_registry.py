@@ -14,9 +14,11 @@ from nodecluster.providers.base import (
     InvalidConfig,
     Machine,
     MachineSpec,
+    PowerControl,
     ProviderConfig,
     ProviderDriver,
 )
+from nodecluster.providers.deadline import DeadlineDriver
 from nodecluster.providers.registry import GROUP, ProviderRegistry, discover
 from nodecluster.providers.simulator import SimulatorDriver
 
@@ -33,8 +35,11 @@ async def test_default_registry_builds_the_simulator(tmp_path: Path) -> None:
     config = ProviderConfig(name="sim", config={"path": str(tmp_path / "sim.db")})
     try:
         driver = await registry.driver_for("simulator", config)
-        assert isinstance(driver, SimulatorDriver)
+        assert isinstance(driver, DeadlineDriver)  # every driver is handed out bounded
+        assert isinstance(driver.inner, SimulatorDriver)
         assert isinstance(driver, ProviderDriver)
+        assert isinstance(driver, PowerControl)  # as the simulator is
+        assert driver.seconds == config.call_timeout_seconds
         assert "simulator" in registry.names
     finally:
         await registry.close()
@@ -102,6 +107,7 @@ def changed(**fields: Any) -> ProviderConfig:
         "max_nodes": BASE.max_nodes,
         "max_cores": BASE.max_cores,
         "cores_by_type": BASE.cores_by_type,
+        "call_timeout_seconds": BASE.call_timeout_seconds,
     }
     return ProviderConfig(**{**values, **fields})
 
@@ -116,8 +122,18 @@ def changed(**fields: Any) -> ProviderConfig:
         (changed(max_nodes=4), True),
         (changed(max_cores=8), True),
         (changed(cores_by_type={"small": 2}), True),
+        (changed(call_timeout_seconds=5.0), True),
     ],
-    ids=["same", "equal-config", "config", "credentials", "max-nodes", "max-cores", "cores"],
+    ids=[
+        "same",
+        "equal-config",
+        "config",
+        "credentials",
+        "max-nodes",
+        "max-cores",
+        "cores",
+        "call-timeout",
+    ],
 )
 async def test_driver_is_reused_until_its_provider_changes(
     registry: ProviderRegistry, factory: FakeFactory, again: ProviderConfig, rebuilt: bool
@@ -129,6 +145,8 @@ async def test_driver_is_reused_until_its_provider_changes(
     assert len(factory.built) == (2 if rebuilt else 1)
     assert factory.built[0].closed == (1 if rebuilt else 0)
     assert registry.cached("p") is second
+    assert isinstance(second, DeadlineDriver)
+    assert second.seconds == again.call_timeout_seconds
 
 
 async def test_switching_driver_rebuilds(registry: ProviderRegistry, factory: FakeFactory) -> None:

@@ -67,6 +67,16 @@ class NodeProviderSpec(CamelModel):
         description="Secret whose keys are handed to the driver as credentials. Never logged.",
     )
     quotas: Quotas = Field(default_factory=Quotas, description="Limits across all NodeClusters.")
+    call_timeout_seconds: int = Field(
+        default=120,
+        ge=1,
+        le=3600,
+        description=(
+            "How long one call to the provider (create, delete, get, list, start, stop, "
+            "reboot) may take. A call still unanswered then is abandoned and retried with "
+            "backoff, and the node reports it; safe, because every call is idempotent."
+        ),
+    )
     buckets: list[Bucket] = Field(
         default_factory=list,
         max_length=256,

@@ -412,4 +412,5 @@ class World:
             max_nodes=np.spec.quotas.max_nodes,
             max_cores=np.spec.quotas.max_cores,
             cores_by_type={b.machine_type: b.cores for b in np.spec.buckets},
+            call_timeout_seconds=float(np.spec.call_timeout_seconds),
         )

@@ -112,6 +112,8 @@ class ProviderConfig:
     max_nodes: int | None = None
     max_cores: int | None = None
     cores_by_type: Mapping[str, int] = field(default_factory=dict)
+    call_timeout_seconds: float = 120.0
+    """The NodeProvider's spec.callTimeoutSeconds: the registry bounds every call by it."""
 
 
 @runtime_checkable

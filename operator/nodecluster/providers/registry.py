@@ -6,6 +6,7 @@ NodeProvider with `driver: mycloud` uses it: no fork, no registration code.
 
 Drivers are cached per NodeProvider and rebuilt when its spec or credentials change, so
 a long-lived connection pool (or SQLite handle) is shared by every cluster using it.
+Every driver is handed out wrapped in a deadline (`deadline.py`), so no call can hang.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from nodecluster.providers.base import DriverFactory, InvalidConfig, ProviderConfig, ProviderDriver
+from nodecluster.providers.deadline import with_deadline
 
 GROUP = "nodecluster.providers"
 
@@ -61,7 +63,7 @@ class ProviderRegistry:
             raise InvalidConfig(
                 f"no driver named {driver!r} is installed (installed: {', '.join(self.names)})"
             )
-        built = factory(config)
+        built = with_deadline(factory(config), config.call_timeout_seconds, config.name)
         if cached is not None:
             await cached[1].close()
         self._drivers[config.name] = (fingerprint, built)
@@ -88,5 +90,6 @@ def _fingerprint(driver: str, config: ProviderConfig) -> str:
         "max_nodes": config.max_nodes,
         "max_cores": config.max_cores,
         "cores": dict(config.cores_by_type),
+        "call_timeout_seconds": config.call_timeout_seconds,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

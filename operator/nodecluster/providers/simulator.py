@@ -433,8 +433,11 @@ class SimulatorDriver:
         """
         s = self.settings
         if s.timeout_rate and self._rng.random() < s.timeout_rate:
-            await asyncio.sleep(s.timeout_seconds)
+            # Logged first: the operator's call deadline may abandon the call mid-sleep,
+            # which is the point when timeoutSeconds exceeds the NodeProvider's
+            # callTimeoutSeconds (a provider that hangs).
             await asyncio.to_thread(self.inventory.log, op, name, "timeout")
+            await asyncio.sleep(s.timeout_seconds)
             raise Retryable(f"simulated timeout of {op} {name} after {s.timeout_seconds}s")
         if s.failure_rate and self._rng.random() < s.failure_rate:
             # Half the failures happen after the call took effect: the ambiguous kind

@@ -1,0 +1,96 @@
+"""A deadline on every provider call, whatever the driver does about its own timeouts.
+
+A cloud API that accepts a connection and never answers would otherwise hold a node's
+reconcile forever: reconciles are serialised per object, so that node would stay
+Provisioning (or Deleting) with no error anywhere, and a NodeCluster would wait on it
+for good. The registry wraps every driver it builds in `with_deadline`, so each call
+either returns, raises the driver's own typed error, or raises `Retryable` once the
+NodeProvider's `spec.callTimeoutSeconds` have passed. Abandoning a call is safe because
+every call is idempotent: the retry of a create that did take effect finds the machine
+by its name instead of making a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from nodecluster.providers.base import (
+    Machine,
+    MachineSpec,
+    PowerControl,
+    ProviderDriver,
+    Retryable,
+)
+
+T = TypeVar("T")
+
+
+class DeadlineDriver:
+    """A driver whose every call ends within `seconds`."""
+
+    def __init__(self, inner: ProviderDriver, seconds: float, provider: str) -> None:
+        self.inner = inner
+        """The driver as its factory built it."""
+        self.seconds = seconds
+        self._provider = provider
+
+    async def _bounded(self, call: str, awaitable: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.seconds):
+                return await awaitable
+        except TimeoutError as err:
+            raise Retryable(
+                f"NodeProvider {self._provider!r}: {call} did not answer "
+                f"within {self.seconds:g}s (spec.callTimeoutSeconds)"
+            ) from err
+
+    async def create(self, spec: MachineSpec) -> Machine:
+        """See ProviderDriver.create."""
+        return await self._bounded(f"create {spec.name}", self.inner.create(spec))
+
+    async def delete(self, name: str) -> None:
+        """See ProviderDriver.delete."""
+        await self._bounded(f"delete {name}", self.inner.delete(name))
+
+    async def get(self, name: str) -> Machine:
+        """See ProviderDriver.get."""
+        return await self._bounded(f"get {name}", self.inner.get(name))
+
+    async def list(self, cluster: str | None = None) -> list[Machine]:
+        """See ProviderDriver.list."""
+        return await self._bounded(f"list {cluster or 'all'}", self.inner.list(cluster))
+
+    async def close(self) -> None:
+        """See ProviderDriver.close (bounded too: a stuck close must not block a rebuild)."""
+        await self._bounded("close", self.inner.close())
+
+
+class DeadlinePowerDriver(DeadlineDriver):
+    """The same, for drivers that can also power machines off, on and reboot them."""
+
+    def __init__(self, inner: ProviderDriver, seconds: float, provider: str) -> None:
+        assert isinstance(inner, PowerControl)
+        super().__init__(inner, seconds, provider)
+        self._power: PowerControl = inner
+
+    async def start(self, name: str) -> Machine:
+        """See PowerControl.start."""
+        return await self._bounded(f"start {name}", self._power.start(name))
+
+    async def stop(self, name: str) -> Machine:
+        """See PowerControl.stop."""
+        return await self._bounded(f"stop {name}", self._power.stop(name))
+
+    async def reboot(self, name: str) -> Machine:
+        """See PowerControl.reboot."""
+        return await self._bounded(f"reboot {name}", self._power.reboot(name))
+
+
+def with_deadline(inner: ProviderDriver, seconds: float, provider: str) -> DeadlineDriver:
+    """Wrap a driver so no call outlives `seconds`; power control stays optional, so
+    `isinstance(driver, PowerControl)` answers for the wrapper as for the driver."""
+    if isinstance(inner, PowerControl):
+        return DeadlinePowerDriver(inner, seconds, provider)
+    return DeadlineDriver(inner, seconds, provider)
