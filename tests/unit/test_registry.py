@@ -3,6 +3,7 @@ NodeProvider, rebuilt (and the old one closed) when the NodeProvider changes."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -168,6 +169,35 @@ async def test_each_provider_has_its_own_driver_and_close_closes_all(
 
     assert [d.closed for d in factory.built] == [1, 1]
     assert registry.cached("a") is None
+
+
+@dataclass
+class StuckCloseDriver(FakeDriver):
+    """A driver whose close never returns."""
+
+    async def close(self) -> None:
+        self.closed += 1
+        await asyncio.Event().wait()
+
+
+async def test_an_old_driver_that_will_not_close_does_not_block_its_replacement() -> None:
+    built: list[FakeDriver] = []
+
+    def stuck(config: ProviderConfig) -> ProviderDriver:
+        built.append(StuckCloseDriver(config))
+        return built[-1]
+
+    registry = ProviderRegistry({"stuck": stuck})
+    quick = changed(call_timeout_seconds=0.05)
+    first = await registry.driver_for("stuck", quick)
+    second = await registry.driver_for("stuck", changed(call_timeout_seconds=0.05, max_nodes=9))
+
+    assert second is not first and registry.cached("p") is second
+    assert built[0].closed == 1  # asked to close, cut off by the deadline, logged
+
+    await registry.close()  # a stuck close is cut off here too; nothing is left cached
+    assert built[1].closed == 1
+    assert registry.cached("p") is None
 
 
 async def test_register_adds_a_driver_without_an_entry_point() -> None:

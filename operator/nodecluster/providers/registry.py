@@ -18,7 +18,13 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from nodecluster.providers.base import DriverFactory, InvalidConfig, ProviderConfig, ProviderDriver
+from nodecluster.providers.base import (
+    DriverFactory,
+    InvalidConfig,
+    ProviderConfig,
+    ProviderDriver,
+    ProviderError,
+)
 from nodecluster.providers.deadline import with_deadline
 
 GROUP = "nodecluster.providers"
@@ -64,9 +70,9 @@ class ProviderRegistry:
                 f"no driver named {driver!r} is installed (installed: {', '.join(self.names)})"
             )
         built = with_deadline(factory(config), config.call_timeout_seconds, config.name)
-        if cached is not None:
-            await cached[1].close()
         self._drivers[config.name] = (fingerprint, built)
+        if cached is not None:
+            await _close(config.name, cached[1])
         log.info("Provider %s: driver %s ready", config.name, driver)
         return built
 
@@ -77,9 +83,19 @@ class ProviderRegistry:
 
     async def close(self) -> None:
         """Close every driver."""
-        for _, drv in self._drivers.values():
-            await drv.close()
+        for name, (_, drv) in self._drivers.items():
+            await _close(name, drv)
         self._drivers.clear()
+
+
+async def _close(provider: str, driver: ProviderDriver) -> None:
+    """Close a driver that is no longer used. A close that fails or hangs (cut off by the
+    call deadline) is logged, never raised: the new driver is already in place, and the
+    other drivers must still be closed."""
+    try:
+        await driver.close()
+    except ProviderError as err:
+        log.warning("Provider %s: closing its old driver failed: %s", provider, err)
 
 
 def _fingerprint(driver: str, config: ProviderConfig) -> str:
