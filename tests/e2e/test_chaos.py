@@ -45,14 +45,17 @@ def _record(result: dict[str, object]) -> None:
             out.write(json.dumps(result) + "\n")
 
 
-def test_random_kill_9_during_scale_out_scale_in_and_deletion(
-    scenario: Scenario, operator: Operator, kube: Kube
-) -> None:
-    rng = random.Random(int(os.environ.get("NODECLUSTER_CHAOS_SEED", "1")))
-    scenario.make_provider(createLatencySeconds=0.4, deleteLatencySeconds=0.3, latencyJitter=0.5)
+SEED = int(os.environ.get("NODECLUSTER_CHAOS_SEED", "1"))
+
+
+def kill_9_rounds(
+    scenario: Scenario, operator: Operator, kube: Kube, rng: random.Random, iterations: int
+) -> dict[str, object]:
+    """Scale out, scale in or delete at random; kill -9 the operator at a random point of
+    the work; restart it; wait for convergence and audit. Returns what was injected."""
     faults = Counter[str]()
     target = audits = 0
-    for i in range(ITERATIONS):
+    for i in range(iterations):
         phase = rng.choice(["scale-out", "scale-in", "delete"])
         exists = bool(scenario.nc())
         if not exists:
@@ -85,15 +88,35 @@ def test_random_kill_9_during_scale_out_scale_in_and_deletion(
             audit(scenario, target)
         audits += 1
     # Reached only if every audit passed: nothing leaked, lost or doubled.
-    _record(
-        {
-            "test": "kill9",
-            "iterations": ITERATIONS,
-            "faults": dict(faults),
-            "audits_passed": audits,
-            "losses": 0,
-        }
+    return {"iterations": iterations, "faults": dict(faults), "audits_passed": audits, "losses": 0}
+
+
+def test_random_kill_9_during_scale_out_scale_in_and_deletion(
+    scenario: Scenario, operator: Operator, kube: Kube
+) -> None:
+    scenario.make_provider(createLatencySeconds=0.4, deleteLatencySeconds=0.3, latencyJitter=0.5)
+    result = kill_9_rounds(scenario, operator, kube, random.Random(SEED), ITERATIONS)
+    _record({"test": "kill9", **result})
+
+
+def test_kill_9_while_the_provider_fails_and_times_out(
+    scenario: Scenario, operator: Operator, kube: Kube
+) -> None:
+    # Faults together: a crash in the middle of retrying a failed or timed-out call, and
+    # failures that struck after the call took effect, must still lose nothing.
+    scenario.make_provider(
+        createLatencySeconds=0.3,
+        deleteLatencySeconds=0.2,
+        latencyJitter=0.5,
+        failureRate=0.2,
+        timeoutRate=0.05,
+        timeoutSeconds=0.5,
     )
+    iterations = max(5, ITERATIONS // 4)
+    result = kill_9_rounds(scenario, operator, kube, random.Random(SEED + 1), iterations)
+    outcomes = Counter(c["outcome"] for c in scenario.inventory.calls())
+    assert outcomes["failed"] > 0, f"no provider failure was injected: {outcomes}"
+    _record({"test": "kill9-flaky-provider", **result, "calls": dict(outcomes)})
 
 
 def test_flaky_and_slow_provider_loses_nothing(scenario: Scenario, kube: Kube) -> None:

@@ -219,7 +219,7 @@ async def clusternode_event(
         world.node_queue.forget(key)
         world.bodies.forget(("ClusterNode", namespace, name))
         return
-    needs_work = _needs_work(body)
+    needs_work = _needs_work(body) or (not _settled(body) and not world.node_queue.knows(key))
     fresh = world.bodies.observe(("ClusterNode", namespace, name), dict(body), keep=needs_work)
     if fresh and needs_work:
         world.node_queue.add(key)
@@ -247,6 +247,26 @@ def _needs_work(body: kopf.Body) -> bool:
         return True
     state = status.get("state")
     return state in ("Running", "Stopped") and state != spec.get("powerState", "Running")
+
+
+def _settled(body: kopf.Body) -> bool:
+    """Whether a ClusterNode is at rest: its machine known and Running, Stopped or Failed
+    (a failed machine is its cluster's to replace), no error reported, its spec observed.
+
+    A node that is not at rest is waiting for a retry (an error) or a look again (a
+    settling machine), and those are timers of this process's node queue. After a
+    restart there are none: the first sighting of such a node, in the initial listing,
+    must start its reconcile, or a node whose create failed just before a kill -9 would
+    wait forever for a retry that nobody has scheduled.
+    """
+    meta = body.get("metadata", {})
+    status = body.get("status") or {}
+    return (
+        not status.get("message")
+        and status.get("providerId") is not None
+        and status.get("state") in ("Running", "Stopped", "Failed")
+        and status.get("observedGeneration") == meta.get("generation")
+    )
 
 
 @kopf.on.event(GROUP, VERSION, "nodeclusteroperations")

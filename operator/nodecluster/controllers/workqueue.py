@@ -87,6 +87,11 @@ class WorkQueue(Generic[K]):
         self._cancel_timer(key)
         self._failures.pop(key, None)
 
+    def knows(self, key: K) -> bool:
+        """Whether `key` is running or has a timer: whether a retry or resync it asked
+        for is still to come in this process (after a restart, none is)."""
+        return key in self._running or key in self._timers
+
     def pending(self) -> int:
         """Keys running or waiting to run again (not counting timers)."""
         return len(self._running)
