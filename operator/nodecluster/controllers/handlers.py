@@ -232,7 +232,8 @@ def _needs_work(body: kopf.Body) -> bool:
     would cost a reconcile and a provider call each. Work is needed when the object is
     being deleted, its spec changed (generation), it has no machine yet and no reported
     error, or its power state differs from the request. Errors and settling machines are
-    retried by the queue's own timers, with backoff.
+    retried by the queue's own timers, with backoff (and, where this process has no such
+    timer yet, started on first sight: see `_settled`).
     """
     meta = body.get("metadata", {})
     status = body.get("status") or {}
