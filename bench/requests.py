@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import json
 import statistics
 import sys
@@ -33,8 +32,11 @@ import yaml
 from bench.cluster import ROOT, ControlPlane, connect, install, say
 from bench.phases import baseline_node, gather_limited
 from bench.process import control_plane_pids, cpu_seconds_of
+from nodecluster.api.clusternode import ClusterNode
+from nodecluster.controllers.clusternode import status_from_machine
 from nodecluster.controllers.kube import CLUSTERNODES, KubeClient
 from nodecluster.controllers.world import Settings
+from nodecluster.providers.base import Machine
 
 CLUSTERNODE_CRD = ROOT / "crds" / "nodecluster.io_clusternodes.yaml"
 
@@ -45,34 +47,30 @@ def without_cel(node: Any) -> Any:
         return {k: without_cel(v) for k, v in node.items() if k != "x-kubernetes-validations"}
     if isinstance(node, list):
         return [without_cel(v) for v in node]
-    return copy.copy(node)
+    return node
 
 
-def running_status(index: int, full: bool) -> dict[str, Any]:
-    """A status like the operator's for a running machine, or a three-field one."""
+def running_status(namespace: str, index: int, full: bool) -> dict[str, Any]:
+    """The status the operator writes when this node's machine runs (its own
+    `status_from_machine`), or a three-field one."""
     if not full:
         return {"state": "Running", "providerId": f"sim://bench/{index}", "ready": True}
-    now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    return {
-        "observedGeneration": 1,
-        "state": "Running",
-        "providerId": f"sim://bench-sim/baseline-{index:05d}",
-        "zone": "zone-a",
-        "machineType": "small",
-        "addresses": [{"type": "InternalIP", "address": f"10.0.{index // 250}.{index % 250}"}],
-        "ready": True,
-        "machineCreatedAt": now,
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True",
-                "reason": "MachineRunning",
-                "message": "machine is Running",
-                "observedGeneration": 1,
-                "lastTransitionTime": now,
-            }
-        ],
-    }
+    body = baseline_node(namespace, index)
+    body["metadata"]["generation"] = 1  # as the API server sets it on create
+    node = ClusterNode.model_validate(body)
+    now = datetime.now(UTC)
+    machine = Machine(
+        name=node.metadata.name,
+        provider_id=f"sim://zone-a/i-{index:08d}",
+        cluster=f"{namespace}/{node.spec.cluster_name}",
+        state="Running",
+        machine_type=node.spec.profile.machine_type,
+        zone=node.spec.zone,
+        cores=2,
+        created_at=now,
+        addresses=(("InternalIP", f"10.0.{index // 250}.{index % 250}"),),
+    )
+    return status_from_machine(node, machine, now).wire()
 
 
 async def quiet(pid: int, give_up_after: float = 60.0) -> None:
@@ -105,7 +103,7 @@ async def one_round(
                 CLUSTERNODES,
                 namespace,
                 f"baseline-{i:05d}",
-                {"status": running_status(i, full)},
+                {"status": running_status(namespace, i, full)},
                 status=True,
             )
             for i in range(n)

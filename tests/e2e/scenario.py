@@ -79,40 +79,42 @@ class Scenario:
     ) -> dict[str, Any]:
         """Deployed with `count` ready nodes, and exactly those machines at the provider."""
 
-        seen: list[str] = ["nothing yet"]
-
         def probe() -> dict[str, Any] | None:
             obj = self.nc(name)
             st = obj.get("status") or {}
-            nodes = self.nodes(name)
-            cns = {n["metadata"]["name"] for n in nodes}
-            machines = self.inventory.names(self.tag(name))
-            # What the timeout reports: enough to see which part did not converge.
-            seen[0] = json.dumps(
-                {
-                    "status": {k: v for k, v in st.items() if k != "zones"},
-                    "generation": obj.get("metadata", {}).get("generation"),
-                    "nodes": {
-                        n["metadata"]["name"]: (n.get("status") or {}).get("state") for n in nodes
-                    },
-                    "machines_without_node": sorted(machines - cns),
-                    "nodes_without_machine": sorted(cns - machines),
-                }
-            )
             if st.get("state") != ("Empty" if count == 0 else "Deployed"):
                 return None
             if st.get("readyNodes", 0) != count or st.get("currentNodes", 0) != count:
                 return None
             if st.get("observedGeneration") != obj["metadata"]["generation"]:
                 return None
-            if len(cns) != count or machines != cns:
+            cns = {n["metadata"]["name"] for n in self.nodes(name)}
+            if len(cns) != count or self.inventory.names(self.tag(name)) != cns:
                 return None
             return obj
 
         try:
             return wait_for(f"{self.ns}/{name} converged at {count} nodes", probe, timeout)
         except Timeout as err:
-            raise Timeout(f"{err}; then: {seen[0]}") from None
+            raise Timeout(f"{err}; then: {self.convergence_report(name)}") from None
+
+    def convergence_report(self, name: str = "workers") -> str:
+        """What a convergence timeout reports: enough to see which part did not converge."""
+        obj = self.nc(name)
+        nodes = self.nodes(name)
+        cns = {n["metadata"]["name"] for n in nodes}
+        machines = self.inventory.names(self.tag(name))
+        return json.dumps(
+            {
+                "status": {k: v for k, v in (obj.get("status") or {}).items() if k != "zones"},
+                "generation": obj.get("metadata", {}).get("generation"),
+                "nodes": {
+                    n["metadata"]["name"]: (n.get("status") or {}).get("state") for n in nodes
+                },
+                "machines_without_node": sorted(machines - cns),
+                "nodes_without_machine": sorted(cns - machines),
+            }
+        )
 
 
 def operation_sample(action_file: str) -> dict[str, Any]:

@@ -219,21 +219,24 @@ async def clusternode_event(
         world.node_queue.forget(key)
         world.bodies.forget(("ClusterNode", namespace, name))
         return
-    needs_work = _needs_work(body) or (not _settled(body) and not world.node_queue.knows(key))
+    needs_work = _needs_work(body, retry_due=world.node_queue.knows(key))
     fresh = world.bodies.observe(("ClusterNode", namespace, name), dict(body), keep=needs_work)
     if fresh and needs_work:
         world.node_queue.add(key)
 
 
-def _needs_work(body: kopf.Body) -> bool:
+def _needs_work(body: kopf.Body, retry_due: bool) -> bool:
     """Whether a ClusterNode event asks its controller to act now.
 
     The node controller's own status writes come back as events; waking it for those
     would cost a reconcile and a provider call each. Work is needed when the object is
     being deleted, its spec changed (generation), it has no machine yet and no reported
     error, or its power state differs from the request. Errors and settling machines are
-    retried by the queue's own timers, with backoff (and, where this process has no such
-    timer yet, started on first sight: see `_settled`).
+    retried by the queue's own timers, with backoff: `retry_due` says whether this
+    process has one for the node. After a restart there is none, so the first sighting of
+    such a node (in the initial listing) starts its reconcile; otherwise a node whose
+    create failed just before a kill -9 would wait forever for a retry nobody scheduled.
+    A Failed machine is its cluster's to replace, never the node's to retry.
     """
     meta = body.get("metadata", {})
     status = body.get("status") or {}
@@ -243,31 +246,13 @@ def _needs_work(body: kopf.Body) -> bool:
     if status.get("observedGeneration") != meta.get("generation"):
         return True
     if status.get("message"):
-        return False
+        return not retry_due
     if status.get("providerId") is None:
         return True
     state = status.get("state")
-    return state in ("Running", "Stopped") and state != spec.get("powerState", "Running")
-
-
-def _settled(body: kopf.Body) -> bool:
-    """Whether a ClusterNode is at rest: its machine known and Running, Stopped or Failed
-    (a failed machine is its cluster's to replace), no error reported, its spec observed.
-
-    A node that is not at rest is waiting for a retry (an error) or a look again (a
-    settling machine), and those are timers of this process's node queue. After a
-    restart there are none: the first sighting of such a node, in the initial listing,
-    must start its reconcile, or a node whose create failed just before a kill -9 would
-    wait forever for a retry that nobody has scheduled.
-    """
-    meta = body.get("metadata", {})
-    status = body.get("status") or {}
-    return (
-        not status.get("message")
-        and status.get("providerId") is not None
-        and status.get("state") in ("Running", "Stopped", "Failed")
-        and status.get("observedGeneration") == meta.get("generation")
-    )
+    if state in ("Running", "Stopped"):
+        return bool(state != spec.get("powerState", "Running"))
+    return state != "Failed" and not retry_due
 
 
 @kopf.on.event(GROUP, VERSION, "nodeclusteroperations")
