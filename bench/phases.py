@@ -32,7 +32,8 @@ from bench.watch import Tracker, in_state
 from nodecluster import API_VERSION, GROUP, VERSION
 from nodecluster.api.clusternode import ClusterNodeSpec
 from nodecluster.api.nodecluster import NodeProfile, ProviderRef
-from nodecluster.controllers.kube import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS, KubeClient
+from nodecluster.controllers.kube import KubeClient
+from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS
 from nodecluster.controllers.world import CLUSTER_LABEL
 
 PROVIDER = "bench-sim"

@@ -34,7 +34,8 @@ from bench.phases import baseline_node, gather_limited
 from bench.process import control_plane_pids, cpu_seconds_of
 from nodecluster.api.clusternode import ClusterNode
 from nodecluster.controllers.clusternode import status_from_machine
-from nodecluster.controllers.kube import CLUSTERNODES, KubeClient
+from nodecluster.controllers.kube import KubeClient
+from nodecluster.controllers.kubeapi import CLUSTERNODES
 from nodecluster.controllers.world import Settings
 from nodecluster.providers.base import Machine
 

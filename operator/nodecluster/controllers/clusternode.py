@@ -14,7 +14,7 @@ from typing import Any
 
 from nodecluster.api.clusternode import ClusterNode, ClusterNodeStatus, NodeAddress, NodeState
 from nodecluster.api.nodecluster import NodeCluster
-from nodecluster.controllers.kube import (
+from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
     KubeConflict,

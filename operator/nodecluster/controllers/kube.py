@@ -1,4 +1,4 @@
-"""The operator's own Kubernetes client: the few calls it makes, typed, async.
+"""The operator's own Kubernetes client: `KubeApi` (kubeapi.py) on the real API server.
 
 kopf watches; this module writes. It wraps `kubernetes_asyncio` so that no call blocks
 the event loop, every PATCH is a JSON merge patch (the generated client would otherwise
@@ -12,8 +12,6 @@ import contextlib
 import logging
 import ssl
 import urllib.request
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -23,37 +21,26 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from nodecluster import GROUP, VERSION
+from nodecluster.clock import Clock, SystemClock, rfc3339
+from nodecluster.controllers.kubeapi import (
+    FIELD_MANAGER,
+    Kind,
+    KubeError,
+    KubeNotFound,
+    kube_error,
+)
 
-FIELD_MANAGER = "nodecluster-operator"
 MERGE = "application/merge-patch+json"
 
 log = logging.getLogger(__name__)
 
 
-class KubeError(Exception):
-    """An API call failed for a reason not covered below."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-
-
-class KubeNotFound(KubeError):
-    """404."""
-
-
-class KubeConflict(KubeError):
-    """409: exists already, or the resourceVersion moved on."""
-
-
 def _raise(err: ApiException) -> None:
     message = err.reason or ""
-    if err.status == 404:
-        raise KubeNotFound(404, message) from err
-    if err.status == 409:
-        raise KubeConflict(409, message) from err
-    body = err.body.decode() if isinstance(err.body, bytes) else str(err.body or "")
-    raise KubeError(err.status or 0, f"{message} {body}".strip()) from err
+    if err.status not in (404, 409):
+        body = err.body.decode() if isinstance(err.body, bytes) else str(err.body or "")
+        message = f"{message} {body}".strip()
+    raise kube_error(err.status or 0, message) from err
 
 
 async def _read_environment_once(
@@ -89,39 +76,20 @@ async def _read_environment_once(
             rest.proxy = proxy
 
 
-@dataclass(frozen=True)
-class Kind:
-    """Where a custom kind lives in the API."""
-
-    plural: str
-    namespaced: bool = True
-
-
-NODECLUSTERS = Kind("nodeclusters")
-CLUSTERNODES = Kind("clusternodes")
-NODEPROVIDERS = Kind("nodeproviders", namespaced=False)
-OPERATIONS = Kind("nodeclusteroperations")
-
-
-def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """A merge patch turning status `old` into `new`: keys that disappeared are nulled,
-    because a merge patch otherwise keeps whatever it does not mention."""
-    patch: dict[str, Any] = {key: None for key in old if key not in new}
-    patch.update(new)
-    return {"status": patch}
-
-
 class KubeClient:
     """All API writes and the few reads the operator does outside kopf's watches."""
 
-    def __init__(self, api: k8s.ApiClient) -> None:
+    def __init__(self, api: k8s.ApiClient, clock: Clock | None = None) -> None:
         self._api = api
+        self._clock: Clock = clock or SystemClock()
         self._core = k8s.CoreV1Api(api)
         self.writes = 0
         """Count of write calls, for debugging and benchmarks."""
 
     @classmethod
-    async def connect(cls, max_connections: int = 100, kubeconfig: str | None = None) -> KubeClient:
+    async def connect(
+        cls, max_connections: int = 100, kubeconfig: str | None = None, clock: Clock | None = None
+    ) -> KubeClient:
         """Load in-cluster config, else the kubeconfig (`kubeconfig`, KUBECONFIG or
         ~/.kube/config); with `kubeconfig` given, only that file."""
         configuration = k8s.Configuration()
@@ -136,7 +104,7 @@ class KubeClient:
         configuration.connection_pool_maxsize = max_connections
         api = k8s.ApiClient(configuration)
         await _read_environment_once(api, configuration, max_connections)
-        return cls(api)
+        return cls(api, clock)
 
     @property
     def api(self) -> k8s.ApiClient:
@@ -244,7 +212,7 @@ class KubeClient:
         an Event is a courtesy to people, not part of reconciliation."""
         meta = involved.get("metadata", {})
         namespace = meta.get("namespace") or "default"
-        now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        now = rfc3339(self._clock.now())
         body = {
             "apiVersion": "v1",
             "kind": "Event",

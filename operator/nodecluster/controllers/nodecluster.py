@@ -20,7 +20,7 @@ from typing import Any
 from nodecluster import API_VERSION
 from nodecluster.api.clusternode import ClusterNodeSpec
 from nodecluster.api.nodecluster import NodeCluster, NodeClusterStatus
-from nodecluster.controllers.kube import (
+from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
     KubeConflict,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from nodecluster.api.nodeprovider import NodeProvider, NodeProviderStatus
 from nodecluster.controllers.clusternode import POLL_SETTLING_SECONDS, SETTLING_STATES
-from nodecluster.controllers.kube import NODECLUSTERS, NODEPROVIDERS, KubeNotFound, status_patch
+from nodecluster.controllers.kubeapi import NODECLUSTERS, NODEPROVIDERS, KubeNotFound, status_patch
 from nodecluster.controllers.world import NsName, ProviderUnavailable, World
 from nodecluster.planning.conditions import condition
 from nodecluster.providers.base import Machine, ProviderDriver, ProviderError

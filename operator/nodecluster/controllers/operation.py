@@ -21,7 +21,7 @@ from typing import Any
 from nodecluster.api.clusternode import ClusterNode
 from nodecluster.api.nodecluster import NodeCluster
 from nodecluster.api.operation import NodeClusterOperation, NodeClusterOperationStatus, NodeResult
-from nodecluster.controllers.kube import (
+from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
     OPERATIONS,

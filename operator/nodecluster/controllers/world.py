@@ -20,7 +20,7 @@ from typing import Any
 from nodecluster.api.clusternode import ClusterNode
 from nodecluster.api.nodecluster import NodeProfile
 from nodecluster.api.nodeprovider import NodeProvider
-from nodecluster.controllers.kube import Kind, KubeClient, KubeNotFound
+from nodecluster.controllers.kubeapi import Kind, KubeApi, KubeNotFound
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.planning.model import (
     DELETE_NODE_ANNOTATION,
@@ -291,7 +291,7 @@ class ProviderUnavailable(Exception):
 class World:
     """Everything the controllers share."""
 
-    client: KubeClient
+    client: KubeApi
     registry: ProviderRegistry
     settings: Settings
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)

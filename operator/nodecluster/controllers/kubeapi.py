@@ -1,0 +1,114 @@
+"""The port to the Kubernetes API: exactly the calls the controllers make, and their errors.
+
+Two things implement `KubeApi`: `kube.KubeClient` (the real API server, through
+kubernetes_asyncio) and `nodecluster.testing.FakeKube` (an in-memory API server for tests
+of the controllers in one process). The controllers see only this module, so what they
+may do to the API is written down here, once, and a fake that behaves like the real
+server for these calls is enough to test every path of them.
+
+Every write is a JSON merge patch, a create or a delete; reads are single objects and
+label-selected lists (the watch belongs to kopf, or to the test harness).
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+FIELD_MANAGER = "nodecluster-operator"
+"""The field manager of every write (server-side apply users see it in managedFields)."""
+
+
+class KubeError(Exception):
+    """An API call failed; `status` is the HTTP status (0 when no answer came)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class KubeNotFound(KubeError):
+    """404: the object (or its namespace) does not exist."""
+
+
+class KubeConflict(KubeError):
+    """409: the object exists already, or its resourceVersion moved on."""
+
+
+def kube_error(status: int, message: str) -> KubeError:
+    """The exception class the controllers act on, for an HTTP status."""
+    if status == 404:
+        return KubeNotFound(status, message)
+    if status == 409:
+        return KubeConflict(status, message)
+    return KubeError(status, message)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where a custom kind lives in the API."""
+
+    plural: str
+    namespaced: bool = True
+
+
+NODECLUSTERS = Kind("nodeclusters")
+CLUSTERNODES = Kind("clusternodes")
+NODEPROVIDERS = Kind("nodeproviders", namespaced=False)
+OPERATIONS = Kind("nodeclusteroperations")
+
+
+def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch turning status `old` into `new`: keys that disappeared are nulled,
+    because a merge patch otherwise keeps whatever it does not mention."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    patch.update(new)
+    return {"status": patch}
+
+
+class KubeApi(Protocol):
+    """The API calls of the controllers. Bodies are plain JSON-ready dicts."""
+
+    async def get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any]:
+        """Read one object; KubeNotFound if it does not exist."""
+        ...
+
+    async def list(
+        self, kind: Kind, namespace: str | None, selector: str = ""
+    ) -> builtins.list[dict[str, Any]]:
+        """Objects of a kind in a namespace (None: all), by equality label selector."""
+        ...
+
+    async def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create an object and return it as stored; KubeConflict when it exists already."""
+        ...
+
+    async def patch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        patch: dict[str, Any],
+        status: bool = False,
+    ) -> dict[str, Any]:
+        """JSON-merge-patch the object, or (status=True) its status subresource; a
+        `metadata.resourceVersion` in the patch is a precondition (KubeConflict if stale)."""
+        ...
+
+    async def delete(self, kind: Kind, namespace: str | None, name: str) -> None:
+        """Delete (an object with finalizers is only marked); a missing object is fine."""
+        ...
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data, decoded. The values are never logged."""
+        ...
+
+    async def event(self, involved: dict[str, Any], etype: str, reason: str, message: str) -> None:
+        """Post a core/v1 Event about an object; failures are logged, never raised."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
