@@ -1,7 +1,7 @@
-"""The provider contract (provider_contract.py), run against the simulator driver.
+"""The provider contract (`nodecluster.testing.contract`), run against the simulator driver.
 
 Another driver runs the same suite by subclassing ProviderContract with its own
-`make_driver` fixture.
+`make_driver` fixture (README, "Writing a provider driver").
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from provider_contract import MakeDriver, ProviderContract, Scenario
 
 from nodecluster.providers.base import (
     CapacityExceeded,
@@ -25,6 +24,7 @@ from nodecluster.providers.base import (
     is_not_found,
 )
 from nodecluster.providers.simulator import SimulatorDriver
+from nodecluster.testing.contract import MakeDriver, ProviderContract, Scenario
 
 
 def simulator_config(scenario: Scenario, path: Path) -> dict[str, Any]:

@@ -1,10 +1,15 @@
 """The provider driver contract as a reusable test suite.
 
-Every driver must pass it. A driver's test module subclasses `ProviderContract` and
-supplies a `make_driver` fixture: a callable from a `Scenario` (what the test needs the
+Public so that a third-party driver author runs the very suite the built-in simulator
+passes, instead of a copy that drifts: subclass `ProviderContract` in a test module and
+provide a `make_driver` fixture, a callable from a `Scenario` (what the test needs the
 provider to be like) to a driver configured for it. Every driver one test makes shares
 one backing inventory (one account, one file), so closing a driver and making another
 is an operator restart. A driver that cannot play a scenario calls `pytest.skip`.
+
+It imports pytest, which the operator itself does not need: install the `testing` extra
+(`pip install "nodecluster-operator[testing]"`) to use it. The test methods are async;
+pytest-asyncio (in that extra) runs them with `asyncio_mode = "auto"`.
 
 Time: waits poll the driver against a deadline; nothing sleeps a fixed time.
 """
@@ -108,6 +113,10 @@ async def delete_until_not_found(driver: ProviderDriver, name: str) -> int:
 
 class ProviderContract:
     """The tests. Subclass as `Test<Driver>Contract` and provide `make_driver`."""
+
+    # Marked here rather than left to `asyncio_mode = "auto"`, so the suite also runs in a
+    # driver's repository that keeps pytest-asyncio's default strict mode.
+    pytestmark = [pytest.mark.asyncio]
 
     async def test_create_returns_the_requested_machine(self, make_driver: MakeDriver) -> None:
         driver = make_driver(Scenario())
