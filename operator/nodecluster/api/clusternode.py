@@ -1,8 +1,10 @@
 """ClusterNode: one member machine, owned by its NodeCluster.
 
 It carries its own copy of the profile and provider (as a Cluster API Machine does), so
-the controller that drives the machine never needs the parent to act, and a profile
-change on the parent is visible per node as a differing `profileHash`.
+the controller that drives the machine creates, powers and follows it from the node alone,
+and a profile change on the parent is visible per node as a differing `profileHash`. The
+parent is read for one thing: a deleting node waits out the grace period of the
+NodeCluster's deletion policy.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic.config import JsonDict
 
+from nodecluster import API_VERSION
 from nodecluster.api.common import CamelModel, Condition, ObjectMeta
 from nodecluster.api.nodecluster import NodeProfile, ProviderRef
 
@@ -112,7 +115,7 @@ class ClusterNodeStatus(CamelModel):
 class ClusterNode(CamelModel):
     """The whole ClusterNode object."""
 
-    api_version: str = Field(default="nodecluster.io/v1alpha1", description="API version.")
+    api_version: str = Field(default=API_VERSION, description="API version.")
     kind: str = Field(default="ClusterNode", description="Kind.")
     metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Metadata.")
     spec: ClusterNodeSpec = Field(description="Desired state of the machine.")

@@ -202,9 +202,6 @@ def _structural_tail(
             out[key] = _structural(value, defs)
         else:
             out[key] = value
-    if out.get("type") == "object" and "properties" in out:
-        # pydantic marks every field without a default as required, which is right.
-        pass
     return out
 
 

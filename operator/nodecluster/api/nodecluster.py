@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from nodecluster import API_VERSION
 from nodecluster.api.common import (
     DNS_SUBDOMAIN,
     CamelModel,
@@ -318,7 +319,7 @@ class NodeClusterStatus(CamelModel):
 class NodeCluster(CamelModel):
     """The whole NodeCluster object."""
 
-    api_version: str = Field(default="nodecluster.io/v1alpha1", description="API version.")
+    api_version: str = Field(default=API_VERSION, description="API version.")
     kind: str = Field(default="NodeCluster", description="Kind.")
     metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Metadata.")
     spec: NodeClusterSpec = Field(description="Desired state.")

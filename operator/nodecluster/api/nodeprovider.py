@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from nodecluster import API_VERSION
 from nodecluster.api.common import DNS_LABEL, CamelModel, Condition, ObjectMeta, SecretRef
 
 
@@ -104,7 +105,7 @@ class NodeProviderStatus(CamelModel):
 class NodeProvider(CamelModel):
     """The whole NodeProvider object."""
 
-    api_version: str = Field(default="nodecluster.io/v1alpha1", description="API version.")
+    api_version: str = Field(default=API_VERSION, description="API version.")
     kind: str = Field(default="NodeProvider", description="Kind.")
     metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Metadata.")
     spec: NodeProviderSpec = Field(description="Desired configuration.")

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from nodecluster import API_VERSION
 from nodecluster.api.common import DNS_SUBDOMAIN, CamelModel, Condition, ObjectMeta
 
 OperationAction = Literal[
@@ -119,7 +120,7 @@ class NodeClusterOperationStatus(CamelModel):
 class NodeClusterOperation(CamelModel):
     """The whole NodeClusterOperation object."""
 
-    api_version: str = Field(default="nodecluster.io/v1alpha1", description="API version.")
+    api_version: str = Field(default=API_VERSION, description="API version.")
     kind: str = Field(default="NodeClusterOperation", description="Kind.")
     metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Metadata.")
     spec: NodeClusterOperationSpec = Field(description="The requested action.")

@@ -21,9 +21,6 @@ MachineState = Literal[
     "Provisioning", "Running", "Stopping", "Stopped", "Starting", "Rebooting", "Deleting", "Failed"
 ]
 
-CLUSTER_TAG = "nodecluster.io/cluster"
-"""Tag every machine carries: `<namespace>/<cluster>`; `list` filters on it to find orphans."""
-
 
 class ProviderError(Exception):
     """Base of every error a driver raises on purpose."""
@@ -76,7 +73,8 @@ class MachineSpec:
 
     name: str
     cluster: str
-    """`<namespace>/<cluster>`: stored as the CLUSTER_TAG on the machine."""
+    """`<namespace>/<cluster>`: the driver records it on the machine (a tag, a label, a
+    column), so that `list(cluster)` finds the machine again, orphans included."""
     machine_type: str
     zone: str | None = None
     image: str | None = None
