@@ -33,10 +33,10 @@ from bench.cluster import ROOT, ControlPlane, connect, install, say
 from bench.phases import baseline_node, gather_limited
 from bench.process import control_plane_pids, cpu_seconds_of
 from nodecluster.api.clusternode import ClusterNode
-from nodecluster.controllers.clusternode import status_from_machine
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.kubeapi import CLUSTERNODES
 from nodecluster.controllers.world import Settings
+from nodecluster.planning.nodestatus import status_from_machine
 from nodecluster.providers.base import Machine
 
 CLUSTERNODE_CRD = ROOT / "crds" / "nodecluster.io_clusternodes.yaml"

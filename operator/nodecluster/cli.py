@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -49,21 +48,15 @@ def _cmd_crds(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    import kopf
+    # Imported here so that `crds` and `simulator` never load kopf.
+    from nodecluster.controllers.handlers import run_operator
 
-    import nodecluster.controllers.handlers  # noqa: F401  (registers the handlers)
-
-    kopf.configure(verbose=args.verbose, debug=args.debug)
-    # The HTTP client logs whole response bodies at DEBUG, Secrets included: never let it.
-    logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
-    namespaces = list(args.namespace or [])
-    kopf.run(
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        liveness_endpoint=args.liveness,
-        standalone=not args.peering,
-        peering_name=args.peering,
-        memo=kopf.Memo(peering=args.peering),
+    run_operator(
+        namespaces=list(args.namespace or []),
+        liveness=args.liveness,
+        peering=args.peering,
+        verbose=args.verbose,
+        debug=args.debug,
     )
     return 0
 
@@ -107,9 +100,6 @@ def parser() -> argparse.ArgumentParser:
         "--namespace",
         action="append",
         help="watch only this namespace (repeatable; globs allowed); default: all namespaces",
-    )
-    run.add_argument(
-        "-A", "--all-namespaces", action="store_true", help="watch every namespace (default)"
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log each reconcile")
     run.add_argument("--debug", action="store_true", help="log kopf internals too")

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nodecluster.api.nodecluster import NodeClusterSpec, NodeClusterStatus
+from nodecluster.api.reasons import Reason
 from nodecluster.planning.model import Declared, NodeView, Observed
 from nodecluster.planning.planner import Plan
 
@@ -57,7 +58,11 @@ def node(
     profile_hash: str = CURRENT,
     **fields: Any,
 ) -> NodeView:
-    """A node `age` seconds old, running and ready on the current profile unless told."""
+    """A node `age` seconds old, running and ready on the current profile unless told.
+
+    `error_reason` may be given as the word (as read back from the API)."""
+    if isinstance(fields.get("error_reason"), str):
+        fields["error_reason"] = Reason(fields["error_reason"])
     return NodeView(
         name=name,
         created_at=NOW - timedelta(seconds=age),
@@ -99,6 +104,9 @@ def observed(
     **fields: Any,
 ) -> Observed:
     """The world at `now` with these nodes."""
+    problem = fields.get("provider_problem")
+    if problem is not None:
+        fields["provider_problem"] = (Reason(problem[0]), problem[1])
     return Observed(
         nodes=tuple(nodes),
         now=now,

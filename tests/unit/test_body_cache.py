@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from nodecluster.controllers.world import BodyCache, resource_version_order
+from nodecluster.controllers.bodies import BodyCache, resource_version_order
 
 KEY = ("NodeCluster", "ns", "workers")
 

@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 import pytest
 
-from nodecluster.controllers.handlers import _needs_work
+from nodecluster.controllers.events import needs_work as _needs_work
 
 
 def body(

@@ -4,16 +4,30 @@ The machine's name is the ClusterNode's name, chosen and stored in the API befor
 provider is called, and the provider's create is idempotent on it. So a crash anywhere
 (between create and status write, mid-delete) can neither lose nor double a machine:
 the next reconcile calls the same idempotent operation again.
+
+A reconcile is a short list of phases over one `NodeScope`:
+
+    read -> connect (the provider's driver) -> delete_machine (a deleting node)
+         -> converge_machine (create, power, reboot) -> report -> next_look
+
+What the status says is decided by pure functions (`planning/nodestatus.py`). Provider
+errors are reported by their type (`world.provider_reason`) in the node's Ready
+condition, then retried with backoff.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from nodecluster.api.clusternode import ClusterNode, ClusterNodeStatus, NodeAddress, NodeState
+from nodecluster.api.clusternode import ClusterNode, ClusterNodeStatus
 from nodecluster.api.nodecluster import NodeCluster
+from nodecluster.api.reasons import Reason
+from nodecluster.controllers.bodies import ObjectKey
+from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
@@ -25,12 +39,16 @@ from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import (
     CLUSTER_LABEL,
     NODE_FINALIZER,
-    NsName,
-    ObjectKey,
     ProviderUnavailable,
     World,
+    provider_reason,
 )
-from nodecluster.planning.conditions import condition
+from nodecluster.planning.nodestatus import (
+    SETTLING_STATES,
+    status_deleting,
+    status_from_error,
+    status_from_machine,
+)
 from nodecluster.providers.base import (
     Machine,
     MachineSpec,
@@ -42,14 +60,174 @@ from nodecluster.providers.base import (
 
 log = logging.getLogger(__name__)
 
-_SETTLING = frozenset({"Provisioning", "Stopping", "Starting", "Rebooting", "Deleting"})
 POLL_SETTLING_SECONDS = 1.0
 """How soon a machine in a transitional state is looked at again."""
 SETTLING_FALLBACK_SECONDS = 15.0
 """How soon a settling machine is looked at again by its own get, should its provider's
 list calls fail (they normally wake it as soon as its state changes)."""
-SETTLING_STATES = frozenset({"Provisioning", "Stopping", "Starting", "Rebooting"})
+POLLED_STATES = SETTLING_STATES - {"Deleting"}
 """Transitional states the provider's list calls watch (a deletion polls on its own)."""
+CONFLICT_RETRY_SECONDS = 0.1
+"""How soon a reconcile whose write met a newer object reads it again."""
+
+
+@dataclass
+class NodeScope:
+    """One reconcile of one ClusterNode."""
+
+    key: ObjectKey
+    node: ClusterNode
+    now: datetime
+    driver: ProviderDriver | None = None
+    machine: Machine | None = None
+    """The machine as the provider last answered; None while it cannot be known."""
+    rebooted: bool = False
+    """A reboot the spec asked for was issued in this reconcile."""
+
+    @property
+    def deleting(self) -> bool:
+        """Whether the ClusterNode is being deleted."""
+        return self.node.metadata.deletion_timestamp is not None
+
+    def connected(self) -> ProviderDriver:
+        """The driver (after the connect phase)."""
+        assert self.driver is not None, "connect runs before this phase"
+        return self.driver
+
+
+@dataclass
+class Stop:
+    """A phase ends the reconcile: look again after `again` seconds (None: on events)."""
+
+    again: float | None
+
+
+Phase = Callable[[World, NodeScope], Awaitable[Stop | None]]
+
+
+async def reconcile_node(world: World, key: NsName) -> float | None:
+    """Drive one machine toward its ClusterNode; return when to look again."""
+    cache_key = ("ClusterNode", *key)
+    again = await _run_phases(world, cache_key)
+    if again is None:
+        world.bodies.drop(cache_key)  # settled: keep no body until the next event
+    return again
+
+
+async def _run_phases(world: World, cache_key: ObjectKey) -> float | None:
+    scope = await read(world, cache_key)
+    if scope is None:
+        return None
+    for phase in PHASES:
+        stop = await phase(world, scope)
+        if stop is not None:
+            return stop.again
+    return None
+
+
+async def read(world: World, cache_key: ObjectKey) -> NodeScope | None:
+    """The ClusterNode as newest known; None if it is gone or no longer ours to act on."""
+    try:
+        body = await world.body(CLUSTERNODES, cache_key)
+    except KubeNotFound:
+        return None
+    scope = NodeScope(key=cache_key, node=ClusterNode.model_validate(body), now=world.now())
+    if scope.deleting and NODE_FINALIZER not in scope.node.metadata.finalizers:
+        return None
+    return scope
+
+
+async def connect(world: World, scope: NodeScope) -> Stop | None:
+    """The provider's driver, or the reason there is none in the node's status."""
+    try:
+        scope.driver = await world.providers.driver(scope.node.spec.provider_ref.name)
+    except ProviderUnavailable as err:
+        await write_status(
+            world, scope, status_from_error(scope.node, err.reason, err.message, scope.now)
+        )
+        raise Backoff(err.message) from err
+    return None
+
+
+async def delete_machine(world: World, scope: NodeScope) -> Stop | None:
+    """A deleting node: wait out the grace period, delete until NotFound, then let go."""
+    if not scope.deleting:
+        return None
+    node = scope.node
+    left = await grace_left(world, node, scope.now)
+    if left > 0:
+        if node.status.state != "Deleting":
+            await write_status(world, scope, status_deleting(node, grace_left=left))
+        return Stop(left)
+    try:
+        await scope.connected().delete(node.metadata.name)
+    except NotFound:
+        pass
+    except ProviderError as err:
+        await report_provider_error(world, scope, err)
+    else:
+        if node.status.state != "Deleting":
+            await write_status(world, scope, status_deleting(node))
+        return Stop(POLL_SETTLING_SECONDS)
+    return Stop(await release(world, scope))
+
+
+async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
+    """Create the machine, or read it; then power it and reboot it as the spec asks."""
+    node, driver = scope.node, scope.connected()
+    name = node.metadata.name
+    try:
+        if node.status.provider_id is None:
+            user_data = await read_user_data(world, node)
+            machine = await driver.create(machine_spec(node, user_data))
+        else:
+            try:
+                machine = await driver.get(name)
+            except NotFound:
+                machine = missing_machine(node, scope.now)
+        power = driver if isinstance(driver, PowerControl) else None
+        if power is not None and reboot_due(node) and machine.state in ("Running", "Failed"):
+            machine = await power.reboot(name)
+            scope.rebooted = True
+        if power is not None and machine.state not in SETTLING_STATES:
+            wanted = node.spec.power_state
+            if wanted == "Stopped" and machine.state == "Running":
+                machine = await power.stop(name)
+            elif wanted == "Running" and machine.state == "Stopped":
+                machine = await power.start(name)
+    except ProviderError as err:
+        await report_provider_error(world, scope, err)
+    scope.machine = machine
+    return None
+
+
+async def report(world: World, scope: NodeScope) -> Stop | None:
+    """Write what the provider said (pure: planning.nodestatus)."""
+    assert scope.machine is not None
+    status = status_from_machine(scope.node, scope.machine, scope.now, rebooted=scope.rebooted)
+    await write_status(world, scope, status)
+    return None
+
+
+async def next_look(world: World, scope: NodeScope) -> Stop | None:
+    """When to look again: settling machines soon (through their provider's list call),
+    a machine not yet in its asked power state soon, a settled one only on events."""
+    machine, node = scope.machine, scope.node
+    assert machine is not None
+    if machine.state in POLLED_STATES:
+        # The provider's next list call (soon, and one for all of its settling machines)
+        # wakes this node when its machine changes; a get per machine per second would
+        # cost a thousand provider calls a second while a thousand machines provision.
+        world.queues.poll.add(node.spec.provider_ref.name, delay=POLL_SETTLING_SECONDS)
+        return Stop(SETTLING_FALLBACK_SECONDS)
+    if machine.state in SETTLING_STATES or (
+        machine.state in ("Running", "Stopped") and machine.state != node.spec.power_state
+    ):
+        return Stop(POLL_SETTLING_SECONDS)
+    return Stop(None)
+
+
+PHASES: tuple[Phase, ...] = (connect, delete_machine, converge_machine, report, next_look)
 
 
 def machine_spec(node: ClusterNode, user_data: str | None = None) -> MachineSpec:
@@ -67,151 +245,14 @@ def machine_spec(node: ClusterNode, user_data: str | None = None) -> MachineSpec
     )
 
 
-def status_from_machine(node: ClusterNode, machine: Machine, now: datetime) -> ClusterNodeStatus:
-    """The node's status given what the provider reports."""
-    old = node.status
-    state: NodeState = machine.state
-    wanted = node.spec.power_state
-    healthy = state == "Running" and wanted == "Running"
-    settled = state in ("Running", "Stopped")
-    if healthy or (state == "Stopped" and wanted == "Stopped"):
-        unhealthy_since = None
-    else:
-        unhealthy_since = old.unhealthy_since or (now if settled or state == "Failed" else None)
-    reason = "MachineRunning" if healthy else f"Machine{state}"
-    return ClusterNodeStatus(
-        observed_generation=node.metadata.generation,
-        state=state,
-        provider_id=machine.provider_id,
-        zone=machine.zone,
-        machine_type=machine.machine_type,
-        addresses=[NodeAddress(type=t, address=a) for t, a in machine.addresses],
-        ready=healthy,
-        machine_created_at=machine.created_at.replace(microsecond=0),
-        last_reboot_time=old.last_reboot_time,
-        unhealthy_since=unhealthy_since,
-        message=None,
-        conditions=[
-            condition(
-                old.conditions,
-                "Ready",
-                healthy,
-                reason,
-                f"machine is {state}",
-                node.metadata.generation,
-                now,
-            )
-        ],
-    )
+def reboot_due(node: ClusterNode) -> bool:
+    """Whether the spec asks for a reboot newer than the last one carried out."""
+    asked, last = node.spec.reboot_requested_at, node.status.last_reboot_time
+    return asked is not None and (last is None or asked > last)
 
 
-def status_from_error(
-    node: ClusterNode, reason: str, message: str, now: datetime
-) -> ClusterNodeStatus:
-    """The node's status after a provider call failed: keep what is known, say why."""
-    old = node.status
-    return old.model_copy(
-        update={
-            "observed_generation": node.metadata.generation,
-            "state": old.state or "Pending",
-            "ready": False if old.state != "Running" else old.ready,
-            "message": message,
-            "conditions": [
-                condition(
-                    old.conditions, "Ready", False, reason, message, node.metadata.generation, now
-                )
-            ],
-        }
-    )
-
-
-async def reconcile_node(world: World, key: NsName) -> float | None:
-    """Drive one machine toward its ClusterNode; return when to look again."""
-    cache_key = ("ClusterNode", *key)
-    again = await _reconcile_node(world, cache_key)
-    if again is None:
-        world.bodies.drop(cache_key)  # settled: keep no body until the next event
-    return again
-
-
-async def _reconcile_node(world: World, cache_key: ObjectKey) -> float | None:
-    try:
-        body = await world.body(CLUSTERNODES, cache_key)
-    except KubeNotFound:
-        return None
-    node = ClusterNode.model_validate(body)
-    now = world.now()
-    deleting = node.metadata.deletion_timestamp is not None
-    if deleting and NODE_FINALIZER not in node.metadata.finalizers:
-        return None
-
-    try:
-        driver = await world.driver(node.spec.provider_ref.name)
-    except ProviderUnavailable as err:
-        await _write_status(world, node, status_from_error(node, err.reason, err.message, now))
-        raise Backoff(err.message) from err
-
-    try:
-        if deleting:
-            return await _delete_machine(world, node, driver)
-        machine = await _converge_machine(world, node, driver, now)
-    except ProviderError as err:
-        await _write_status(world, node, status_from_error(node, err.reason, str(err), now))
-        raise Backoff(f"{err.reason}: {err}") from err
-
-    if machine is None:
-        return POLL_SETTLING_SECONDS
-    status = status_from_machine(node, machine, now)
-    if node.spec.reboot_requested_at is not None and machine.state == "Running":
-        status.last_reboot_time = node.status.last_reboot_time
-    await _write_status(world, node, status)
-    if machine.state in _SETTLING and world.poll_queue is not None:
-        # The provider's next list call (soon, and one for all of its settling machines)
-        # wakes this node when its machine changes; a get per machine per second would
-        # cost a thousand provider calls a second while a thousand machines provision.
-        world.poll_queue.add(node.spec.provider_ref.name, delay=POLL_SETTLING_SECONDS)
-        return SETTLING_FALLBACK_SECONDS
-    if machine.state in _SETTLING or (
-        machine.state in ("Running", "Stopped") and machine.state != node.spec.power_state
-    ):
-        return POLL_SETTLING_SECONDS
-    return None
-
-
-async def _converge_machine(
-    world: World, node: ClusterNode, driver: ProviderDriver, now: datetime
-) -> Machine | None:
-    """Create, power and reboot the machine as the spec asks; return its state."""
-    name = node.metadata.name
-    if node.status.provider_id is None:
-        user_data = await _user_data(world, node)
-        machine = await driver.create(machine_spec(node, user_data))
-    else:
-        try:
-            machine = await driver.get(name)
-        except NotFound:
-            return _missing(node)
-    wanted = node.spec.power_state
-    power = driver if isinstance(driver, PowerControl) else None
-    reboot_at = node.spec.reboot_requested_at
-    last_reboot = node.status.last_reboot_time
-    if (
-        power is not None
-        and reboot_at is not None
-        and (last_reboot is None or reboot_at > last_reboot)
-    ) and machine.state in ("Running", "Failed"):
-        machine = await power.reboot(name)
-        node.status.last_reboot_time = now
-    if power is not None and machine.state not in _SETTLING:
-        if wanted == "Stopped" and machine.state == "Running":
-            machine = await power.stop(name)
-        elif wanted == "Running" and machine.state == "Stopped":
-            machine = await power.start(name)
-    return machine
-
-
-def _missing(node: ClusterNode) -> Machine:
-    """A machine that vanished at the provider: report it as Failed so it is remediated."""
+def missing_machine(node: ClusterNode, now: datetime) -> Machine:
+    """A machine that vanished at the provider: reported as Failed so it is remediated."""
     return Machine(
         name=node.metadata.name,
         provider_id=node.status.provider_id or "",
@@ -220,24 +261,25 @@ def _missing(node: ClusterNode) -> Machine:
         machine_type=node.spec.profile.machine_type,
         zone=node.status.zone,
         cores=0,
-        created_at=node.status.machine_created_at or datetime.now(UTC),
+        created_at=node.status.machine_created_at or now,
     )
 
 
-async def _user_data(world: World, node: ClusterNode) -> str | None:
+async def read_user_data(world: World, node: ClusterNode) -> str | None:
+    """The profile's user data, read from its Secret at the moment it is needed."""
     ref = node.spec.profile.user_data_secret_ref
     if ref is None:
         return None
     try:
-        data = await world.client.read_secret(node.metadata.namespace or "default", ref)
+        data = await world.api.read_secret(node.metadata.namespace or "default", ref)
     except KubeNotFound as err:
         raise ProviderUnavailable(
-            "InvalidProviderConfig", f"user data Secret {ref!r} does not exist"
+            Reason.INVALID_PROVIDER_CONFIG, f"user data Secret {ref!r} does not exist"
         ) from err
     return data.get("userData")
 
 
-async def _grace_left(world: World, node: ClusterNode, now: datetime) -> float:
+async def grace_left(world: World, node: ClusterNode, now: datetime) -> float:
     """Seconds of the deletion policy's grace period still to run for a deleting node."""
     since = node.metadata.deletion_timestamp
     if since is None or node.status.provider_id is None:
@@ -251,67 +293,47 @@ async def _grace_left(world: World, node: ClusterNode, now: datetime) -> float:
     return max(0.0, grace - (now - since).total_seconds())
 
 
-async def _delete_machine(world: World, node: ClusterNode, driver: ProviderDriver) -> float | None:
-    """Wait out the grace period, delete until NotFound, then let the ClusterNode go."""
-    left = await _grace_left(world, node, world.now())
-    if left > 0:
-        draining = node.status.model_copy(
-            update={
-                "state": "Deleting",
-                "ready": False,
-                "message": f"draining; machine deleted in {left:.0f}s",
-            }
-        )
-        if node.status.state != "Deleting":
-            await _write_status(world, node, draining)
-        return left
+async def release(world: World, scope: NodeScope) -> float | None:
+    """The machine is gone: remove the finalizer so the ClusterNode can go too."""
+    meta = scope.node.metadata
+    finalizers = [f for f in meta.finalizers if f != NODE_FINALIZER]
     try:
-        await driver.delete(node.metadata.name)
-    except NotFound:
-        pass
-    else:
-        if node.status.state != "Deleting":
-            await _write_status(
-                world, node, node.status.model_copy(update={"state": "Deleting", "ready": False})
-            )
-        return POLL_SETTLING_SECONDS
-    finalizers = [f for f in node.metadata.finalizers if f != NODE_FINALIZER]
-    try:
-        await world.client.patch(
+        await world.api.patch(
             CLUSTERNODES,
-            node.metadata.namespace,
-            node.metadata.name,
-            {
-                "metadata": {
-                    "finalizers": finalizers,
-                    "resourceVersion": node.metadata.resource_version,
-                }
-            },
+            meta.namespace,
+            meta.name,
+            {"metadata": {"finalizers": finalizers, "resourceVersion": meta.resource_version}},
         )
     except KubeNotFound:
         return None
     except KubeConflict:
-        world.bodies.drop(_key(node))  # read it again
-        return 0.1
+        world.bodies.drop(scope.key)  # read it again
+        return CONFLICT_RETRY_SECONDS
     return None
 
 
-def _key(node: ClusterNode) -> ObjectKey:
-    return ("ClusterNode", node.metadata.namespace or "", node.metadata.name)
+async def report_provider_error(world: World, scope: NodeScope, err: ProviderError) -> None:
+    """Say why in the node's status, then back off (the type decides the reason)."""
+    reason = provider_reason(err)
+    await write_status(world, scope, status_from_error(scope.node, reason, str(err), scope.now))
+    raise Backoff(f"{reason}: {err}") from err
 
 
-async def _write_status(world: World, node: ClusterNode, status: ClusterNodeStatus) -> None:
+async def write_status(world: World, scope: NodeScope, status: ClusterNodeStatus) -> None:
+    """One status patch, only when something changed."""
+    node = scope.node
+    old: dict[str, Any] = node.status.wire()
     new: dict[str, Any] = status.wire()
-    if new == node.status.wire():
+    if new == old:
         return
     try:
-        patched = await world.client.patch(
+        patched = await world.api.patch(
             CLUSTERNODES,
             node.metadata.namespace,
             node.metadata.name,
-            status_patch(node.status.wire(), new),
+            status_patch(old, new),
             status=True,
         )
     except KubeNotFound:
         return
-    world.bodies.wrote(_key(node), patched)
+    world.bodies.wrote(scope.key, patched)

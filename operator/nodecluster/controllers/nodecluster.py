@@ -1,9 +1,15 @@
 """NodeCluster controller: decides how many ClusterNodes exist and which.
 
-One reconcile is a short list of phases over fresh reads:
-read -> ensure finalizer -> observe (cache + provider) -> plan -> act -> report.
-It never talks to a machine directly except to sweep orphans; machines belong to the
-ClusterNode controller.
+A reconcile is a short list of phases over one `ClusterScope`, as Cluster API's are:
+
+    read -> ensure_finalizer -> observe -> decide -> act -> sweep_orphans -> report
+         -> release (a deleted cluster whose machines are all gone) -> next_look
+
+Each phase is a small function that reads and fills the scope, and may end the reconcile
+early by returning `Stop(when to look again)`. The decisions are pure (`planning/`):
+`plan` says what to change, `cluster_status` what the status says afterwards; the phases
+only read, write and remember. The controller never talks to a machine directly except to
+sweep orphans; machines belong to the ClusterNode controller.
 """
 
 from __future__ import annotations
@@ -12,14 +18,16 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
-from dataclasses import replace
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from nodecluster import API_VERSION
-from nodecluster.api.clusternode import ClusterNodeSpec
-from nodecluster.api.nodecluster import NodeCluster, NodeClusterStatus
+from nodecluster.api.clusternode import ClusterNodeSpec, PowerState
+from nodecluster.api.nodecluster import ClusterState, NodeCluster, NodeClusterStatus
+from nodecluster.clock import rfc3339
+from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
@@ -32,19 +40,23 @@ from nodecluster.controllers.world import (
     CLUSTER_FINALIZER,
     CLUSTER_LABEL,
     NODE_FINALIZER,
-    NsName,
     ProviderUnavailable,
     World,
     profile_hash,
 )
 from nodecluster.planning.model import Declared, NodeView, Observed
 from nodecluster.planning.planner import CreateNode, Plan, plan
-from nodecluster.planning.status import CONVERGED_STATES, derive_status
+from nodecluster.planning.status import (
+    CONVERGED_STATES,
+    ClusterReport,
+    cluster_status,
+    progress_only,
+)
 from nodecluster.providers.base import NotFound, ProviderError
 
 log = logging.getLogger(__name__)
 
-_TRANSITIONS_WORTH_AN_EVENT = {
+TRANSITIONS_WORTH_AN_EVENT: dict[ClusterState, tuple[str, str]] = {
     "Deployed": ("Normal", "Deployed"),
     "Stopped": ("Normal", "Stopped"),
     "Terminated": ("Normal", "Terminated"),
@@ -57,17 +69,303 @@ _TRANSITIONS_WORTH_AN_EVENT = {
     "Starting": ("Normal", "Starting"),
     "Terminating": ("Normal", "Terminating"),
 }
+"""State transitions a person watching `kubectl describe` wants to see, as Events."""
+
+SAFETY_NET_SECONDS = 30.0
+"""How soon a cluster still changing is looked at without an event (child events
+normally come first)."""
+CONFLICT_RETRY_SECONDS = 0.1
+"""How soon a reconcile whose write met a newer object reads it again."""
+PROVIDER_REFRESH_SECONDS = 5.0
+"""After creates or deletes, the provider's usage figures are refreshed once this has
+passed (once for a burst)."""
 
 
-def declared_of(nc: NodeCluster) -> Declared:
-    """The planner's view of the declaration."""
-    return Declared(
-        name=nc.metadata.name,
-        spec=nc.spec,
-        generation=nc.metadata.generation,
-        profile_hash=profile_hash(nc.spec.profile),
-        deleting=nc.metadata.deletion_timestamp is not None,
+@dataclass
+class Stop:
+    """A phase ends the reconcile: look again after `again` seconds (None: on events)."""
+
+    again: float | None
+
+
+@dataclass
+class ClusterScope:
+    """One reconcile of one NodeCluster: what was read, observed, decided and written."""
+
+    key: NsName
+    body: dict[str, Any]
+    cluster: NodeCluster
+    now: datetime
+    declared: Declared = field(init=False)
+    nodes: list[NodeView] = field(default_factory=list)
+    observed: Observed | None = None
+    plan: Plan | None = None
+    machines_left: int = 0
+    """Orphan machines still at the provider after this reconcile's sweep."""
+    report: ClusterReport | None = None
+    deferred: float | None = None
+    """Seconds until progress held back from this status write is due."""
+
+    def __post_init__(self) -> None:
+        nc = self.cluster
+        self.declared = Declared(
+            name=nc.metadata.name,
+            spec=nc.spec,
+            generation=nc.metadata.generation,
+            profile_hash=profile_hash(nc.spec.profile),
+            deleting=nc.metadata.deletion_timestamp is not None,
+        )
+
+    @property
+    def deleting(self) -> bool:
+        """Whether the NodeCluster itself is being deleted."""
+        return self.declared.deleting
+
+    @property
+    def cache_key(self) -> tuple[str, str, str]:
+        """The cluster's key in the body cache."""
+        return ("NodeCluster", *self.key)
+
+    def decided(self) -> Plan:
+        """The plan of this reconcile (after the decide phase)."""
+        assert self.plan is not None, "decide runs before this phase"
+        return self.plan
+
+
+Phase = Callable[[World, ClusterScope], Awaitable[Stop | None]]
+
+
+async def reconcile_cluster(world: World, key: NsName) -> float | None:
+    """Bring one NodeCluster's nodes toward its declaration; return when to look again."""
+    async with world.book.lock(key):
+        scope = await read(world, key)
+        if scope is None:
+            return None
+        for phase in PHASES:
+            stop = await phase(world, scope)
+            if stop is not None:
+                return stop.again
+        return None  # next_look always stops
+
+
+async def read(world: World, key: NsName) -> ClusterScope | None:
+    """The NodeCluster as newest known, parsed once; None (and forgotten) if it is gone."""
+    cache_key = ("NodeCluster", *key)
+    try:
+        body = await world.body(NODECLUSTERS, cache_key)
+    except KubeNotFound:
+        world.expectations.forget(key)
+        world.bodies.forget(cache_key)
+        return None
+    return ClusterScope(
+        key=key, body=body, cluster=NodeCluster.model_validate(body), now=world.now()
     )
+
+
+async def ensure_finalizer(world: World, scope: ClusterScope) -> Stop | None:
+    """Add the finalizer first, so no machine can exist without it guarding them."""
+    meta = scope.cluster.metadata
+    if CLUSTER_FINALIZER in meta.finalizers:
+        return None
+    if scope.deleting:
+        # Deleting, and released already: nothing of ours is left to guard.
+        world.bodies.drop(scope.cache_key)
+        return Stop(None)
+    try:
+        patched = await world.api.patch(
+            NODECLUSTERS,
+            scope.key[0],
+            scope.key[1],
+            {
+                "metadata": {
+                    "finalizers": [*meta.finalizers, CLUSTER_FINALIZER],
+                    "resourceVersion": meta.resource_version,
+                }
+            },
+        )
+    except KubeConflict:
+        world.bodies.drop(scope.cache_key)
+        return Stop(CONFLICT_RETRY_SECONDS)  # someone else wrote in between: read again
+    except KubeNotFound:
+        return Stop(None)
+    world.bodies.wrote(scope.cache_key, patched)
+    return None
+
+
+async def observe(world: World, scope: ClusterScope) -> Stop | None:
+    """The nodes (cache corrected by in-flight changes), quota headroom and provider."""
+    nc = scope.cluster
+    scope.nodes = world.nodes_of(scope.key)
+    scope.observed = Observed(
+        nodes=tuple(scope.nodes),
+        now=scope.now,
+        previous=nc.status,
+        headroom=None if scope.deleting else headroom(world, nc),
+        provider_problem=world.providers.problem(nc.spec.provider_ref.name),
+        seed=random.getrandbits(32),
+    )
+    return None
+
+
+async def decide(world: World, scope: ClusterScope) -> Stop | None:
+    """Plan the changes (pure)."""
+    assert scope.observed is not None
+    scope.plan = plan(scope.declared, scope.observed)
+    return None
+
+
+async def act(world: World, scope: ClusterScope) -> Stop | None:
+    """Execute the plan: create, delete, power and reboot ClusterNodes, concurrently."""
+    p = scope.decided()
+    nc = scope.cluster
+    namespace = nc.metadata.namespace or "default"
+    phash = scope.declared.profile_hash
+    api = world.api
+
+    async def create(c: CreateNode) -> None:
+        world.expectations.expect_create(
+            scope.key,
+            NodeView(
+                name=c.name,
+                created_at=scope.now,
+                zone=c.zone,
+                power_state=c.power_state,
+                profile_hash=phash,
+            ),
+        )
+        # A conflict means an earlier attempt created it: exactly what we wanted.
+        with contextlib.suppress(KubeConflict):
+            await api.create(CLUSTERNODES, namespace, child_body(nc, c, phash))
+
+    async def delete(name: str) -> None:
+        world.expectations.expect_delete(scope.key, name)
+        await api.delete(CLUSTERNODES, namespace, name)
+
+    async def set_power(name: str, power: PowerState) -> None:
+        with contextlib.suppress(KubeNotFound):
+            await api.patch(CLUSTERNODES, namespace, name, {"spec": {"powerState": power}})
+
+    async def reboot(name: str) -> None:
+        with contextlib.suppress(KubeNotFound):
+            await api.patch(
+                CLUSTERNODES, namespace, name, {"spec": {"rebootRequestedAt": rfc3339(scope.now)}}
+            )
+
+    jobs = [create(c) for c in p.creates]
+    jobs += [delete(d.name) for d in p.deletes]
+    jobs += [set_power(s.name, s.power_state) for s in p.power]
+    jobs += [reboot(r.name) for r in p.reboots]
+    if not jobs:
+        return None
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    for d in p.deletes:
+        if d.reason == "Remediation":
+            await api.event(
+                scope.body,
+                "Warning",
+                "NodeRemediated",
+                f"node {d.name} is unhealthy; recreating it",
+            )
+    if failures:
+        log.warning(
+            "NodeCluster %s/%s: %d of %d writes failed: %s",
+            *scope.key,
+            len(failures),
+            len(jobs),
+            failures[0],
+        )
+        raise Backoff(f"{len(failures)} writes failed")
+    if p.creates or p.deletes:
+        # The provider's usage figures changed; refresh them once things settle.
+        world.queues.provider.add(nc.spec.provider_ref.name, delay=PROVIDER_REFRESH_SECONDS)
+    return None
+
+
+async def sweep_orphans(world: World, scope: ClusterScope) -> Stop | None:
+    """Keep the provider's health poll at the cluster's interval; delete orphan machines
+    when the poll suspects some, and before a terminating cluster lets go."""
+    nc = scope.cluster
+    interval = float(nc.spec.policies.health.poll_interval_seconds)
+    if world.book.poll_intervals.get(scope.key) != interval:
+        world.book.poll_intervals[scope.key] = interval
+        world.queues.provider.add(nc.spec.provider_ref.name, delay=interval)
+    final = scope.decided().terminating and not scope.nodes
+    if final or scope.key in world.book.orphans_suspected:
+        world.book.orphans_suspected.discard(scope.key)
+        scope.machines_left = await delete_orphans(world, scope, final=final)
+    return None
+
+
+async def report(world: World, scope: ClusterScope) -> Stop | None:
+    """Write the status the planner derives, and the Events worth a person's attention."""
+    assert scope.observed is not None
+    scope.report = cluster_status(
+        scope.declared, scope.observed, scope.decided(), scope.machines_left
+    )
+    change = scope.report.size_change
+    if change is not None:
+        await world.api.event(
+            scope.body, "Normal", "Scaling", f"scaling from {change.before} to {change.after} nodes"
+        )
+    scope.deferred = await write_status(world, scope, scope.report.status)
+    return None
+
+
+async def release(world: World, scope: ClusterScope) -> Stop | None:
+    """A deleted cluster whose machines are all gone lets go: its finalizer is removed."""
+    p = scope.decided()
+    if not (scope.deleting and p.terminating and not scope.nodes and not scope.machines_left):
+        return None
+    nc = scope.cluster
+    finalizers = [f for f in nc.metadata.finalizers if f != CLUSTER_FINALIZER]
+    # The version this reconcile last wrote (its status), else the one it read.
+    newest = world.bodies.get(scope.cache_key) or {}
+    version = newest.get("metadata", {}).get("resourceVersion") or nc.metadata.resource_version
+    try:
+        await world.api.patch(
+            NODECLUSTERS,
+            *scope.key,
+            {"metadata": {"finalizers": finalizers, "resourceVersion": version}},
+        )
+    except KubeConflict:
+        world.bodies.drop(scope.cache_key)
+        return Stop(CONFLICT_RETRY_SECONDS)
+    except KubeNotFound:
+        pass
+    world.expectations.forget(scope.key)
+    world.book.poll_intervals.pop(scope.key, None)
+    world.book.settle(scope.key)
+    world.bodies.drop(scope.cache_key)
+    return Stop(None)
+
+
+async def next_look(world: World, scope: ClusterScope) -> Stop | None:
+    """When to look again: soon while changing, else only on events (or the slow resync)."""
+    if scope.deferred is not None:
+        return Stop(scope.deferred)  # write the progress held back
+    p = scope.decided()
+    assert scope.report is not None
+    if not p.empty or scope.report.status.state not in CONVERGED_STATES:
+        # Progress is driven by child events; this is only the safety net.
+        return Stop(SAFETY_NET_SECONDS)
+    # Converged: nothing to do until an event, the provider's health poll, or the slow
+    # safety-net resync. No per-cluster timers tick in an idle fleet, and no body is kept.
+    world.bodies.drop(scope.cache_key)
+    world.book.settle(scope.key)
+    return Stop(world.settings.idle_resync_seconds)
+
+
+PHASES: tuple[Phase, ...] = (
+    ensure_finalizer,
+    observe,
+    decide,
+    act,
+    sweep_orphans,
+    report,
+    release,
+    next_look,
+)
 
 
 def child_body(nc: NodeCluster, create: CreateNode, phash: str) -> dict[str, Any]:
@@ -84,7 +382,7 @@ def child_body(nc: NodeCluster, create: CreateNode, phash: str) -> dict[str, Any
         profile=nc.spec.profile,
         profile_hash=phash,
         zone=create.zone,
-        power_state="Stopped" if create.power_state == "Stopped" else "Running",
+        power_state=create.power_state,
     )
     return {
         "apiVersion": API_VERSION,
@@ -109,9 +407,9 @@ def child_body(nc: NodeCluster, create: CreateNode, phash: str) -> dict[str, Any
     }
 
 
-def _headroom(world: World, nc: NodeCluster) -> int | None:
-    """How many more nodes the NodeProvider's quotas allow."""
-    np = world.providers.get(nc.spec.provider_ref.name)
+def headroom(world: World, nc: NodeCluster) -> int | None:
+    """How many more nodes the NodeProvider's quotas allow (None: no quota)."""
+    np = world.providers.specs.get(nc.spec.provider_ref.name)
     if np is None:
         return None
     quotas = np.spec.quotas
@@ -122,234 +420,14 @@ def _headroom(world: World, nc: NodeCluster) -> int | None:
     if quotas.max_nodes is not None:
         limits.append(quotas.max_nodes - nodes)
     if quotas.max_cores is not None:
-        per_node = world.cores_by_type(np.metadata.name).get(nc.spec.profile.machine_type, 1)
+        per_node = world.providers.cores_by_type(np.metadata.name).get(
+            nc.spec.profile.machine_type, 1
+        )
         limits.append((quotas.max_cores - cores) // max(per_node, 1))
     return max(0, min(limits)) if limits else None
 
 
-def _provider_problem(world: World, nc: NodeCluster) -> tuple[str, str] | None:
-    name = nc.spec.provider_ref.name
-    if name not in world.providers:
-        return ("ProviderNotFound", f"NodeProvider {name!r} does not exist")
-    return world.provider_errors.get(name)
-
-
-def after(observed: Observed, p: Plan, now: datetime, phash: str) -> Observed:
-    """The world as it will be once the plan's writes land (for the status written now)."""
-    gone = {d.name for d in p.deletes}
-    power = {s.name: s.power_state for s in p.power}
-    nodes: list[NodeView] = []
-    for n in observed.nodes:
-        if n.name in gone:
-            nodes.append(replace(n, deleting=True))
-        elif n.name in power:
-            nodes.append(replace(n, power_state=power[n.name]))
-        else:
-            nodes.append(n)
-    nodes += [
-        NodeView(
-            name=c.name, created_at=now, zone=c.zone, power_state=c.power_state, profile_hash=phash
-        )
-        for c in p.creates
-    ]
-    return Observed(
-        nodes=tuple(nodes),
-        now=now,
-        previous=observed.previous,
-        headroom=None if observed.headroom is None else observed.headroom - len(p.creates),
-        provider_problem=observed.provider_problem,
-        seed=observed.seed,
-    )
-
-
-async def reconcile_cluster(world: World, key: NsName) -> float | None:
-    """Bring one NodeCluster's nodes toward its declaration; return when to look again."""
-    async with world.lock(key):
-        return await _reconcile_cluster(world, key)
-
-
-async def _reconcile_cluster(world: World, key: NsName) -> float | None:
-    namespace, name = key
-    cache_key = ("NodeCluster", namespace, name)
-    try:
-        body = await world.body(NODECLUSTERS, cache_key)
-    except KubeNotFound:
-        world.expectations.forget(key)
-        world.bodies.forget(cache_key)
-        return None
-    nc = NodeCluster.model_validate(body)
-    meta = nc.metadata
-    deleting = meta.deletion_timestamp is not None
-
-    if deleting and CLUSTER_FINALIZER not in meta.finalizers:
-        world.bodies.drop(cache_key)
-        return None
-    if not deleting and CLUSTER_FINALIZER not in meta.finalizers:
-        try:
-            patched = await world.client.patch(
-                NODECLUSTERS,
-                namespace,
-                name,
-                {
-                    "metadata": {
-                        "finalizers": [*meta.finalizers, CLUSTER_FINALIZER],
-                        "resourceVersion": meta.resource_version,
-                    }
-                },
-            )
-        except KubeConflict:
-            world.bodies.drop(cache_key)
-            return 0.1  # someone else wrote in between: read again
-        except KubeNotFound:
-            return None
-        world.bodies.wrote(cache_key, patched)
-
-    now = world.now()
-    declared = declared_of(nc)
-    problem = _provider_problem(world, nc)
-    nodes = world.nodes_of(key)
-    observed = Observed(
-        nodes=tuple(nodes),
-        now=now,
-        previous=nc.status,
-        headroom=_headroom(world, nc) if not deleting else None,
-        provider_problem=problem,
-        seed=random.getrandbits(32),
-    )
-    p = plan(declared, observed)
-
-    await _execute(world, body, nc, p, now)
-    if (p.creates or p.deletes) and world.provider_queue is not None:
-        # The provider's usage figures changed; refresh them once things settle.
-        world.provider_queue.add(nc.spec.provider_ref.name, delay=5.0)
-    swept = 0
-    final = p.terminating and not nodes
-    interval = float(nc.spec.policies.health.poll_interval_seconds)
-    if world.poll_intervals.get(key) != interval:
-        world.poll_intervals[key] = interval
-        if world.provider_queue is not None:
-            world.provider_queue.add(nc.spec.provider_ref.name, delay=interval)
-    if final or key in world.orphans_suspected:
-        world.orphans_suspected.discard(key)
-        swept = await _sweep_orphans(world, nc, nodes, final=final)
-
-    final_view = after(observed, p, now, declared.profile_hash)
-    # Status describes the world once this plan's writes land, and what this plan did.
-    plan_after = plan(declared, final_view)
-    status_plan = replace(
-        plan_after,
-        remediating=p.remediating or plan_after.remediating,
-        unhealthy=p.unhealthy or plan_after.unhealthy,
-    )
-    status = derive_status(declared, final_view, status_plan)
-    if p.terminating and (nodes or swept or p.deletes):
-        status = status.model_copy(update={"state": "Terminating"})
-    before = sum(1 for n in nodes if not n.deleting)
-    if before != p.desired and (p.creates or p.deletes) and not p.terminating:
-        # A change of size (not a replacement of broken or outdated nodes).
-        status = status.model_copy(update={"last_scale_time": now})
-        await world.client.event(
-            body, "Normal", "Scaling", f"scaling from {before} to {p.desired} nodes"
-        )
-
-    deferred = await _report(world, body, nc, status)
-
-    if deleting and p.terminating and not nodes and not swept:
-        if not await _release(world, nc):
-            return 0.1
-        world.expectations.forget(key)
-        world.poll_intervals.pop(key, None)
-        world.bodies.drop(cache_key)
-        world.progress_written.pop(key, None)
-        return None
-    if deferred is not None:
-        return deferred  # write the progress held back
-    if (
-        p.deletes
-        or p.creates
-        or p.power
-        or p.reboots
-        or status.state not in ("Deployed", "Stopped", "Empty", "Terminated")
-    ):
-        # Progress is driven by child events; this is only the safety net.
-        return 30.0
-    # Converged: nothing to do until an event, the provider's health poll, or the
-    # slow safety-net resync. No per-cluster timers tick in an idle fleet, and no body
-    # is kept for it.
-    world.bodies.drop(cache_key)
-    world.progress_written.pop(key, None)
-    return world.settings.idle_resync_seconds
-
-
-async def _execute(
-    world: World, body: dict[str, Any], nc: NodeCluster, p: Plan, now: datetime
-) -> None:
-    namespace, key = (
-        nc.metadata.namespace or "default",
-        (nc.metadata.namespace or "default", nc.metadata.name),
-    )
-    phash = profile_hash(nc.spec.profile)
-    client = world.client
-
-    async def create(c: CreateNode) -> None:
-        world.expectations.expect_create(
-            key,
-            NodeView(
-                name=c.name,
-                created_at=now,
-                zone=c.zone,
-                power_state=c.power_state,
-                profile_hash=phash,
-            ),
-        )
-        # A conflict means an earlier attempt created it: exactly what we wanted.
-        with contextlib.suppress(KubeConflict):
-            await client.create(CLUSTERNODES, namespace, child_body(nc, c, phash))
-
-    async def delete(name: str) -> None:
-        world.expectations.expect_delete(key, name)
-        await client.delete(CLUSTERNODES, namespace, name)
-
-    async def set_power(name: str, power: str) -> None:
-        with contextlib.suppress(KubeNotFound):
-            await client.patch(CLUSTERNODES, namespace, name, {"spec": {"powerState": power}})
-
-    async def reboot(name: str) -> None:
-        stamp = now.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        with contextlib.suppress(KubeNotFound):
-            await client.patch(
-                CLUSTERNODES, namespace, name, {"spec": {"rebootRequestedAt": stamp}}
-            )
-
-    jobs = [create(c) for c in p.creates]
-    jobs += [delete(d.name) for d in p.deletes]
-    jobs += [set_power(s.name, s.power_state) for s in p.power]
-    jobs += [reboot(r.name) for r in p.reboots]
-    if not jobs:
-        return
-    results = await asyncio.gather(*jobs, return_exceptions=True)
-    failures = [r for r in results if isinstance(r, BaseException)]
-    for d in p.deletes:
-        if d.reason == "Remediation":
-            await client.event(
-                body,
-                "Warning",
-                "NodeRemediated",
-                f"node {d.name} is unhealthy; recreating it",
-            )
-    if failures:
-        log.warning(
-            "NodeCluster %s/%s: %d of %d writes failed: %s",
-            namespace,
-            nc.metadata.name,
-            len(failures),
-            len(jobs),
-            failures[0],
-        )
-        raise Backoff(f"{len(failures)} writes failed")
-
-
-async def _sweep_orphans(world: World, nc: NodeCluster, nodes: list[NodeView], final: bool) -> int:
+async def delete_orphans(world: World, scope: ClusterScope, final: bool) -> int:
     """Delete machines tagged with this cluster that no ClusterNode owns.
 
     Such machines appear when a ClusterNode is force-removed (finalizer stripped by
@@ -359,9 +437,11 @@ async def _sweep_orphans(world: World, nc: NodeCluster, nodes: list[NodeView], f
     ClusterNode, so a stale cache can never make us delete a live node. Returns the
     machines still there.
     """
+    nc = scope.cluster
+    namespace, name = scope.key
     try:
-        driver = await world.driver(nc.spec.provider_ref.name)
-        machines = await driver.list(f"{nc.metadata.namespace}/{nc.metadata.name}")
+        driver = await world.providers.driver(nc.spec.provider_ref.name)
+        machines = await driver.list(f"{namespace}/{name}")
     except ProviderUnavailable as err:
         # The provider is gone or misconfigured, so nothing can be listed. Every machine
         # this operator made was deleted through its ClusterNode's finalizer, so only
@@ -369,8 +449,8 @@ async def _sweep_orphans(world: World, nc: NodeCluster, nodes: list[NodeView], f
         if final:
             log.warning(
                 "NodeCluster %s/%s: releasing without an orphan sweep: %s",
-                nc.metadata.namespace,
-                nc.metadata.name,
+                namespace,
+                name,
                 err.message,
             )
         return 0
@@ -378,15 +458,12 @@ async def _sweep_orphans(world: World, nc: NodeCluster, nodes: list[NodeView], f
         if final:
             # A passing fault: letting go now could leak machines we cannot see.
             log.info(
-                "NodeCluster %s/%s: cannot list machines before release: %s",
-                nc.metadata.namespace,
-                nc.metadata.name,
-                err,
+                "NodeCluster %s/%s: cannot list machines before release: %s", namespace, name, err
             )
             return 1
         return 0
-    known = {n.name for n in nodes}
-    now = datetime.now(UTC)
+    known = {n.name for n in scope.nodes}
+    now = world.clock.now()
     remaining = 0
     for m in machines:
         if m.name in known:
@@ -394,16 +471,11 @@ async def _sweep_orphans(world: World, nc: NodeCluster, nodes: list[NodeView], f
         if not final and (now - m.created_at).total_seconds() < world.settings.orphan_grace_seconds:
             continue
         try:
-            await world.client.get(CLUSTERNODES, nc.metadata.namespace, m.name)
+            await world.api.get(CLUSTERNODES, namespace, m.name)
             continue  # it does have a ClusterNode: the cache was behind
         except KubeNotFound:
             pass
-        log.info(
-            "NodeCluster %s/%s: deleting orphan machine %s",
-            nc.metadata.namespace,
-            nc.metadata.name,
-            m.name,
-        )
+        log.info("NodeCluster %s/%s: deleting orphan machine %s", namespace, name, m.name)
         try:
             await driver.delete(m.name)
             remaining += 1
@@ -414,19 +486,8 @@ async def _sweep_orphans(world: World, nc: NodeCluster, nodes: list[NodeView], f
     return remaining
 
 
-def _progress_only(old: NodeClusterStatus, new: NodeClusterStatus) -> bool:
-    """Whether a new status only moves counts and messages along: same state, same
-    generation observed, same conditions (type, status, reason), same last scale."""
-
-    def gist(s: NodeClusterStatus) -> tuple[Any, ...]:
-        conditions = tuple((c.type, c.status, c.reason) for c in s.conditions)
-        return (s.state, s.observed_generation, conditions, s.last_scale_time)
-
-    return gist(old) == gist(new)
-
-
-async def _report(
-    world: World, body: dict[str, Any], nc: NodeCluster, status: NodeClusterStatus
+async def write_status(
+    world: World, scope: ClusterScope, status: NodeClusterStatus
 ) -> float | None:
     """One status patch, only when something changed, plus an Event on state transitions.
 
@@ -436,52 +497,27 @@ async def _report(
     generation and converged states are written at once. Returns the seconds until held
     back progress is due, if it was held back.
     """
+    nc = scope.cluster
     old = nc.status.wire()
     new = status.wire()
     if old == new:
         return None
-    key = (nc.metadata.namespace or "", nc.metadata.name)
-    now = time.monotonic()
-    if status.state not in CONVERGED_STATES and _progress_only(nc.status, status):
-        due = world.progress_written.get(key, 0.0) + world.settings.status_progress_seconds
+    now = world.clock.monotonic()
+    if status.state not in CONVERGED_STATES and progress_only(nc.status, status):
+        due = (
+            world.book.progress_written.get(scope.key, 0.0) + world.settings.status_progress_seconds
+        )
         if now < due:
             return due - now
-    world.progress_written[key] = now
+    world.book.progress_written[scope.key] = now
     try:
-        patched = await world.client.patch(
-            NODECLUSTERS,
-            nc.metadata.namespace,
-            nc.metadata.name,
-            status_patch(old, new),
-            status=True,
+        patched = await world.api.patch(
+            NODECLUSTERS, *scope.key, status_patch(old, new), status=True
         )
     except KubeNotFound:
         return None
-    world.bodies.wrote(("NodeCluster", *key), patched)
-    if nc.status.state != status.state and status.state in _TRANSITIONS_WORTH_AN_EVENT:
-        etype, reason = _TRANSITIONS_WORTH_AN_EVENT[status.state]
-        await world.client.event(body, etype, reason, status.message or status.state)
+    world.bodies.wrote(scope.cache_key, patched)
+    if nc.status.state != status.state and status.state in TRANSITIONS_WORTH_AN_EVENT:
+        etype, reason = TRANSITIONS_WORTH_AN_EVENT[status.state]
+        await world.api.event(scope.body, etype, reason, status.message or status.state)
     return None
-
-
-async def _release(world: World, nc: NodeCluster) -> bool:
-    """Remove the finalizer once every machine is gone; False if the object changed
-    meanwhile (read it again and retry)."""
-    finalizers = [f for f in nc.metadata.finalizers if f != CLUSTER_FINALIZER]
-    cache_key = ("NodeCluster", nc.metadata.namespace or "", nc.metadata.name)
-    # The version this reconcile last wrote (its status), else the one it read.
-    newest = world.bodies.get(cache_key) or {}
-    version = newest.get("metadata", {}).get("resourceVersion") or nc.metadata.resource_version
-    try:
-        await world.client.patch(
-            NODECLUSTERS,
-            nc.metadata.namespace,
-            nc.metadata.name,
-            {"metadata": {"finalizers": finalizers, "resourceVersion": version}},
-        )
-    except KubeNotFound:
-        return True
-    except KubeConflict:
-        world.bodies.drop(cache_key)
-        return False
-    return True

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import UTC, datetime
 
 from nodecluster.api.nodeprovider import NodeProvider, NodeProviderStatus
-from nodecluster.controllers.clusternode import POLL_SETTLING_SECONDS, SETTLING_STATES
+from nodecluster.api.reasons import Reason
+from nodecluster.controllers.clusternode import POLL_SETTLING_SECONDS, POLLED_STATES
+from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kubeapi import NODECLUSTERS, NODEPROVIDERS, KubeNotFound, status_patch
-from nodecluster.controllers.world import NsName, ProviderUnavailable, World
+from nodecluster.controllers.world import ProviderUnavailable, World
 from nodecluster.planning.conditions import condition
 from nodecluster.providers.base import Machine, ProviderDriver, ProviderError
 
@@ -29,12 +30,13 @@ async def reconcile_provider(world: World, name: str) -> float | None:
     except KubeNotFound:
         return None
     np = NodeProvider.model_validate(body)
-    world.providers[name] = np
+    world.providers.specs[name] = np
     now = world.now()
     driver: ProviderDriver | None = None
+    reason: Reason
     try:
-        driver = await world.driver(name)
-        ok, reason, message = True, "DriverReady", f"driver {np.spec.driver!r} is ready"
+        driver = await world.providers.driver(name)
+        ok, reason, message = True, Reason.DRIVER_READY, f"driver {np.spec.driver!r} is ready"
     except ProviderUnavailable as err:
         ok, reason, message = False, err.reason, err.message
     nodes, cores = world.provider_usage(name)
@@ -52,21 +54,21 @@ async def reconcile_provider(world: World, name: str) -> float | None:
     )
     if status.wire() != old.wire():
         try:
-            patched = await world.client.patch(
+            patched = await world.api.patch(
                 NODEPROVIDERS, None, name, status_patch(old.wire(), status.wire()), status=True
             )
         except KubeNotFound:
             return None
         world.bodies.wrote(("NodeProvider", "", name), patched)
         if old.phase != status.phase:
-            await world.client.event(body, "Normal" if ok else "Warning", reason, message)
-    if old.phase != status.phase and world.cluster_queue is not None:
-        for key in world.clusters_by_provider.get(name, set()):
-            world.cluster_queue.add(key)
+            await world.api.event(body, "Normal" if ok else "Warning", reason, message)
+    if old.phase != status.phase:
+        for key in world.book.clusters_of(name):
+            world.queues.cluster.add(key)
     if driver is None:
         return None
     await poll_health(world, name, driver)
-    intervals = [world.poll_intervals.get(k) for k in world.clusters_by_provider.get(name, set())]
+    intervals = [world.book.poll_intervals.get(k) for k in world.book.clusters_of(name)]
     known = [i for i in intervals if i is not None]
     return min(known) if known else world.settings.default_poll_seconds
 
@@ -74,7 +76,7 @@ async def reconcile_provider(world: World, name: str) -> float | None:
 async def poll_provider(world: World, name: str) -> float | None:
     """A health poll asked for by settling machines; again soon while any still settles."""
     try:
-        driver = await world.driver(name)
+        driver = await world.providers.driver(name)
     except ProviderUnavailable:
         return None  # the nodes poll on their own (and report why)
     settling = await poll_health(world, name, driver)
@@ -99,12 +101,12 @@ async def poll_health(world: World, provider: str, driver: ProviderDriver) -> bo
     for m in machines:
         ns, _, cluster = m.cluster.partition("/")
         by_cluster.setdefault((ns, cluster), {})[m.name] = m
-    now = datetime.now(UTC)
+    now = world.clock.now()
     # Clusters with neither machines nor cached nodes have nothing to compare: skipping
     # them keeps an idle fleet's poll proportional to its machines, not its clusters.
     index = world.node_index
-    known = world.clusters_by_provider.get(provider, set())
-    keys = set(by_cluster) | ({k for k in known if k in index} if index is not None else set())
+    known = world.book.clusters_of(provider)
+    keys = set(by_cluster) | {k for k in known if k in index}
     settling = False
     for key in keys:
         listed = by_cluster.get(key, {})
@@ -114,19 +116,19 @@ async def poll_health(world: World, provider: str, driver: ProviderDriver) -> bo
                 continue
             machine = listed.get(node.name)
             changed = machine is None or machine.state != node.state
-            if changed and world.node_queue is not None:
-                world.node_queue.add((key[0], node.name))
-            settling = settling or node.state in SETTLING_STATES
+            if changed:
+                world.queues.node.add((key[0], node.name))
+            settling = settling or node.state in POLLED_STATES
         untracked = [
             m
             for m in listed.values()
             if m.name not in nodes
             and (now - m.created_at).total_seconds() > world.settings.orphan_grace_seconds
         ]
-        if untracked and world.cluster_queue is not None:
-            if key in world.clusters_by_provider.get(provider, set()):
-                world.orphans_suspected.add(key)
-                world.cluster_queue.add(key)
+        if untracked:
+            if key in known:
+                world.book.orphans_suspected.add(key)
+                world.queues.cluster.add(key)
             else:
                 await _delete_if_orphaned(world, driver, key, untracked)
     return settling
@@ -137,7 +139,7 @@ async def _delete_if_orphaned(
 ) -> None:
     """Machines of a cluster that no longer exists at all: delete them, once confirmed."""
     try:
-        await world.client.get(NODECLUSTERS, key[0], key[1])
+        await world.api.get(NODECLUSTERS, key[0], key[1])
         return  # the cluster exists; its own reconcile will sweep
     except KubeNotFound:
         pass

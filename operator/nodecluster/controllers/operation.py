@@ -6,6 +6,12 @@ is refused (Failed, nothing changed) when its cluster or the nodes it names do n
 otherwise it records a result per node and its start and completion times, so the
 object is the audit trail.
 
+Each action is one function in `ACTIONS` (a dispatch table), given an `OperationScope`
+(the operation, its cluster, its nodes, the status being built) and returning an outcome:
+`Finished` (Succeeded or Failed, with a message and per-node results) or `Waiting` (look
+again later). A refusal is the one exception (`OperationRefused`, from the pure rules in
+`planning/operations.py`).
+
 Changes to nodes are made under the cluster's lock, so the cluster's own reconcile sees
 an operation's deletes and its target change together and never "repairs" half of it.
 """
@@ -15,12 +21,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from nodecluster.api.clusternode import ClusterNode
 from nodecluster.api.nodecluster import NodeCluster
-from nodecluster.api.operation import NodeClusterOperation, NodeClusterOperationStatus, NodeResult
+from nodecluster.api.operation import (
+    NodeClusterOperation,
+    NodeClusterOperationStatus,
+    NodeResult,
+    OperationAction,
+)
+from nodecluster.clock import rfc3339
+from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
@@ -28,7 +43,7 @@ from nodecluster.controllers.kubeapi import (
     KubeNotFound,
     status_patch,
 )
-from nodecluster.controllers.world import CLUSTER_LABEL, NsName, ProviderUnavailable, World
+from nodecluster.controllers.world import CLUSTER_LABEL, ProviderUnavailable, World
 from nodecluster.planning.model import POWER_HOLD_ANNOTATION
 from nodecluster.planning.operations import (
     NodeFacts,
@@ -45,14 +60,53 @@ WAIT_POLL_SECONDS = 5.0
 """Safety-net requeue while an operation waits for nodes; events usually come first."""
 
 
-def _stamp(when: datetime) -> str:
-    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+@dataclass(frozen=True)
+class Finished:
+    """The operation is over: Succeeded or Failed, with why and a result per node."""
+
+    phase: Literal["Succeeded", "Failed"]
+    message: str
+    nodes: list[NodeResult] | None = None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """The operation goes on (its status says at what): look again after `again` seconds."""
+
+    again: float
+
+
+Outcome = Finished | Waiting
+
+
+@dataclass
+class OperationScope:
+    """One step of one operation."""
+
+    op: NodeClusterOperation
+    cluster: NodeCluster
+    status: NodeClusterOperationStatus
+    """The status being built (a copy of the one read)."""
+    now: datetime
+
+    @property
+    def key(self) -> NsName:
+        """(namespace, cluster) of the operation."""
+        return (self.op.metadata.namespace or "default", self.op.spec.cluster_name)
+
+    @property
+    def action(self) -> OperationAction:
+        """What the operation asks for."""
+        return self.op.spec.action
+
+
+Action = Callable[[World, OperationScope], Awaitable[Outcome]]
 
 
 async def reconcile_operations(world: World, key: NsName) -> float | None:
     """Advance the oldest unfinished operation of one cluster."""
     namespace, cluster = key
-    raw = await world.client.list(OPERATIONS, namespace)
+    raw = await world.api.list(OPERATIONS, namespace)
     ops = [NodeClusterOperation.model_validate(o) for o in raw]
     ops = [o for o in ops if o.spec.cluster_name == cluster]
     ops.sort(
@@ -63,233 +117,175 @@ async def reconcile_operations(world: World, key: NsName) -> float | None:
     )
     active = [o for o in ops if o.status.phase not in ("Succeeded", "Failed")]
     if not active:
-        world.pending_operations.discard(key)
+        world.book.pending_operations.discard(key)
         return None
-    world.pending_operations.add(key)
-    op = active[0]
-    again = await _advance(world, op)
+    world.book.pending_operations.add(key)
+    again = await advance(world, active[0])
     if again is None:
         return 0.0 if len(active) > 1 else None
     return again
 
 
-class _Finished(Exception):
-    def __init__(self, phase: str, message: str, nodes: list[NodeResult] | None = None) -> None:
-        super().__init__(message)
-        self.phase = phase
-        self.message = message
-        self.nodes = nodes
-
-
-async def _advance(world: World, op: NodeClusterOperation) -> float | None:
+async def advance(world: World, op: NodeClusterOperation) -> float | None:
+    """Take one step of an operation and record it; None once it is over."""
     now = world.now()
     status = op.status.model_copy(deep=True)
     if status.phase in (None, "Pending"):
         status.start_time = status.start_time or now
     try:
-        again = await _run(world, op, status, now)
-    except (_Finished, OperationRefused) as done:
-        if isinstance(done, OperationRefused):
-            status.phase, status.message = "Failed", str(done)
-        else:
-            status.phase, status.message = done.phase, done.message  # type: ignore[assignment]
-            if done.nodes is not None:
-                status.nodes = done.nodes
+        cluster = await read_cluster(world, op)
+        outcome = await ACTIONS[op.spec.action](
+            world, OperationScope(op=op, cluster=cluster, status=status, now=now)
+        )
+    except OperationRefused as refused:
+        outcome = Finished("Failed", str(refused))
+    again: float | None = None
+    if isinstance(outcome, Finished):
+        status.phase, status.message = outcome.phase, outcome.message
+        if outcome.nodes is not None:
+            status.nodes = outcome.nodes
         status.completion_time = now
-        again = None
-    await _write(world, op, status)
+    else:
+        again = outcome.again
+    await write_status(world, op, status)
     if status.phase in ("Succeeded", "Failed") and op.status.phase != status.phase:
-        etype = "Normal" if status.phase == "Succeeded" else "Warning"
-        body = op.model_dump(by_alias=True, mode="json")
-        await world.client.event(
-            body, etype, f"Operation{status.phase}", f"{op.spec.action}: {status.message}"
-        )
-        cluster_body = {
-            "apiVersion": op.api_version,
-            "kind": "NodeCluster",
-            "metadata": {"name": op.spec.cluster_name, "namespace": op.metadata.namespace},
-        }
-        await world.client.event(
-            cluster_body,
-            etype,
-            f"Operation{status.phase}",
-            f"{op.metadata.name} ({op.spec.action}): {status.message}",
-        )
+        await announce(world, op, status)
     return again
 
 
-async def _write(
-    world: World, op: NodeClusterOperation, status: NodeClusterOperationStatus
-) -> None:
-    old, new = op.status.wire(), status.wire()
-    if old != new:
-        with contextlib.suppress(KubeNotFound):
-            await world.client.patch(
-                OPERATIONS,
-                op.metadata.namespace,
-                op.metadata.name,
-                status_patch(old, new),
-                status=True,
-            )
-
-
-async def _cluster(world: World, op: NodeClusterOperation) -> NodeCluster:
+async def read_cluster(world: World, op: NodeClusterOperation) -> NodeCluster:
+    """The operation's cluster, read afresh; refused if it is gone or going."""
     try:
-        body = await world.client.get(NODECLUSTERS, op.metadata.namespace, op.spec.cluster_name)
+        body = await world.api.get(NODECLUSTERS, op.metadata.namespace, op.spec.cluster_name)
     except KubeNotFound as err:
         raise OperationRefused(f"NodeCluster {op.spec.cluster_name!r} does not exist") from err
-    return NodeCluster.model_validate(body)
-
-
-async def _nodes(world: World, op: NodeClusterOperation) -> list[ClusterNode]:
-    raw = await world.client.list(
-        CLUSTERNODES, op.metadata.namespace, f"{CLUSTER_LABEL}={op.spec.cluster_name}"
-    )
-    return [
-        ClusterNode.model_validate(n) for n in raw if not n["metadata"].get("deletionTimestamp")
-    ]
-
-
-def _facts(node: ClusterNode) -> NodeFacts:
-    return NodeFacts(
-        name=node.metadata.name,
-        labels=dict(node.metadata.labels),
-        provider_id=node.status.provider_id,
-        addresses=tuple(a.address for a in node.status.addresses),
-    )
-
-
-def _chosen(op: NodeClusterOperation, nodes: list[ClusterNode], require: bool) -> list[ClusterNode]:
-    names = {f.name for f in select_nodes([_facts(n) for n in nodes], op.spec.nodes)}
-    chosen = [n for n in nodes if n.metadata.name in names]
-    if require and not chosen:
-        raise OperationRefused("no node of the cluster matches spec.nodes")
-    return chosen
-
-
-async def _run(
-    world: World, op: NodeClusterOperation, status: NodeClusterOperationStatus, now: datetime
-) -> float | None:
-    action = op.spec.action
-    ns = op.metadata.namespace or "default"
-    key = (ns, op.spec.cluster_name)
-    nc = await _cluster(world, op)
+    nc = NodeCluster.model_validate(body)
     if nc.spec.desired_state == "Terminated" or nc.metadata.deletion_timestamp is not None:
         raise OperationRefused(f"NodeCluster {op.spec.cluster_name!r} is terminating")
+    return nc
 
-    if action in ("ScaleOut", "ScaleIn"):
-        return await _scale(world, op, nc, status, now)
 
-    nodes = await _nodes(world, op)
-    if action == "Check":
-        chosen = _chosen(op, nodes, require=False)
-        results = await asyncio.gather(*(_check(world, n) for n in chosen))
-        bad = sum(1 for r in results if r.result == "Error")
-        if world.node_queue is not None:
-            for n in chosen:
-                world.node_queue.add((ns, n.metadata.name))
-        raise _Finished(
-            "Succeeded", f"checked {len(results)} nodes, {bad} unhealthy", list(results)
-        )
-
-    if status.phase == "Running" and action in ("StopNodes", "StartNodes", "RebootNodes"):
-        return _await_power(op, nodes, status, now)
-
-    if action == "Recover":
-        chosen = _chosen(op, nodes, require=False)
-        # Ask the provider, not the cache: a Recover right after a failure must not
-        # wait for the next health poll to notice it.
-        checks = await asyncio.gather(*(_check(world, n) for n in chosen))
-        broken = [
-            n for n, c in zip(chosen, checks, strict=True) if c.result == "Error" or not _healthy(n)
-        ]
-        recovery = nc.spec.policies.health.recovery
-        if broken and recovery == "None":
-            raise OperationRefused("the health policy's recovery is None: nothing may be done")
-        async with world.lock(key):
-            for n in broken:
-                if recovery == "Recreate":
-                    await _delete_node(world, key, n)
-                else:
-                    await _patch_node(world, n, {"spec": {"rebootRequestedAt": _stamp(now)}})
-        verb = "recreated" if recovery == "Recreate" else "rebooted"
-        results = [
-            NodeResult(name=n.metadata.name, result="OK", message=f"{verb}: was {n.status.state}")
-            for n in broken
-        ]
-        results += [
-            NodeResult(name=n.metadata.name, result="OK", message="healthy")
-            for n in chosen
-            if n not in broken
-        ]
-        _wake(world, key)
-        raise _Finished("Succeeded", f"recovered {len(broken)} of {len(chosen)} nodes", results)
-
-    chosen = _chosen(op, nodes, require=True)
-    if action == "RemoveNodes":
-        target = nc.spec.target_nodes - len(chosen)
-        low = nc.spec.min_nodes or 0
-        if target < low:
-            raise OperationRefused(
-                f"removing {len(chosen)} nodes would leave {target}, below minNodes ({low})"
-            )
-        async with world.lock(key):
-            await world.client.patch(
-                NODECLUSTERS, ns, nc.metadata.name, {"spec": {"targetNodes": target}}
-            )
-            for n in chosen:
-                await _delete_node(world, key, n)
-        _wake(world, key)
-        raise _Finished(
-            "Succeeded",
-            f"removed {len(chosen)} nodes; target {nc.spec.target_nodes} -> {target}",
-            [NodeResult(name=n.metadata.name, result="OK", message="removed") for n in chosen],
-        )
-    if action == "ReplaceNodes":
-        async with world.lock(key):
-            for n in chosen:
-                await _delete_node(world, key, n)
-        _wake(world, key)
-        raise _Finished(
-            "Succeeded",
-            f"replacing {len(chosen)} nodes",
-            [
-                NodeResult(
-                    name=n.metadata.name, result="OK", message="deleted; a new node replaces it"
-                )
-                for n in chosen
-            ],
-        )
-
-    # Power actions: issue, then wait (phase Running) until every node reports it.
+async def check_nodes(world: World, scope: OperationScope) -> Outcome:
+    """Check: ask the provider about every chosen node; wake the broken ones' controllers."""
+    chosen = choose(scope.op, await list_nodes(world, scope.op), require=False)
+    results = await asyncio.gather(*(ask_provider(world, n) for n in chosen))
+    bad = sum(1 for r in results if r.result == "Error")
     for n in chosen:
-        if action == "StopNodes":
-            patch: dict[str, Any] = {
-                "metadata": {"annotations": {POWER_HOLD_ANNOTATION: "Stopped"}},
-                "spec": {"powerState": "Stopped"},
-            }
-        elif action == "StartNodes":
-            patch = {
-                "metadata": {"annotations": {POWER_HOLD_ANNOTATION: None}},
-                "spec": {"powerState": "Running"},
-            }
-        else:
-            patch = {"spec": {"rebootRequestedAt": _stamp(now)}}
-        await _patch_node(world, n, patch)
+        world.queues.node.add((scope.key[0], n.metadata.name))
+    return Finished("Succeeded", f"checked {len(results)} nodes, {bad} unhealthy", list(results))
+
+
+async def recover_nodes(world: World, scope: OperationScope) -> Outcome:
+    """Recover: apply the health policy's recovery to the chosen nodes that are broken."""
+    chosen = choose(scope.op, await list_nodes(world, scope.op), require=False)
+    # Ask the provider, not the cache: a Recover right after a failure must not wait for
+    # the next health poll to notice it.
+    checks = await asyncio.gather(*(ask_provider(world, n) for n in chosen))
+    broken = [
+        n for n, c in zip(chosen, checks, strict=True) if c.result == "Error" or not healthy(n)
+    ]
+    recovery = scope.cluster.spec.policies.health.recovery
+    if broken and recovery == "None":
+        raise OperationRefused("the health policy's recovery is None: nothing may be done")
+    async with world.book.lock(scope.key):
+        for n in broken:
+            if recovery == "Recreate":
+                await delete_node(world, scope.key, n)
+            else:
+                await patch_node(world, n, {"spec": {"rebootRequestedAt": rfc3339(scope.now)}})
+    verb = "recreated" if recovery == "Recreate" else "rebooted"
+    results = [
+        NodeResult(name=n.metadata.name, result="OK", message=f"{verb}: was {n.status.state}")
+        for n in broken
+    ]
+    results += [
+        NodeResult(name=n.metadata.name, result="OK", message="healthy")
+        for n in chosen
+        if n not in broken
+    ]
+    world.queues.cluster.add(scope.key)
+    return Finished("Succeeded", f"recovered {len(broken)} of {len(chosen)} nodes", results)
+
+
+async def remove_nodes(world: World, scope: OperationScope) -> Outcome:
+    """RemoveNodes: delete the chosen nodes and lower the target by as many."""
+    nc = scope.cluster
+    chosen = choose(scope.op, await list_nodes(world, scope.op), require=True)
+    target = nc.spec.target_nodes - len(chosen)
+    low = nc.spec.min_nodes or 0
+    if target < low:
+        raise OperationRefused(
+            f"removing {len(chosen)} nodes would leave {target}, below minNodes ({low})"
+        )
+    async with world.book.lock(scope.key):
+        await world.api.patch(
+            NODECLUSTERS, scope.key[0], nc.metadata.name, {"spec": {"targetNodes": target}}
+        )
+        for n in chosen:
+            await delete_node(world, scope.key, n)
+    world.queues.cluster.add(scope.key)
+    return Finished(
+        "Succeeded",
+        f"removed {len(chosen)} nodes; target {nc.spec.target_nodes} -> {target}",
+        [NodeResult(name=n.metadata.name, result="OK", message="removed") for n in chosen],
+    )
+
+
+async def replace_nodes(world: World, scope: OperationScope) -> Outcome:
+    """ReplaceNodes: delete the chosen nodes; the cluster creates fresh ones."""
+    chosen = choose(scope.op, await list_nodes(world, scope.op), require=True)
+    async with world.book.lock(scope.key):
+        for n in chosen:
+            await delete_node(world, scope.key, n)
+    world.queues.cluster.add(scope.key)
+    return Finished(
+        "Succeeded",
+        f"replacing {len(chosen)} nodes",
+        [
+            NodeResult(name=n.metadata.name, result="OK", message="deleted; a new node replaces it")
+            for n in chosen
+        ],
+    )
+
+
+POWER_PATCHES: dict[OperationAction, dict[str, Any]] = {
+    "StopNodes": {
+        "metadata": {"annotations": {POWER_HOLD_ANNOTATION: "Stopped"}},
+        "spec": {"powerState": "Stopped"},
+    },
+    "StartNodes": {
+        "metadata": {"annotations": {POWER_HOLD_ANNOTATION: None}},
+        "spec": {"powerState": "Running"},
+    },
+}
+"""What StopNodes and StartNodes write on each chosen node (RebootNodes stamps a time)."""
+
+
+async def power_nodes(world: World, scope: OperationScope) -> Outcome:
+    """StopNodes / StartNodes / RebootNodes: ask each chosen node, then wait (phase
+    Running) until every one reports it done."""
+    nodes = await list_nodes(world, scope.op)
+    status = scope.status
+    if status.phase == "Running":
+        return await_power(scope.action, nodes, status)
+    chosen = choose(scope.op, nodes, require=True)
+    for n in chosen:
+        patch = POWER_PATCHES.get(scope.action) or {
+            "spec": {"rebootRequestedAt": rfc3339(scope.now)}
+        }
+        await patch_node(world, n, patch)
     status.phase = "Running"
     status.nodes = [
         NodeResult(name=n.metadata.name, result="Pending", message="requested") for n in chosen
     ]
-    status.message = f"{action}: waiting for {len(chosen)} nodes"
-    return WAIT_POLL_SECONDS
+    status.message = f"{scope.action}: waiting for {len(chosen)} nodes"
+    return Waiting(WAIT_POLL_SECONDS)
 
 
-def _await_power(
-    op: NodeClusterOperation,
-    nodes: list[ClusterNode],
-    status: NodeClusterOperationStatus,
-    now: datetime,
-) -> float | None:
+def await_power(
+    action: OperationAction, nodes: list[ClusterNode], status: NodeClusterOperationStatus
+) -> Outcome:
+    """How far a power action has come, node by node."""
     by_name = {n.metadata.name: n for n in nodes}
     results: list[NodeResult] = []
     for r in status.nodes:
@@ -298,7 +294,7 @@ def _await_power(
             results.append(NodeResult(name=r.name, result="Error", message="node disappeared"))
         elif node.status.message and node.status.observed_generation == node.metadata.generation:
             results.append(NodeResult(name=r.name, result="Error", message=node.status.message))
-        elif _power_done(op.spec.action, node, status.start_time):
+        elif power_done(action, node, status.start_time):
             results.append(
                 NodeResult(name=r.name, result="OK", message=f"machine is {node.status.state}")
             )
@@ -309,17 +305,18 @@ def _await_power(
     status.nodes = results
     pending = sum(1 for r in results if r.result == "Pending")
     if pending:
-        status.message = f"{op.spec.action}: waiting for {pending} of {len(results)} nodes"
-        return WAIT_POLL_SECONDS
+        status.message = f"{action}: waiting for {pending} of {len(results)} nodes"
+        return Waiting(WAIT_POLL_SECONDS)
     errors = sum(1 for r in results if r.result == "Error")
-    raise _Finished(
+    return Finished(
         "Failed" if errors else "Succeeded",
-        f"{op.spec.action}: {len(results) - errors} OK, {errors} failed",
+        f"{action}: {len(results) - errors} OK, {errors} failed",
         results,
     )
 
 
-def _power_done(action: str, node: ClusterNode, started: datetime | None) -> bool:
+def power_done(action: OperationAction, node: ClusterNode, started: datetime | None) -> bool:
+    """Whether a node has done what a power action asked of it."""
     if action == "StopNodes":
         return node.status.state == "Stopped"
     if action == "StartNodes":
@@ -330,18 +327,141 @@ def _power_done(action: str, node: ClusterNode, started: datetime | None) -> boo
     )
 
 
-def _healthy(node: ClusterNode) -> bool:
+async def scale(world: World, scope: OperationScope) -> Outcome:
+    """ScaleOut / ScaleIn: change the target by the scaling policy (after its cooldown),
+    then wait until the cluster is Ready for it, or fail if it stalls."""
+    nc, status = scope.cluster, scope.status
+    if status.phase != "Running":
+        left = cooldown_left(nc.spec, nc.status.last_scale_time, scope.now)
+        if left > 0:
+            status.phase = "Pending"
+            status.message = f"waiting {left:.0f}s for the scaling cooldown"
+            return Waiting(left)
+        direction = 1 if scope.action == "ScaleOut" else -1
+        target = new_target(nc.spec, direction, scope.op.spec.count)
+        async with world.book.lock(scope.key):
+            patched = await world.api.patch(
+                NODECLUSTERS, scope.key[0], nc.metadata.name, {"spec": {"targetNodes": target}}
+            )
+        status.phase = "Running"
+        status.previous_target = nc.spec.target_nodes
+        status.new_target = target
+        status.cluster_generation = int(patched["metadata"]["generation"])
+        status.message = f"target {nc.spec.target_nodes} -> {target}"
+        world.queues.cluster.add(scope.key)
+        return Waiting(WAIT_POLL_SECONDS)
+    if (nc.status.observed_generation or 0) < (status.cluster_generation or 0):
+        return Waiting(WAIT_POLL_SECONDS)
+    stalled = next(
+        (c for c in nc.status.conditions if c.type == "Stalled" and c.status == "True"), None
+    )
+    if stalled is not None:
+        return Finished("Failed", f"the cluster is stalled: {stalled.reason}: {stalled.message}")
+    ready = next((c for c in nc.status.conditions if c.type == "Ready"), None)
+    if ready is not None and ready.status == "True":
+        return Finished(
+            "Succeeded",
+            f"target {status.previous_target} -> {status.new_target}; "
+            f"{nc.status.ready_nodes} nodes ready",
+        )
+    return Waiting(WAIT_POLL_SECONDS)
+
+
+ACTIONS: dict[OperationAction, Action] = {
+    "Check": check_nodes,
+    "Recover": recover_nodes,
+    "ScaleOut": scale,
+    "ScaleIn": scale,
+    "RemoveNodes": remove_nodes,
+    "ReplaceNodes": replace_nodes,
+    "StopNodes": power_nodes,
+    "StartNodes": power_nodes,
+    "RebootNodes": power_nodes,
+}
+"""The handler of every action. mypy checks the keys against `OperationAction`; a unit
+test checks that none is missing."""
+
+
+async def write_status(
+    world: World, op: NodeClusterOperation, status: NodeClusterOperationStatus
+) -> None:
+    """One status patch, only when something changed."""
+    old, new = op.status.wire(), status.wire()
+    if old != new:
+        with contextlib.suppress(KubeNotFound):
+            await world.api.patch(
+                OPERATIONS,
+                op.metadata.namespace,
+                op.metadata.name,
+                status_patch(old, new),
+                status=True,
+            )
+
+
+async def announce(
+    world: World, op: NodeClusterOperation, status: NodeClusterOperationStatus
+) -> None:
+    """An Event on the operation and on its cluster: what was done, and how it ended."""
+    etype = "Normal" if status.phase == "Succeeded" else "Warning"
+    body = op.model_dump(by_alias=True, mode="json")
+    await world.api.event(
+        body, etype, f"Operation{status.phase}", f"{op.spec.action}: {status.message}"
+    )
+    cluster_body = {
+        "apiVersion": op.api_version,
+        "kind": "NodeCluster",
+        "metadata": {"name": op.spec.cluster_name, "namespace": op.metadata.namespace},
+    }
+    await world.api.event(
+        cluster_body,
+        etype,
+        f"Operation{status.phase}",
+        f"{op.metadata.name} ({op.spec.action}): {status.message}",
+    )
+
+
+async def list_nodes(world: World, op: NodeClusterOperation) -> list[ClusterNode]:
+    """The cluster's nodes not being deleted, read afresh."""
+    raw = await world.api.list(
+        CLUSTERNODES, op.metadata.namespace, f"{CLUSTER_LABEL}={op.spec.cluster_name}"
+    )
+    return [
+        ClusterNode.model_validate(n) for n in raw if not n["metadata"].get("deletionTimestamp")
+    ]
+
+
+def node_facts(node: ClusterNode) -> NodeFacts:
+    """What a node filter can match on."""
+    return NodeFacts(
+        name=node.metadata.name,
+        labels=dict(node.metadata.labels),
+        provider_id=node.status.provider_id,
+        addresses=tuple(a.address for a in node.status.addresses),
+    )
+
+
+def choose(op: NodeClusterOperation, nodes: list[ClusterNode], require: bool) -> list[ClusterNode]:
+    """The nodes `spec.nodes` picks; refused if `require` and none matches."""
+    names = {f.name for f in select_nodes([node_facts(n) for n in nodes], op.spec.nodes)}
+    chosen = [n for n in nodes if n.metadata.name in names]
+    if require and not chosen:
+        raise OperationRefused("no node of the cluster matches spec.nodes")
+    return chosen
+
+
+def healthy(node: ClusterNode) -> bool:
+    """Whether a node runs as asked, as its own status says."""
     wanted = node.spec.power_state
     return (node.status.state == "Running" and bool(node.status.ready)) or (
         wanted == "Stopped" and node.status.state == "Stopped"
     )
 
 
-async def _check(world: World, node: ClusterNode) -> NodeResult:
+async def ask_provider(world: World, node: ClusterNode) -> NodeResult:
     """Ask the provider itself (not the cache) how the machine is."""
     name = node.metadata.name
     try:
-        driver = await world.driver(node.spec.provider_ref.name)
+        driver = await world.providers.driver(node.spec.provider_ref.name)
         machine = await driver.get(name)
     except NotFound:
         return NodeResult(
@@ -355,63 +475,13 @@ async def _check(world: World, node: ClusterNode) -> NodeResult:
     )
 
 
-async def _patch_node(world: World, node: ClusterNode, patch: dict[str, Any]) -> None:
+async def patch_node(world: World, node: ClusterNode, patch: dict[str, Any]) -> None:
+    """Patch a node's spec or metadata; a node gone meanwhile is fine."""
     with contextlib.suppress(KubeNotFound):
-        await world.client.patch(CLUSTERNODES, node.metadata.namespace, node.metadata.name, patch)
+        await world.api.patch(CLUSTERNODES, node.metadata.namespace, node.metadata.name, patch)
 
 
-async def _delete_node(world: World, key: NsName, node: ClusterNode) -> None:
+async def delete_node(world: World, key: NsName, node: ClusterNode) -> None:
     """Delete a node the cluster's cache must already count as going (call under its lock)."""
     world.expectations.expect_delete(key, node.metadata.name)
-    await world.client.delete(CLUSTERNODES, key[0], node.metadata.name)
-
-
-def _wake(world: World, key: NsName) -> None:
-    if world.cluster_queue is not None:
-        world.cluster_queue.add(key)
-
-
-async def _scale(
-    world: World,
-    op: NodeClusterOperation,
-    nc: NodeCluster,
-    status: NodeClusterOperationStatus,
-    now: datetime,
-) -> float | None:
-    ns = op.metadata.namespace or "default"
-    key = (ns, nc.metadata.name)
-    if status.phase != "Running":
-        left = cooldown_left(nc.spec, nc.status.last_scale_time, now)
-        if left > 0:
-            status.phase = "Pending"
-            status.message = f"waiting {left:.0f}s for the scaling cooldown"
-            return left
-        direction = 1 if op.spec.action == "ScaleOut" else -1
-        target = new_target(nc.spec, direction, op.spec.count)
-        async with world.lock(key):
-            patched = await world.client.patch(
-                NODECLUSTERS, ns, nc.metadata.name, {"spec": {"targetNodes": target}}
-            )
-        status.phase = "Running"
-        status.previous_target = nc.spec.target_nodes
-        status.new_target = target
-        status.cluster_generation = int(patched["metadata"]["generation"])
-        status.message = f"target {nc.spec.target_nodes} -> {target}"
-        _wake(world, key)
-        return WAIT_POLL_SECONDS
-    observed = nc.status.observed_generation or 0
-    if observed < (status.cluster_generation or 0):
-        return WAIT_POLL_SECONDS
-    stalled = next(
-        (c for c in nc.status.conditions if c.type == "Stalled" and c.status == "True"), None
-    )
-    if stalled is not None:
-        raise _Finished("Failed", f"the cluster is stalled: {stalled.reason}: {stalled.message}")
-    ready = next((c for c in nc.status.conditions if c.type == "Ready"), None)
-    if ready is not None and ready.status == "True":
-        raise _Finished(
-            "Succeeded",
-            f"target {status.previous_target} -> {status.new_target}; "
-            f"{nc.status.ready_nodes} nodes ready",
-        )
-    return WAIT_POLL_SECONDS
+    await world.api.delete(CLUSTERNODES, key[0], node.metadata.name)

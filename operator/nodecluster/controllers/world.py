@@ -1,8 +1,16 @@
-"""The world the controllers act in, built once at startup and handed down via kopf's memo.
+"""The world the controllers act in: built once by `assembly.build_world`, handed down.
 
-Nothing here is global: the API client, provider registry, clock, settings, caches and
-work queues are built in `build_world` and passed to every handler, so tests and
-benchmarks can build their own.
+Nothing here is global. `World` is a set of named parts, each with one owner and one job:
+
+- `api` (the `KubeApi` port), `clock`, `settings`;
+- `bodies`: the newest known body of each object being worked on (bodies.py);
+- `expectations`: ClusterNode creates and deletes not yet in the watch cache;
+- `book`: per-cluster bookkeeping (locks, pacing, poll intervals, suspicions), with one
+  `forget(key)` that cleans up after a deleted cluster;
+- `providers`: the NodeProviders seen, their errors and credentials, and the way to a
+  driver (through the provider registry);
+- `queues`: one work queue per controller;
+- `node_index`: the ClusterNodes by cluster, as kopf's index (or the test harness) keeps it.
 """
 
 from __future__ import annotations
@@ -11,15 +19,18 @@ import asyncio
 import hashlib
 import json
 import sys
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from nodecluster.api.clusternode import ClusterNode
 from nodecluster.api.nodecluster import NodeProfile
 from nodecluster.api.nodeprovider import NodeProvider
+from nodecluster.api.reasons import Reason, reason_of
+from nodecluster.clock import Clock
+from nodecluster.controllers.bodies import BodyCache, ObjectKey
+from nodecluster.controllers.expectations import Expectations, NsName
 from nodecluster.controllers.kubeapi import Kind, KubeApi, KubeNotFound
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.planning.model import (
@@ -28,7 +39,16 @@ from nodecluster.planning.model import (
     PROTECT_ANNOTATION,
     NodeView,
 )
-from nodecluster.providers.base import InvalidConfig, ProviderConfig, ProviderDriver, ProviderError
+from nodecluster.providers.base import (
+    CapacityExceeded,
+    InvalidConfig,
+    NotFound,
+    ProviderConfig,
+    ProviderDriver,
+    ProviderError,
+    QuotaExceeded,
+    Retryable,
+)
 from nodecluster.providers.registry import ProviderRegistry
 
 CLUSTER_LABEL = "nodecluster.io/cluster"
@@ -37,19 +57,9 @@ CLUSTER_FINALIZER = "nodecluster.io/nodes"
 NODE_FINALIZER = "nodecluster.io/machine"
 """Held by a ClusterNode until its machine is gone at the provider."""
 
-NODE_ERROR_REASONS = frozenset(
-    {
-        "ProviderUnavailable",
-        "CapacityExceeded",
-        "QuotaExceeded",
-        "InvalidProviderConfig",
-        "ProviderNotFound",
-        "MachineMissing",
-        "ProviderError",
-    }
-)
-
-NsName = tuple[str, str]
+UNKNOWN_CREATION = datetime.max.replace(tzinfo=UTC)
+"""The creation time of a node body without one (the API always sets it; a hand-made test
+body may not): the node counts as brand new, so no startup timeout runs out on it."""
 
 
 @dataclass
@@ -73,6 +83,10 @@ class Settings:
     """NodeCluster reconciles in flight at once. They wait only on the API, whose
     connection pool admits `api_connections` requests anyway: more in flight would only
     hold more memory while queueing for a connection (10,000 new clusters at once)."""
+    operation_concurrency: int = 256
+    """Clusters whose operations advance at once."""
+    provider_concurrency: int = 16
+    """NodeProvider reconciles and health polls in flight at once."""
     api_connections: int = 100
     """Connections of the API client's pool: the most writes in flight at once."""
     orphan_grace_seconds: float = 30.0
@@ -102,17 +116,16 @@ def node_view(node: ClusterNode) -> IndexedNode:
     meta, spec, status = node.metadata, node.spec, node.status
     ready_cond = next((c for c in status.conditions if c.type == "Ready"), None)
     error_reason = None
-    if (
-        ready_cond is not None
-        and ready_cond.status == "False"
-        and ready_cond.reason in NODE_ERROR_REASONS
-    ):
-        error_reason = ready_cond.reason
+    if ready_cond is not None and ready_cond.status == "False":
+        reason = reason_of(ready_cond.reason)
+        if reason is not None and reason.marks_node_error:
+            error_reason = reason
+    hold = meta.annotations.get(POWER_HOLD_ANNOTATION)
     return IndexedNode(
         provider=sys.intern(spec.provider_ref.name),
         machine_type=sys.intern(spec.profile.machine_type),
         name=meta.name,
-        created_at=meta.creation_timestamp or datetime.now(UTC),
+        created_at=meta.creation_timestamp or UNKNOWN_CREATION,
         zone=status.zone or spec.zone,
         state=status.state,
         ready=bool(status.ready),
@@ -125,270 +138,172 @@ def node_view(node: ClusterNode) -> IndexedNode:
         error_message=status.message if error_reason else None,
         unhealthy_since=status.unhealthy_since,
         has_machine=status.provider_id is not None,
-        power_hold=meta.annotations.get(POWER_HOLD_ANNOTATION),
+        power_hold="Stopped" if hold == "Stopped" else ("Running" if hold else None),
     )
 
 
-@dataclass
-class Expectations:
-    """Creates and deletes this operator made that its watch cache may not show yet.
-
-    Without these, a reconcile right after creating nodes could see too few in the
-    cache and create them again (the ReplicaSet controller's classic bug).
-    """
-
-    timeout: float
-    creates: dict[NsName, dict[str, tuple[float, NodeView]]] = field(default_factory=dict)
-    deletes: dict[NsName, dict[str, float]] = field(default_factory=dict)
-
-    def expect_create(self, key: NsName, view: NodeView) -> None:
-        self.creates.setdefault(key, {})[view.name] = (time.monotonic(), view)
-
-    def expect_delete(self, key: NsName, name: str) -> None:
-        self.deletes.setdefault(key, {})[name] = time.monotonic()
-
-    def merge(self, key: NsName, cached: Iterable[NodeView]) -> list[NodeView]:
-        """The cached nodes, corrected by what is known to be in flight."""
-        now = time.monotonic()
-        nodes = {n.name: n for n in cached}
-        creates = self.creates.get(key, {})
-        for name, (at, view) in list(creates.items()):
-            if name in nodes or now - at > self.timeout:
-                del creates[name]
-            else:
-                nodes[name] = view
-        deletes = self.deletes.get(key, {})
-        for name, at in list(deletes.items()):
-            node = nodes.get(name)
-            if node is None or node.deleting or now - at > self.timeout:
-                del deletes[name]  # the cache caught up (or we stop waiting for it)
-            else:
-                nodes[name] = replace(node, deleting=True)
-        if not creates:
-            self.creates.pop(key, None)
-        if not deletes:
-            self.deletes.pop(key, None)
-        return sorted(nodes.values(), key=lambda n: n.name)
-
-    def forget(self, key: NsName) -> None:
-        self.creates.pop(key, None)
-        self.deletes.pop(key, None)
+def index_node(body: Mapping[str, Any]) -> dict[NsName, IndexedNode]:
+    """The node index's entry for a ClusterNode body: (namespace, cluster) -> its view."""
+    node = ClusterNode.model_validate(body)
+    return {(node.metadata.namespace or "", node.spec.cluster_name): node_view(node)}
 
 
-ObjectKey = tuple[str, str, str]
-"""(kind, namespace, name)."""
+class NodeIndex(Protocol):
+    """ClusterNodes by (namespace, cluster): what kopf's index is, and the harness's."""
+
+    def __contains__(self, key: object) -> bool: ...
+    def __getitem__(self, key: NsName) -> Iterable[IndexedNode]: ...
+    def values(self) -> Iterable[Iterable[IndexedNode]]: ...
 
 
-def resource_version_order(a: str, b: str) -> int | None:
-    """-1, 0 or 1 as resourceVersion `a` is older than, equal to or newer than `b`.
-
-    Kubernetes defines resourceVersions of one resource as comparable decimal integers
-    since 1.35 (KEP-5504, what client-go's CompareResourceVersion implements). From a
-    server whose versions are not such integers, None: the order is unknown.
-    """
-    if a == b:
-        return 0
-    if not (a.isdigit() and b.isdigit()) or a[0] == "0" or b[0] == "0":
-        return None
-    return -1 if (len(a), a) < (len(b), b) else 1
-
-
-class BodyCache:
-    """The newest known body of each object a controller is working on.
-
-    The watch delivers bodies; the API answers our own writes with bodies newer than any
-    the watch has delivered yet. Keeping the newest of both gives the controllers
-    read-your-own-writes without a GET per reconcile: a reconcile woken while its
-    previous status write is still on its way through the watch no longer works from
-    the stale body (and writes the same status, and posts the same Event, twice).
-
-    The watch event of one of our own writes (its "echo") tells the controller nothing
-    it does not know, so it wakes no reconcile. Any other event does, whatever its order:
-    an older body never replaces a newer one, but the change it carries is in the newer
-    one too.
-
-    Entries exist only while an object is being worked on: the controllers drop them
-    once it has converged, so an idle fleet keeps no bodies in memory.
-    """
-
-    def __init__(self) -> None:
-        self._bodies: dict[ObjectKey, dict[str, Any]] = {}
-        self._own: dict[ObjectKey, set[str]] = {}
-
-    def __len__(self) -> int:
-        return len(self._bodies)
-
-    def get(self, key: ObjectKey) -> dict[str, Any] | None:
-        """The newest known body, if the object is being worked on."""
-        return self._bodies.get(key)
-
-    def observe(self, key: ObjectKey, body: dict[str, Any], keep: bool = True) -> bool:
-        """A body from the watch. Return False for the echo of one of our own writes.
-
-        It is kept when it is newer than the one known, and, for an object not being
-        worked on, only if `keep` and it is not an echo.
-        """
-        version = str(body.get("metadata", {}).get("resourceVersion", ""))
-        own = self._own.get(key)
-        echo = False
-        if own is not None:
-            echo = version in own
-            # Our writes up to this version have been delivered: their echoes are past.
-            for mine in list(own):
-                if resource_version_order(mine, version) in (-1, 0):
-                    own.discard(mine)
-            if not own:
-                del self._own[key]
-            elif len(own) > 16:
-                own.clear()  # versions without an order never supersede each other
-        current = self._bodies.get(key)
-        if current is None:
-            if keep and not echo:
-                self._bodies[key] = body
-        elif self._newer(body, current):
-            self._bodies[key] = body
-        return not echo
-
-    def wrote(self, key: ObjectKey, body: dict[str, Any]) -> None:
-        """The API's answer to our own write: remember it, and expect its echo."""
-        version = str(body.get("metadata", {}).get("resourceVersion", ""))
-        if not version:
-            return
-        self._own.setdefault(key, set()).add(version)
-        current = self._bodies.get(key)
-        if current is None or self._newer(body, current):
-            self._bodies[key] = body
-
-    def drop(self, key: ObjectKey) -> None:
-        """The object has converged: keep no body (echoes still to come are still known)."""
-        self._bodies.pop(key, None)
-
-    def forget(self, key: ObjectKey) -> None:
-        """The object is gone."""
-        self._bodies.pop(key, None)
-        self._own.pop(key, None)
-
-    @staticmethod
-    def _newer(body: dict[str, Any], than: dict[str, Any]) -> bool:
-        order = resource_version_order(
-            str(body.get("metadata", {}).get("resourceVersion", "")),
-            str(than.get("metadata", {}).get("resourceVersion", "")),
-        )
-        # Unknown order (a server without comparable versions): the latest to arrive wins.
-        return order != -1
+def provider_reason(err: ProviderError) -> Reason:
+    """The reason a provider error is reported with: by its type, never its message."""
+    for kind, reason in (
+        (NotFound, Reason.NOT_FOUND),
+        (CapacityExceeded, Reason.CAPACITY_EXCEEDED),
+        (QuotaExceeded, Reason.QUOTA_EXCEEDED),
+        (InvalidConfig, Reason.INVALID_PROVIDER_CONFIG),
+        (Retryable, Reason.PROVIDER_UNAVAILABLE),
+    ):
+        if isinstance(err, kind):
+            return reason
+    return Reason.PROVIDER_ERROR
 
 
 class ProviderUnavailable(Exception):
     """The NodeProvider a cluster or node names cannot be used (missing or invalid)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: Reason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
 
 
 @dataclass
-class World:
-    """Everything the controllers share."""
+class Queues:
+    """One work queue per controller, all built by `build_world`."""
 
-    client: KubeApi
-    registry: ProviderRegistry
-    settings: Settings
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    providers: dict[str, NodeProvider] = field(default_factory=dict)
-    provider_errors: dict[str, tuple[str, str]] = field(default_factory=dict)
-    credentials: dict[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
-    bodies: BodyCache = field(default_factory=BodyCache)
-    """Newest known bodies of the objects being worked on (watch and own writes)."""
-    clusters_by_provider: dict[str, set[NsName]] = field(default_factory=dict)
-    cluster_locks: dict[NsName, asyncio.Lock] = field(default_factory=dict)
+    cluster: WorkQueue[NsName]
+    node: WorkQueue[NsName]
+    operation: WorkQueue[NsName]
+    """Keyed by cluster: a cluster's operations run one at a time, oldest first."""
+    provider: WorkQueue[str]
+    poll: WorkQueue[str]
+    """Provider health polls soon after a machine starts settling: one list call per
+    provider replaces a get per settling machine."""
+
+    def all(self) -> tuple[WorkQueue[Any], ...]:
+        """Every queue, in the order they are closed."""
+        return (self.cluster, self.node, self.provider, self.poll, self.operation)
+
+    async def close(self) -> None:
+        """Stop accepting work and finish what runs."""
+        for queue in self.all():
+            await queue.close()
+
+
+@dataclass
+class ClusterBook:
+    """What the operator remembers per NodeCluster between reconciles, and forgets at once."""
+
+    locks: dict[NsName, asyncio.Lock] = field(default_factory=dict)
     """Held by a cluster's reconcile and by operations that change its nodes, so an
     operation's deletes and target change are seen together, never half."""
+    by_provider: dict[str, set[NsName]] = field(default_factory=dict)
+    """The clusters of each NodeProvider, woken when it changes."""
     pending_operations: set[NsName] = field(default_factory=set)
     """Clusters with unfinished operations: their events also wake the operation queue."""
-    operation_queue: WorkQueue[NsName] | None = None
     progress_written: dict[NsName, float] = field(default_factory=dict)
     """When each cluster being worked on last had its status written (monotonic)."""
     poll_intervals: dict[NsName, float] = field(default_factory=dict)
     """Each cluster's health.pollIntervalSeconds: its provider polls at the smallest."""
     orphans_suspected: set[NsName] = field(default_factory=set)
     """Clusters whose provider poll found machines without a ClusterNode."""
-    node_index: Any = None
-    """kopf index: (namespace, cluster) -> Store[IndexedNode]. Set by the first handler call."""
-    expectations: Expectations = field(default_factory=lambda: Expectations(60.0))
-    cluster_queue: WorkQueue[NsName] | None = None
-    node_queue: WorkQueue[NsName] | None = None
-    provider_queue: WorkQueue[str] | None = None
-    poll_queue: WorkQueue[str] | None = None
-    """Provider health polls soon after a machine starts settling: one list call per
-    provider replaces a get per settling machine."""
 
     def lock(self, key: NsName) -> asyncio.Lock:
         """The lock that serialises changes to one cluster's nodes."""
-        lock = self.cluster_locks.get(key)
+        lock = self.locks.get(key)
         if lock is None:
-            lock = self.cluster_locks[key] = asyncio.Lock()
+            lock = self.locks[key] = asyncio.Lock()
         return lock
 
-    def now(self) -> datetime:
-        """The current time, second precision (as the API server stores it)."""
-        return self.clock().replace(microsecond=0)
+    def track(self, key: NsName, provider: str) -> None:
+        """Cluster `key` uses `provider`."""
+        self.by_provider.setdefault(provider, set()).add(key)
 
-    async def body(self, kind: Kind, key: ObjectKey) -> dict[str, Any]:
-        """The newest known body of an object being worked on, else read from the API
-        (and kept until the controller drops it). KubeNotFound if it does not exist."""
-        body = self.bodies.get(key)
-        if body is None:
-            _, namespace, name = key
-            body = await self.client.get(kind, namespace or None, name)
-            self.bodies.observe(key, body)
-        return body
+    def clusters_of(self, provider: str) -> set[NsName]:
+        """The clusters known to use `provider`."""
+        return self.by_provider.get(provider, set())
 
-    def nodes_of(self, key: NsName) -> list[NodeView]:
-        """A cluster's nodes: the watch cache corrected by in-flight changes."""
-        cached: Iterable[NodeView] = ()
-        if self.node_index is not None and key in self.node_index:
-            cached = list(self.node_index[key])
-        return self.expectations.merge(key, cached)
+    def settle(self, key: NsName) -> None:
+        """Cluster `key` has converged: no pacing to remember until it changes again."""
+        self.progress_written.pop(key, None)
 
-    def provider_usage(self, provider: str) -> tuple[int, int]:
-        """(machines, cores) held through a provider by all clusters."""
-        if self.node_index is None:
-            return 0, 0
-        cores = self.cores_by_type(provider)
-        machines = used = 0
-        for store in self.node_index.values():
-            for node in store:
-                if node.provider == provider:
-                    machines += 1
-                    used += cores.get(node.machine_type, 1)
-        return machines, used
+    def forget(self, key: NsName) -> None:
+        """Cluster `key` is gone: drop everything remembered about it."""
+        self.locks.pop(key, None)
+        for clusters in self.by_provider.values():
+            clusters.discard(key)
+        self.pending_operations.discard(key)
+        self.progress_written.pop(key, None)
+        self.poll_intervals.pop(key, None)
+        self.orphans_suspected.discard(key)
 
-    def cores_by_type(self, provider: str) -> dict[str, int]:
-        np = self.providers.get(provider)
+
+@dataclass
+class ProviderBook:
+    """The NodeProviders seen, why any cannot be used, and their credentials."""
+
+    api: KubeApi
+    registry: ProviderRegistry
+    specs: dict[str, NodeProvider] = field(default_factory=dict)
+    errors: dict[str, tuple[Reason, str]] = field(default_factory=dict)
+    """Why a provider's driver could not be built, for its clusters to report."""
+    credentials: dict[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
+    """Decoded credentials per provider, with the resourceVersion they were read at."""
+
+    def forget(self, name: str) -> None:
+        """NodeProvider `name` is gone."""
+        self.specs.pop(name, None)
+        self.credentials.pop(name, None)
+        self.errors.pop(name, None)
+
+    def problem(self, name: str) -> tuple[Reason, str] | None:
+        """Why clusters of provider `name` cannot get machines, if they cannot."""
+        if name not in self.specs:
+            return (Reason.PROVIDER_NOT_FOUND, f"NodeProvider {name!r} does not exist")
+        return self.errors.get(name)
+
+    def cores_by_type(self, name: str) -> dict[str, int]:
+        """Cores per machine type of a provider's buckets."""
+        np = self.specs.get(name)
         if np is None:
             return {}
         return {b.machine_type: b.cores for b in np.spec.buckets}
 
-    async def driver(self, provider: str) -> ProviderDriver:
+    async def driver(self, name: str) -> ProviderDriver:
         """The driver of a NodeProvider, or ProviderUnavailable saying why not."""
-        np = self.providers.get(provider)
+        np = self.specs.get(name)
         if np is None:
             raise ProviderUnavailable(
-                "ProviderNotFound", f"NodeProvider {provider!r} does not exist"
+                Reason.PROVIDER_NOT_FOUND, f"NodeProvider {name!r} does not exist"
             )
-        config = await self._provider_config(np)
+        config = await self._config(np)
         try:
             drv = await self.registry.driver_for(np.spec.driver, config)
         except InvalidConfig as err:
-            self.provider_errors[provider] = (err.reason, str(err))
-            raise ProviderUnavailable(err.reason, f"NodeProvider {provider!r}: {err}") from err
+            self.errors[name] = (Reason.INVALID_PROVIDER_CONFIG, str(err))
+            raise ProviderUnavailable(
+                Reason.INVALID_PROVIDER_CONFIG, f"NodeProvider {name!r}: {err}"
+            ) from err
         except ProviderError as err:
-            raise ProviderUnavailable(err.reason, f"NodeProvider {provider!r}: {err}") from err
-        self.provider_errors.pop(provider, None)
+            raise ProviderUnavailable(
+                provider_reason(err), f"NodeProvider {name!r}: {err}"
+            ) from err
+        self.errors.pop(name, None)
         return drv
 
-    async def _provider_config(self, np: NodeProvider) -> ProviderConfig:
+    async def _config(self, np: NodeProvider) -> ProviderConfig:
         creds: Mapping[str, str] = {}
         ref = np.spec.credentials_secret_ref
         if ref is not None:
@@ -397,10 +312,10 @@ class World:
                 creds = cached[1]
             else:
                 try:
-                    creds = await self.client.read_secret(ref.namespace, ref.name)
+                    creds = await self.api.read_secret(ref.namespace, ref.name)
                 except KubeNotFound as err:
                     raise ProviderUnavailable(
-                        "InvalidProviderConfig",
+                        Reason.INVALID_PROVIDER_CONFIG,
                         f"NodeProvider {np.metadata.name!r}: credentials Secret "
                         f"{ref.namespace}/{ref.name} does not exist",
                     ) from err
@@ -414,3 +329,66 @@ class World:
             cores_by_type={b.machine_type: b.cores for b in np.spec.buckets},
             call_timeout_seconds=float(np.spec.call_timeout_seconds),
         )
+
+
+@dataclass
+class World:
+    """Everything the controllers share. Build it with `assembly.build_world`."""
+
+    api: KubeApi
+    clock: Clock
+    settings: Settings
+    node_index: NodeIndex
+    queues: Queues
+    providers: ProviderBook
+    bodies: BodyCache = field(default_factory=BodyCache)
+    book: ClusterBook = field(default_factory=ClusterBook)
+    expectations: Expectations = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.expectations = Expectations(self.clock, self.settings.expectation_timeout_seconds)
+
+    def now(self) -> datetime:
+        """The current time, second precision (as the API server stores it)."""
+        return self.clock.now().replace(microsecond=0)
+
+    async def body(self, kind: Kind, key: ObjectKey) -> dict[str, Any]:
+        """The newest known body of an object being worked on, else read from the API
+        (and kept until the controller drops it). KubeNotFound if it does not exist."""
+        body = self.bodies.get(key)
+        if body is None:
+            _, namespace, name = key
+            body = await self.api.get(kind, namespace or None, name)
+            self.bodies.observe(key, body)
+        return body
+
+    def nodes_of(self, key: NsName) -> list[NodeView]:
+        """A cluster's nodes: the watch cache corrected by in-flight changes."""
+        cached: Iterable[NodeView] = ()
+        if key in self.node_index:
+            cached = list(self.node_index[key])
+        return self.expectations.merge(key, cached)
+
+    def provider_usage(self, provider: str) -> tuple[int, int]:
+        """(machines, cores) held through a provider by all clusters."""
+        cores = self.providers.cores_by_type(provider)
+        machines = used = 0
+        for store in self.node_index.values():
+            for node in store:
+                if node.provider == provider:
+                    machines += 1
+                    used += cores.get(node.machine_type, 1)
+        return machines, used
+
+    def forget_cluster(self, key: NsName) -> None:
+        """A NodeCluster is gone: forget it everywhere, in one place."""
+        self.book.forget(key)
+        self.expectations.forget(key)
+        self.bodies.forget(("NodeCluster", *key))
+        self.queues.cluster.forget(key)
+
+    def forget_provider(self, name: str) -> None:
+        """A NodeProvider is gone."""
+        self.providers.forget(name)
+        self.bodies.forget(("NodeProvider", "", name))
+        self.queues.provider.forget(name)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from nodecluster.api.clusternode import NodeState, PowerState
 from nodecluster.api.nodecluster import NodeClusterSpec, NodeClusterStatus
+from nodecluster.api.reasons import Reason
 
 DELETE_NODE_ANNOTATION = "nodecluster.io/delete-node"
 """Set on a ClusterNode to make it the first to go on the next scale-in."""
@@ -28,18 +30,18 @@ class NodeView:
     name: str
     created_at: datetime
     zone: str | None = None
-    state: str | None = None
+    state: NodeState | None = None
     ready: bool = False
-    power_state: str = "Running"
+    power_state: PowerState = "Running"
     profile_hash: str = ""
     deleting: bool = False
     marked_for_deletion: bool = False
     protected: bool = False
-    error_reason: str | None = None
+    error_reason: Reason | None = None
     error_message: str | None = None
     unhealthy_since: datetime | None = None
     has_machine: bool = False
-    power_hold: str | None = None
+    power_hold: PowerState | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Observed:
     previous: NodeClusterStatus = field(default_factory=NodeClusterStatus)
     headroom: int | None = None
     """How many more machines the NodeProvider's quotas allow; None = no limit."""
-    provider_problem: tuple[str, str] | None = None
+    provider_problem: tuple[Reason, str] | None = None
     """(reason, message) when the provider cannot be used at all."""
     seed: int = 0
     """Seeds the choice of new names and of the Random deletion criteria."""

@@ -20,8 +20,11 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
+from nodecluster.api.clusternode import NodeState, PowerState
 from nodecluster.api.nodecluster import HealthPolicy, NodeClusterSpec
+from nodecluster.api.reasons import Reason
 from nodecluster.planning.model import Declared, NodeView, Observed
 from nodecluster.planning.placement import zones_for_new_nodes
 from nodecluster.planning.ranking import rank_for_deletion
@@ -29,8 +32,12 @@ from nodecluster.planning.ranking import rank_for_deletion
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 """The alphabet Kubernetes uses for generated names: no vowels, so no accidental words."""
 
-_NOT_THE_MACHINES_FAULT = frozenset({"QuotaExceeded", "CapacityExceeded", "InvalidProviderConfig"})
-_TRANSITIONAL = frozenset({"Stopping", "Stopped", "Starting", "Rebooting", "Deleting"})
+_TRANSITIONAL: frozenset[NodeState | None] = frozenset(
+    {"Stopping", "Stopped", "Starting", "Rebooting", "Deleting"}
+)
+
+DeletionCause = Literal["Terminating", "Remediation", "Rollout", "ScaleIn"]
+"""Why the planner deletes a node (remediation is the one worth an Event of its own)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,7 @@ class CreateNode:
 
     name: str
     zone: str | None
-    power_state: str
+    power_state: PowerState
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ class DeleteNode:
     """Delete a ClusterNode (its finalizer deletes the machine)."""
 
     name: str
-    reason: str
+    reason: DeletionCause
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class SetPower:
     """Change a node's requested power state."""
 
     name: str
-    power_state: str
+    power_state: PowerState
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class RebootNode:
 class Blocker:
     """Why the plan does less than the declaration asks."""
 
-    reason: str
+    reason: Reason
     message: str
 
 
@@ -121,7 +128,7 @@ def resolve_int_or_percent(value: int | str | None, total: int, round_up: bool) 
 
 def is_unhealthy(node: NodeView, now: datetime, health: HealthPolicy) -> bool:
     """Whether a node needs remediation under the health policy."""
-    if node.deleting or node.error_reason in _NOT_THE_MACHINES_FAULT:
+    if node.deleting or (node.error_reason is not None and not node.error_reason.machine_fault):
         return False
     if node.state == "Failed":
         return True
@@ -165,7 +172,7 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         return Plan(
             desired=desired,
             paused=True,
-            blockers=(Blocker("Paused", "spec.paused is true: nothing is changed"),),
+            blockers=(Blocker(Reason.PAUSED, "spec.paused is true: nothing is changed"),),
         )
 
     blockers: list[Blocker] = []
@@ -181,7 +188,7 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         if health.max_unhealthy is not None and len(unhealthy) > limit:
             blockers.append(
                 Blocker(
-                    "TooManyUnhealthy",
+                    Reason.TOO_MANY_UNHEALTHY,
                     f"{len(unhealthy)} nodes are unhealthy, more than maxUnhealthy "
                     f"({health.max_unhealthy}); remediation is paused until fewer are",
                 )
@@ -235,7 +242,7 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         if stuck:
             blockers.append(
                 Blocker(
-                    "ProtectedFromScaleIn",
+                    Reason.PROTECTED_FROM_SCALE_IN,
                     f"{len(stuck)} nodes built from an older profile are annotated "
                     "nodecluster.io/protect-from-scale-in and are not replaced "
                     f"({', '.join(stuck[:3])}); remove the annotation or delete them by hand",
@@ -272,7 +279,7 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         if unprotected < excess:
             blockers.append(
                 Blocker(
-                    "ProtectedFromScaleIn",
+                    Reason.PROTECTED_FROM_SCALE_IN,
                     f"{excess - unprotected} more nodes should go, but the rest are annotated "
                     "nodecluster.io/protect-from-scale-in",
                 )
@@ -296,14 +303,14 @@ def plan(declared: Declared, observed: Observed) -> Plan:
     if observed.headroom is not None and creates_needed > max(observed.headroom, 0):
         blockers.append(
             Blocker(
-                "QuotaExceeded",
+                Reason.QUOTA_EXCEEDED,
                 f"the NodeProvider's quota allows {max(observed.headroom, 0)} more nodes, "
                 f"{creates_needed} are needed",
             )
         )
         creates_needed = max(observed.headroom, 0)
 
-    power_state = "Stopped" if spec.desired_state == "Stopped" else "Running"
+    power_state: PowerState = "Stopped" if spec.desired_state == "Stopped" else "Running"
     zones = zones_for_new_nodes(
         spec.policies.placement.zones,
         (n.zone for n in survivors),

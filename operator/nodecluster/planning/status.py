@@ -17,22 +17,18 @@ A condition keeps its lastTransitionTime until its status actually changes.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, replace
 
 from nodecluster.api.nodecluster import ClusterState, NodeClusterStatus
+from nodecluster.api.reasons import Reason
 from nodecluster.planning.conditions import condition
 from nodecluster.planning.model import Declared, NodeView, Observed
-from nodecluster.planning.planner import Blocker, Plan
+from nodecluster.planning.planner import Blocker, Plan, plan
 
-CONVERGED_STATES: frozenset[str] = frozenset({"Deployed", "Stopped", "Empty", "Terminated"})
-_STALL_REASONS = (
-    "InvalidProviderConfig",
-    "ProviderNotFound",
-    "ProviderNotReady",
-    "QuotaExceeded",
-    "CapacityExceeded",
-    "ProtectedFromScaleIn",
+CONVERGED_STATES: frozenset[ClusterState | None] = frozenset(
+    {"Deployed", "Stopped", "Empty", "Terminated"}
 )
-_NEVER_DEPLOYED: frozenset[str | None] = frozenset({None, "Init", "Deploying", "Error"})
+_NEVER_DEPLOYED: frozenset[ClusterState | None] = frozenset({None, "Init", "Deploying", "Error"})
 
 
 def selector_for(cluster: str) -> str:
@@ -40,7 +36,7 @@ def selector_for(cluster: str) -> str:
     return f"nodecluster.io/cluster={cluster}"
 
 
-def _node_errors(nodes: list[NodeView]) -> Counter[str]:
+def _node_errors(nodes: list[NodeView]) -> Counter[Reason]:
     return Counter(n.error_reason for n in nodes if n.error_reason)
 
 
@@ -91,7 +87,7 @@ def derive_state(declared: Declared, observed: Observed, plan: Plan) -> tuple[Cl
     ):
         return "Starting", f"{ready} of {desired} nodes running"
 
-    blocked = [b for b in plan.blockers if b.reason in _STALL_REASONS]
+    blocked = [b for b in plan.blockers if b.reason.stalls]
     if errors or blocked:
         detail = blocked[0].message if blocked else _error_summary(active)
         if ready == 0 and desired > 0:
@@ -124,13 +120,13 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
     now = observed.now
 
     converged = state in CONVERGED_STATES and plan.empty
-    stall = next((b for b in plan.blockers if b.reason in _STALL_REASONS), None)
+    stall = next((b for b in plan.blockers if b.reason.stalls), None)
     if stall is None and observed.provider_problem is not None:
         stall = None if converged else Blocker(*observed.provider_problem)
     node_errors = _node_errors(active)
     if stall is None and node_errors and state in ("Error", "PartlyDeployed"):
         reason = node_errors.most_common(1)[0][0]
-        if reason in _STALL_REASONS:
+        if reason.stalls:
             stall = Blocker(reason, _error_summary(active))
     paused = plan.paused
 
@@ -138,7 +134,7 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
         prev,
         "Ready",
         converged and not paused,
-        "Converged" if converged else state,
+        Reason.CONVERGED if converged else state,
         message,
         generation,
         now,
@@ -147,7 +143,7 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
         prev,
         "Reconciling",
         not converged and stall is None and not paused,
-        "Paused" if paused else ("Converged" if converged else state),
+        Reason.PAUSED if paused else (Reason.CONVERGED if converged else state),
         "reconciliation paused by spec.paused" if paused else message,
         generation,
         now,
@@ -156,19 +152,19 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
         prev,
         "Stalled",
         stall is not None,
-        stall.reason if stall else "Progressing",
+        stall.reason if stall else Reason.PROGRESSING,
         stall.message if stall else "",
         generation,
         now,
     )
-    degraded_reason = "AsExpected"
+    degraded_reason = Reason.AS_EXPECTED
     degraded_msg = ""
-    short = next((b for b in plan.blockers if b.reason == "TooManyUnhealthy"), None)
+    short = next((b for b in plan.blockers if b.reason == Reason.TOO_MANY_UNHEALTHY), None)
     if short is not None:
         degraded_reason, degraded_msg = short.reason, short.message
     elif plan.unhealthy:
         degraded_reason, degraded_msg = (
-            "UnhealthyNodes",
+            Reason.UNHEALTHY_NODES,
             f"unhealthy: {', '.join(plan.unhealthy[:5])}",
         )
     elif node_errors and state not in ("Deploying",):
@@ -177,7 +173,7 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
     degraded_c = condition(
         prev,
         "Degraded",
-        degraded_reason != "AsExpected",
+        degraded_reason != Reason.AS_EXPECTED,
         degraded_reason,
         degraded_msg,
         generation,
@@ -200,3 +196,88 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
         last_scale_time=observed.previous.last_scale_time,
         conditions=[ready_c, reconciling_c, stalled_c, degraded_c],
     )
+
+
+def after(observed: Observed, done: Plan, profile_hash: str) -> Observed:
+    """The world as it will be once a plan's writes land: deleted nodes are going,
+    power changes are asked for, new nodes exist (with nothing running yet)."""
+    gone = {d.name for d in done.deletes}
+    power = {s.name: s.power_state for s in done.power}
+    nodes: list[NodeView] = []
+    for n in observed.nodes:
+        if n.name in gone:
+            nodes.append(replace(n, deleting=True))
+        elif n.name in power:
+            nodes.append(replace(n, power_state=power[n.name]))
+        else:
+            nodes.append(n)
+    nodes += [
+        NodeView(
+            name=c.name,
+            created_at=observed.now,
+            zone=c.zone,
+            power_state=c.power_state,
+            profile_hash=profile_hash,
+        )
+        for c in done.creates
+    ]
+    headroom = None if observed.headroom is None else observed.headroom - len(done.creates)
+    return replace(observed, nodes=tuple(nodes), headroom=headroom)
+
+
+@dataclass(frozen=True)
+class SizeChange:
+    """A change of a cluster's size (not a replacement of broken or outdated nodes)."""
+
+    before: int
+    after: int
+
+
+@dataclass(frozen=True)
+class ClusterReport:
+    """What a NodeCluster reconcile writes: its status, and a size change worth an Event."""
+
+    status: NodeClusterStatus
+    size_change: SizeChange | None = None
+
+
+def cluster_status(
+    declared: Declared, observed: Observed, done: Plan, machines_left: int = 0
+) -> ClusterReport:
+    """The status a reconcile writes after executing `done`, a plan made from `observed`.
+
+    Status describes the world once the plan's writes land, and what the plan did: the
+    plan made after it would not remediate again (its nodes are already going), but the
+    cluster is still Recovering, and its unhealthy nodes are still named. A terminating
+    cluster stays `Terminating` while nodes, orphan machines (`machines_left`, found by
+    the sweep) or this plan's deletes remain. A change of size (nodes created or deleted
+    toward another count, outside termination) stamps `lastScaleTime`.
+    """
+    final_view = after(observed, done, declared.profile_hash)
+    plan_after = plan(declared, final_view)
+    status_plan = replace(
+        plan_after,
+        remediating=done.remediating or plan_after.remediating,
+        unhealthy=done.unhealthy or plan_after.unhealthy,
+    )
+    status = derive_status(declared, final_view, status_plan)
+    nodes = observed.nodes
+    if done.terminating and (nodes or machines_left or done.deletes):
+        status = status.model_copy(update={"state": "Terminating"})
+    before = sum(1 for n in nodes if not n.deleting)
+    change = None
+    if before != done.desired and (done.creates or done.deletes) and not done.terminating:
+        status = status.model_copy(update={"last_scale_time": observed.now})
+        change = SizeChange(before, done.desired)
+    return ClusterReport(status, change)
+
+
+def progress_only(old: NodeClusterStatus, new: NodeClusterStatus) -> bool:
+    """Whether a new status only moves counts and messages along: same state, same
+    generation observed, same conditions (type, status, reason), same last scale."""
+
+    def gist(s: NodeClusterStatus) -> tuple[object, ...]:
+        conditions = tuple((c.type, c.status, c.reason) for c in s.conditions)
+        return (s.state, s.observed_generation, conditions, s.last_scale_time)
+
+    return gist(old) == gist(new)

@@ -1,0 +1,115 @@
+"""The reasons the operator writes in conditions, and what each one means for its behaviour.
+
+A condition's `reason` is API: Argo CD health checks, alerts and scripts switch on it. So
+the words live in one `StrEnum`, and so does what the controllers and the planner do
+about each: whether it stalls a cluster (a person must act), whether it marks a node as
+erroring, whether it is the machine's own fault (remediation would help) and whether it
+passes by itself (retry). Before, four modules each kept their own set of strings and a
+misspelt reason silently fell out of all of them; now mypy catches it.
+
+Drivers raise typed errors (`providers/base.py`); each error type names its reason here,
+so the controllers decide retry versus report from the type, never from a message.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a condition is as it is. The value is the CamelCase word written to the API."""
+
+    # The provider, or what the operator asks of it.
+    PROVIDER_NOT_FOUND = "ProviderNotFound"
+    """The NodeProvider a cluster or node names does not exist."""
+    INVALID_PROVIDER_CONFIG = "InvalidProviderConfig"
+    """Driver config, credentials, user data or profile are wrong: retrying cannot help."""
+    PROVIDER_NOT_READY = "ProviderNotReady"
+    """The NodeProvider exists but cannot be used yet."""
+    PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+    """A passing provider fault: timeout, throttling, a 5xx. Retried with backoff."""
+    PROVIDER_ERROR = "ProviderError"
+    """A provider error of no more specific type."""
+    QUOTA_EXCEEDED = "QuotaExceeded"
+    """An account or NodeProvider quota forbids more machines or cores."""
+    CAPACITY_EXCEEDED = "CapacityExceeded"
+    """The provider has no room for this machine type or zone right now."""
+    NOT_FOUND = "NotFound"
+    """The machine does not exist at the provider."""
+    MACHINE_MISSING = "MachineMissing"
+    """A machine that existed has vanished at the provider."""
+    DRIVER_READY = "DriverReady"
+    """The NodeProvider's driver was built and answers."""
+    MACHINE_RUNNING = "MachineRunning"
+    """The node's machine runs as asked."""
+
+    # The planner's verdicts.
+    PROTECTED_FROM_SCALE_IN = "ProtectedFromScaleIn"
+    """Nodes that should go are annotated nodecluster.io/protect-from-scale-in."""
+    TOO_MANY_UNHEALTHY = "TooManyUnhealthy"
+    """More nodes are unhealthy than maxUnhealthy: remediation waits."""
+    UNHEALTHY_NODES = "UnhealthyNodes"
+    """Some nodes are unhealthy and being remediated."""
+    PAUSED = "Paused"
+    """spec.paused: nothing is changed."""
+
+    # Resting values of the kstatus conditions.
+    CONVERGED = "Converged"
+    """Ready/Reconciling: everything matches the declaration."""
+    PROGRESSING = "Progressing"
+    """Stalled=False: nothing blocks progress."""
+    AS_EXPECTED = "AsExpected"
+    """Degraded=False: nothing is broken."""
+
+    @property
+    def stalls(self) -> bool:
+        """Whether it stops a cluster until a person acts (Stalled=True)."""
+        return self in _STALLS
+
+    @property
+    def marks_node_error(self) -> bool:
+        """Whether a node whose Ready condition says it is erroring (not just settling)."""
+        return self in _NODE_ERRORS
+
+    @property
+    def machine_fault(self) -> bool:
+        """Whether a node erroring for it is itself broken, so that replacing the machine
+        could help. Quota, capacity and configuration are not the machine's fault:
+        recreating it would only fail the same way, over and over."""
+        return self not in _NOT_THE_MACHINES_FAULT
+
+
+_STALLS = frozenset(
+    {
+        Reason.INVALID_PROVIDER_CONFIG,
+        Reason.PROVIDER_NOT_FOUND,
+        Reason.PROVIDER_NOT_READY,
+        Reason.QUOTA_EXCEEDED,
+        Reason.CAPACITY_EXCEEDED,
+        Reason.PROTECTED_FROM_SCALE_IN,
+    }
+)
+_NODE_ERRORS = frozenset(
+    {
+        Reason.PROVIDER_UNAVAILABLE,
+        Reason.CAPACITY_EXCEEDED,
+        Reason.QUOTA_EXCEEDED,
+        Reason.INVALID_PROVIDER_CONFIG,
+        Reason.PROVIDER_NOT_FOUND,
+        Reason.MACHINE_MISSING,
+        Reason.PROVIDER_ERROR,
+    }
+)
+_NOT_THE_MACHINES_FAULT = frozenset(
+    {Reason.QUOTA_EXCEEDED, Reason.CAPACITY_EXCEEDED, Reason.INVALID_PROVIDER_CONFIG}
+)
+
+
+def reason_of(word: str | None) -> Reason | None:
+    """The Reason a word read back from the API stands for, if it is one of ours."""
+    if word is None:
+        return None
+    try:
+        return Reason(word)
+    except ValueError:
+        return None

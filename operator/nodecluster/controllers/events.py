@@ -1,0 +1,119 @@
+"""What a watch event does: keep the caches current and wake the right work queue.
+
+These functions are the whole of the operator's reaction to the watch. kopf calls them
+from `handlers.py`; the in-process test harness (`nodecluster.testing`) calls the same
+functions with the fake API's events, so what is tested is what runs. They never call
+the API or a provider: an event only wakes a key, and the queue's reconcile reads the
+world afresh (level-triggered).
+
+`type` is the watch event's type ("ADDED", "MODIFIED", "DELETED", or None for the
+initial listing, as kopf passes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nodecluster.api.nodeprovider import NodeProvider
+from nodecluster.controllers.world import World
+
+
+def _meta(body: Mapping[str, Any]) -> tuple[str, str]:
+    meta = body.get("metadata", {})
+    return str(meta.get("namespace") or ""), str(meta.get("name", ""))
+
+
+def on_provider_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
+    """Keep the provider cache current and wake its reconcile."""
+    _, name = _meta(body)
+    if type == "DELETED":
+        world.forget_provider(name)
+        for key in world.book.clusters_of(name):
+            world.queues.cluster.add(key)
+        return
+    world.providers.specs[name] = NodeProvider.model_validate(dict(body))
+    if world.bodies.observe(("NodeProvider", "", name), dict(body)):
+        world.queues.provider.add(name)
+
+
+def on_cluster_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
+    """Wake the cluster's reconcile with the newest body."""
+    namespace, name = _meta(body)
+    key = (namespace, name)
+    if key in world.book.pending_operations:
+        world.queues.operation.add(key)
+    if type == "DELETED":
+        world.forget_cluster(key)
+        return
+    provider = str(body.get("spec", {}).get("providerRef", {}).get("name", ""))
+    world.book.track(key, provider)
+    if world.bodies.observe(("NodeCluster", namespace, name), dict(body)):
+        world.queues.cluster.add(key)
+
+
+def on_node_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
+    """Wake the node's own reconcile, and (debounced) its cluster's."""
+    namespace, name = _meta(body)
+    key = (namespace, name)
+    cluster = str(body.get("spec", {}).get("clusterName", ""))
+    if cluster:
+        parent = (namespace, cluster)
+        world.queues.cluster.add(parent, delay=world.settings.child_debounce_seconds)
+        if parent in world.book.pending_operations:
+            world.queues.operation.add(parent, delay=world.settings.child_debounce_seconds)
+    if type == "DELETED":
+        world.queues.node.forget(key)
+        world.bodies.forget(("ClusterNode", namespace, name))
+        return
+    work = needs_work(body, retry_due=world.queues.node.knows(key))
+    fresh = world.bodies.observe(("ClusterNode", namespace, name), dict(body), keep=work)
+    if fresh and work:
+        world.queues.node.add(key)
+
+
+def on_operation_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
+    """Operations run per cluster, one at a time, in creation order: wake that cluster's."""
+    namespace, _ = _meta(body)
+    cluster = str(body.get("spec", {}).get("clusterName", ""))
+    if cluster and type != "DELETED":
+        world.queues.operation.add((namespace, cluster))
+
+
+def needs_work(body: Mapping[str, Any], retry_due: bool) -> bool:
+    """Whether a ClusterNode event asks its controller to act now.
+
+    The node controller's own status writes come back as events; waking it for those
+    would cost a reconcile and a provider call each. Work is needed when the object is
+    being deleted, its spec changed (generation), it has no machine yet and no reported
+    error, or its power state differs from the request. Errors and settling machines are
+    retried by the queue's own timers, with backoff: `retry_due` says whether this
+    process has one for the node. After a restart there is none, so the first sighting of
+    such a node (in the initial listing) starts its reconcile; otherwise a node whose
+    create failed just before a kill -9 would wait forever for a retry nobody scheduled.
+    A Failed machine is its cluster's to replace, never the node's to retry.
+    """
+    meta = body.get("metadata", {})
+    status = body.get("status") or {}
+    spec = body.get("spec", {})
+    if meta.get("deletionTimestamp"):
+        return True
+    if status.get("observedGeneration") != meta.get("generation"):
+        return True
+    if status.get("message"):
+        return not retry_due
+    if status.get("providerId") is None:
+        return True
+    state = status.get("state")
+    if state in ("Running", "Stopped"):
+        return bool(state != spec.get("powerState", "Running"))
+    return state != "Failed" and not retry_due
+
+
+WATCHED = {
+    "nodeproviders": on_provider_event,
+    "nodeclusters": on_cluster_event,
+    "clusternodes": on_node_event,
+    "nodeclusteroperations": on_operation_event,
+}
+"""The handler of each watched kind (plural), for whoever delivers the watch."""

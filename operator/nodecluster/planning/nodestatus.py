@@ -1,0 +1,120 @@
+"""Derive a ClusterNode's status from what its provider reports: pure, like the cluster's.
+
+The node controller calls the provider and writes what these functions return; nothing
+else decides what a node's status says. Three situations exist:
+
+- the provider answered with the machine (`status_from_machine`);
+- a call failed, or the provider cannot be used (`status_from_error`): what is known is
+  kept, and the Ready condition says why in the reason's words;
+- the node is being deleted and waits out its grace period or its machine's deletion
+  (`status_deleting`).
+
+The machine is seen through `MachineFacts`, a read-only protocol that the providers'
+`Machine` satisfies, so planning needs nothing from the providers layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from nodecluster.api.clusternode import ClusterNode, ClusterNodeStatus, NodeAddress, NodeState
+from nodecluster.api.reasons import Reason
+from nodecluster.planning.conditions import condition
+
+SETTLING_STATES: frozenset[NodeState] = frozenset(
+    {"Provisioning", "Stopping", "Starting", "Rebooting", "Deleting"}
+)
+"""Transitional machine states: the machine will change without being asked again."""
+
+
+class MachineFacts(Protocol):
+    """What a provider reports about a machine (providers.base.Machine has all of it)."""
+
+    @property
+    def provider_id(self) -> str: ...
+    @property
+    def state(self) -> NodeState: ...
+    @property
+    def zone(self) -> str | None: ...
+    @property
+    def machine_type(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def addresses(self) -> Sequence[tuple[str, str]]: ...
+
+
+def status_from_machine(
+    node: ClusterNode, machine: MachineFacts, now: datetime, rebooted: bool = False
+) -> ClusterNodeStatus:
+    """The node's status given what the provider reports.
+
+    `rebooted`: a reboot the spec asked for was issued just now; its time is recorded,
+    so the request (an older `spec.rebootRequestedAt`) is not carried out twice.
+    """
+    old = node.status
+    state = machine.state
+    wanted = node.spec.power_state
+    healthy = state == "Running" and wanted == "Running"
+    settled = state in ("Running", "Stopped")
+    if healthy or (state == "Stopped" and wanted == "Stopped"):
+        unhealthy_since = None
+    else:
+        unhealthy_since = old.unhealthy_since or (now if settled or state == "Failed" else None)
+    reason = Reason.MACHINE_RUNNING.value if healthy else f"Machine{state}"
+    last_reboot = now if rebooted else old.last_reboot_time
+    return ClusterNodeStatus(
+        observed_generation=node.metadata.generation,
+        state=state,
+        provider_id=machine.provider_id,
+        zone=machine.zone,
+        machine_type=machine.machine_type,
+        addresses=[NodeAddress(type=t, address=a) for t, a in machine.addresses],
+        ready=healthy,
+        machine_created_at=machine.created_at.replace(microsecond=0),
+        last_reboot_time=last_reboot,
+        unhealthy_since=unhealthy_since,
+        message=None,
+        conditions=[
+            condition(
+                old.conditions,
+                "Ready",
+                healthy,
+                reason,
+                f"machine is {state}",
+                node.metadata.generation,
+                now,
+            )
+        ],
+    )
+
+
+def status_from_error(
+    node: ClusterNode, reason: Reason, message: str, now: datetime
+) -> ClusterNodeStatus:
+    """The node's status after a provider call failed: keep what is known, say why."""
+    old = node.status
+    return old.model_copy(
+        update={
+            "observed_generation": node.metadata.generation,
+            "state": old.state or "Pending",
+            "ready": False if old.state != "Running" else old.ready,
+            "message": message,
+            "conditions": [
+                condition(
+                    old.conditions, "Ready", False, reason, message, node.metadata.generation, now
+                )
+            ],
+        }
+    )
+
+
+def status_deleting(node: ClusterNode, grace_left: float | None = None) -> ClusterNodeStatus:
+    """The node's status while it is deleted: during its grace period (`grace_left`
+    seconds to go) or while its machine is deleted."""
+    update: dict[str, object] = {"state": "Deleting", "ready": False}
+    if grace_left is not None:
+        update["message"] = f"draining; machine deleted in {grace_left:.0f}s"
+    return node.status.model_copy(update=update)
