@@ -52,10 +52,14 @@ class LoopClock:
 
     def __init__(self, epoch: datetime = datetime(2030, 1, 1, tzinfo=UTC)) -> None:
         self.epoch = epoch
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def monotonic(self) -> float:
-        """See Clock.monotonic."""
-        return asyncio.get_running_loop().time()
+        """See Clock.monotonic. The loop is the one running at the first call, so a worker
+        thread of it (a driver's blocking file access) reads the same time."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop.time()
 
     def now(self) -> datetime:
         """See Clock.now: `epoch` plus the loop's time."""

@@ -53,6 +53,6 @@ def build_world(
         settings=settings,
         node_index=node_index,
         queues=queues,
-        providers=ProviderBook(api=api, registry=registry),
+        providers=ProviderBook(api=api, registry=registry, clock=clock),
     )
     return world

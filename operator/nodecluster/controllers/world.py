@@ -256,6 +256,7 @@ class ProviderBook:
 
     api: KubeApi
     registry: ProviderRegistry
+    clock: Clock
     specs: dict[str, NodeProvider] = field(default_factory=dict)
     errors: dict[str, tuple[Reason, str]] = field(default_factory=dict)
     """Why a provider's driver could not be built, for its clusters to report."""
@@ -328,6 +329,7 @@ class ProviderBook:
             max_cores=np.spec.quotas.max_cores,
             cores_by_type={b.machine_type: b.cores for b in np.spec.buckets},
             call_timeout_seconds=float(np.spec.call_timeout_seconds),
+            clock=self.clock,
         )
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from nodecluster.clock import Clock, SystemClock
+
 MachineState = Literal[
     "Provisioning", "Running", "Stopping", "Stopped", "Starting", "Rebooting", "Deleting", "Failed"
 ]
@@ -112,6 +114,9 @@ class ProviderConfig:
     cores_by_type: Mapping[str, int] = field(default_factory=dict)
     call_timeout_seconds: float = 120.0
     """The NodeProvider's spec.callTimeoutSeconds: the registry bounds every call by it."""
+    clock: Clock = field(default_factory=SystemClock, repr=False, compare=False)
+    """The operator's clock, for drivers that model time themselves (the simulator's
+    latencies): a test that moves the operator's time moves theirs too."""
 
 
 @runtime_checkable

@@ -26,7 +26,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,9 +203,11 @@ class Inventory:
     the operator writes, without an event loop.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, now: Callable[[], float] = time.time) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.now = now
+        """Seconds since the epoch: the operator's clock (moved by tests), else the real one."""
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             str(path), check_same_thread=False, isolation_level=None, timeout=30
@@ -233,7 +235,7 @@ class Inventory:
         with self._lock:
             self._db.execute(
                 "INSERT INTO calls(at, op, name, outcome) VALUES (?,?,?,?)",
-                (time.time(), op, name, outcome),
+                (self.now(), op, name, outcome),
             )
 
     def create(
@@ -246,7 +248,7 @@ class Inventory:
     ) -> tuple[sqlite3.Row, bool]:
         """Insert the machine unless it exists; return (row, created). Checks limits atomically."""
         capacity, max_nodes, max_cores = limits
-        now = time.time()
+        now = self.now()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -318,7 +320,7 @@ class Inventory:
     def get(self, name: str) -> sqlite3.Row | None:
         """One machine, or None once it is gone."""
         with self._lock:
-            self._purge(time.time())
+            self._purge(self.now())
             row: sqlite3.Row | None = self._db.execute(
                 "SELECT * FROM machines WHERE name=?", (name,)
             ).fetchone()
@@ -327,7 +329,7 @@ class Inventory:
     def list(self, cluster: str | None = None) -> list[sqlite3.Row]:
         """Machines of one cluster, or all."""
         with self._lock:
-            self._purge(time.time())
+            self._purge(self.now())
             if cluster is None:
                 return list(self._db.execute("SELECT * FROM machines ORDER BY name"))
             return list(
@@ -342,7 +344,7 @@ class Inventory:
 
     def mark_deleting(self, name: str, latency: float) -> sqlite3.Row | None:
         """Start deleting (idempotent): the machine disappears after `latency`."""
-        now = time.time()
+        now = self.now()
         with self._lock:
             self._purge(now)
             self._db.execute(
@@ -359,7 +361,7 @@ class Inventory:
         self, name: str, power: str, latency: float, force: bool = False
     ) -> sqlite3.Row | None:
         """Ask for a power state (idempotent unless force, used by reboot)."""
-        now = time.time()
+        now = self.now()
         with self._lock:
             self._purge(now)
             cond = "" if force else " AND power != ?"
@@ -388,12 +390,12 @@ def _state(row: sqlite3.Row, now: float) -> MachineState:
     return "Stopped" if row["power"] == "Stopped" else "Running"
 
 
-def _machine(row: sqlite3.Row) -> Machine:
+def _machine(row: sqlite3.Row, now: float) -> Machine:
     return Machine(
         name=row["name"],
         provider_id=row["provider_id"],
         cluster=row["cluster"],
-        state=_state(row, time.time()),
+        state=_state(row, now),
         machine_type=row["machine_type"],
         zone=row["zone"],
         cores=row["cores"],
@@ -414,7 +416,7 @@ class SimulatorDriver:
             _min(self.settings.max_cores, config.max_cores),
         )
         try:
-            self.inventory = Inventory(self.settings.path)
+            self.inventory = Inventory(self.settings.path, lambda: config.clock.now().timestamp())
         except (OSError, sqlite3.Error) as err:
             raise InvalidConfig(
                 f"cannot open simulator inventory {self.settings.path}: {err}"
@@ -467,7 +469,7 @@ class SimulatorDriver:
         if fail_after:
             raise Retryable(f"simulated failure of create {spec.name} (after it took effect)")
         # Like a cloud's create: accepted at once, Provisioning until the latency elapsed.
-        return _machine(row)
+        return _machine(row, self.inventory.now())
 
     async def delete(self, name: str) -> None:
         """Delete; NotFound once gone."""
@@ -489,12 +491,12 @@ class SimulatorDriver:
         row = await asyncio.to_thread(self.inventory.get, name)
         if row is None:
             raise NotFound(f"machine {name} does not exist")
-        return _machine(row)
+        return _machine(row, self.inventory.now())
 
     async def list(self, cluster: str | None = None) -> list[Machine]:
         """Every machine of a cluster, or all of them."""
         rows = await asyncio.to_thread(self.inventory.list, cluster)
-        return [_machine(r) for r in rows]
+        return [_machine(r, self.inventory.now()) for r in rows]
 
     async def _power(self, op: str, name: str, power: str, force: bool = False) -> Machine:
         fail_after = await self._faults(op, name)
@@ -507,7 +509,7 @@ class SimulatorDriver:
             raise NotFound(f"machine {name} does not exist")
         if fail_after:
             raise Retryable(f"simulated failure of {op} {name} (after it took effect)")
-        return _machine(row)
+        return _machine(row, self.inventory.now())
 
     async def start(self, name: str) -> Machine:
         """Power on."""

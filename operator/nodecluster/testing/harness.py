@@ -1,0 +1,184 @@
+"""The operator's real controllers in one process, on `FakeKube`: the `Harness`.
+
+What runs is what runs in production, minus kopf: `build_world` builds the world, the
+work queues run the reconcilers, and the fake's watch events go to the same functions
+kopf calls (`controllers/events.py`), after the node index is updated as kopf updates
+its index. As with kopf, the node index is complete before any handler sees the initial
+listing, so a cluster never plans from half of its nodes.
+
+    async with Harness(fake) as harness:
+        fake.add(NODEPROVIDERS, provider)
+        await fake.create(NODECLUSTERS, "default", cluster)
+        await harness.wait_for(lambda: state(fake) == "Deployed")
+
+Use it with `looptime` (`@pytest.mark.looptime`): the loop's clock then jumps over every
+wait, so a test that waits out a 10-minute startup timeout takes milliseconds, and
+`LoopClock` (the default clock here) moves the timestamps the controllers write with it.
+A driver author can run their driver under the real controllers by registering it in
+the `registry` given to the harness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from types import TracebackType
+
+from nodecluster.clock import Clock, LoopClock
+from nodecluster.controllers.assembly import build_world
+from nodecluster.controllers.events import WATCHED
+from nodecluster.controllers.expectations import NsName
+from nodecluster.controllers.world import IndexedNode, Settings, World, index_node
+from nodecluster.providers.registry import ProviderRegistry
+from nodecluster.testing.fakekube import FakeKube, Watch, WatchEvent
+
+POLL_SECONDS = 0.05
+"""How often `wait_for` looks at its condition (loop time: free under looptime)."""
+
+
+class LocalNodeIndex:
+    """ClusterNodes by (namespace, cluster), kept from watch events as kopf keeps its index."""
+
+    def __init__(self) -> None:
+        self._stores: dict[NsName, dict[str, IndexedNode]] = {}
+
+    def apply(self, event: WatchEvent) -> None:
+        """Update the index with one ClusterNode event."""
+        entry = index_node(event.body)
+        for key, view in entry.items():
+            store = self._stores.setdefault(key, {})
+            if event.type == "DELETED":
+                store.pop(view.name, None)
+                if not store:
+                    del self._stores[key]
+            else:
+                store[view.name] = view
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._stores
+
+    def __getitem__(self, key: NsName) -> Iterable[IndexedNode]:
+        return list(self._stores[key].values())
+
+    def values(self) -> Iterator[Iterable[IndexedNode]]:
+        """Every cluster's nodes."""
+        return (list(store.values()) for store in self._stores.values())
+
+
+class Harness:
+    """The controllers, running on a FakeKube until the harness is stopped.
+
+    `registry` defaults to the installed drivers (the simulator among them); `clock` to a
+    `LoopClock`; `settings` to the defaults. Stopping and starting a new harness on the
+    same fake (and the same simulator files) is an operator restart.
+    """
+
+    def __init__(
+        self,
+        api: FakeKube,
+        registry: ProviderRegistry | None = None,
+        clock: Clock | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.api = api
+        self.registry = registry if registry is not None else ProviderRegistry()
+        self.clock: Clock = clock if clock is not None else LoopClock()
+        self.settings = settings if settings is not None else Settings()
+        self.index = LocalNodeIndex()
+        self._world: World | None = None
+        self._watch: Watch | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    @property
+    def world(self) -> World:
+        """The controllers' world (while started)."""
+        assert self._world is not None, "the harness is not started"
+        return self._world
+
+    async def start(self) -> None:
+        """Build the world and deliver the initial listing, then every change."""
+        self._world = build_world(self.settings, self.api, self.registry, self.clock, self.index)
+        self._watch = self.api.watch(*WATCHED, initial=True)
+        initial = self._watch.drain()
+        for event in initial:
+            if event.kind == "clusternodes":
+                self.index.apply(event)
+        for event in initial:
+            WATCHED[event.kind](self.world, None, event.body)
+        self._pump = asyncio.get_running_loop().create_task(self._deliver(self._watch))
+
+    async def stop(self) -> None:
+        """Stop watching, finish what runs, close the drivers (the fake stays as it is)."""
+        if self._watch is not None:
+            self._watch.close()
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        if self._world is not None:
+            await self._world.queues.close()
+        await self.registry.close()
+        self._world = self._watch = self._pump = None
+
+    async def restart(self) -> None:
+        """Stop and start again: a new world over the same API and provider state."""
+        await self.stop()
+        self.index = LocalNodeIndex()
+        await self.start()
+
+    async def __aenter__(self) -> Harness:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _deliver(self, watch: Watch) -> None:
+        async for event in watch:
+            if event.kind == "clusternodes":
+                self.index.apply(event)
+            WATCHED[event.kind](self.world, event.type, event.body)
+
+    def busy(self) -> bool:
+        """Whether any reconcile runs or waits to run (timers for later do not count)."""
+        if self._world is None:
+            return False
+        return any(queue.pending() for queue in self._world.queues.all()) or bool(
+            self._watch is not None and self._watch.pending()
+        )
+
+    async def wait_for(
+        self,
+        condition: Callable[[], bool | Awaitable[bool]],
+        within: float = 600.0,
+        what: str = "",
+    ) -> None:
+        """Wait until `condition()` holds, at most `within` seconds of loop time.
+
+        Under looptime the loop's clock jumps while everything waits, so `within` bounds
+        how much operator time may pass, not how long the test takes.
+        """
+        try:
+            async with asyncio.timeout(within):
+                while True:
+                    result = condition()
+                    if inspect.isawaitable(result):
+                        result = await result
+                    if result:
+                        return
+                    await asyncio.sleep(POLL_SECONDS)
+        except TimeoutError:
+            label = what or getattr(condition, "__name__", "condition")
+            raise AssertionError(f"{label} did not hold within {within:g}s") from None
+
+    async def idle(self, within: float = 600.0) -> None:
+        """Wait until nothing runs or waits to run: the operator has done all it will do
+        until a timer (a resync, a retry) or a change wakes it."""
+        await self.wait_for(lambda: not self.busy(), within, "the operator being idle")
