@@ -139,23 +139,24 @@ async def reconcile_cluster(world: World, key: NsName) -> float | None:
     """Bring one NodeCluster's nodes toward its declaration; return when to look again."""
     async with world.book.lock(key):
         scope = await read(world, key)
-        if scope is None:
-            return None
-        for phase in PHASES:
-            stop = await phase(world, scope)
-            if stop is not None:
-                return stop.again
-        return None  # next_look always stops
+        if scope is not None:
+            for phase in PHASES:
+                stop = await phase(world, scope)
+                if stop is not None:
+                    return stop.again
+            return None  # next_look always stops
+    # Gone (a child's last event can wake a cluster deleted meanwhile): forget it, its
+    # lock included, once the lock is released.
+    world.forget_cluster(key)
+    return None
 
 
 async def read(world: World, key: NsName) -> ClusterScope | None:
-    """The NodeCluster as newest known, parsed once; None (and forgotten) if it is gone."""
+    """The NodeCluster as newest known, parsed once; None if it is gone."""
     cache_key = ("NodeCluster", *key)
     try:
         body = await world.body(NODECLUSTERS, cache_key)
     except KubeNotFound:
-        world.expectations.forget(key)
-        world.bodies.forget(cache_key)
         return None
     return ClusterScope(
         key=key, body=body, cluster=NodeCluster.model_validate(body), now=world.now()

@@ -540,11 +540,13 @@ def _stable_index(name: str, n: int) -> int:
     return sum(name.encode()) % n
 
 
-def inventory_rows(path: Path) -> list[dict[str, Any]]:
-    """The whole inventory as plain dicts (for audits and the CLI)."""
-    inv = Inventory(path)
+def inventory_rows(path: Path, now: float | None = None) -> list[dict[str, Any]]:
+    """The whole inventory as plain dicts (for audits and the CLI), as of `now` (seconds
+    since the epoch on the operator's clock; default: the real time)."""
+    at = time.time() if now is None else now
+    inv = Inventory(path, now=lambda: at)
     try:
-        now = time.time()
+        now = at
         return [
             {
                 "name": r["name"],

@@ -71,7 +71,8 @@ class Harness:
     """The controllers, running on a FakeKube until the harness is stopped.
 
     `registry` defaults to the installed drivers (the simulator among them); `clock` to a
-    `LoopClock`; `settings` to the defaults. Stopping and starting a new harness on the
+    `LoopClock`; `settings` to the defaults; `watch_lag` delays every watch event (the
+    initial listing excepted), as a busy API server's watch lags behind it. Stopping and starting a new harness on the
     same fake (and the same simulator files) is an operator restart.
     """
 
@@ -81,8 +82,11 @@ class Harness:
         registry: ProviderRegistry | None = None,
         clock: Clock | None = None,
         settings: Settings | None = None,
+        watch_lag: float = 0.0,
     ) -> None:
         self.api = api
+        self.watch_lag = watch_lag
+        """Seconds every watch event arrives after its change: a watch behind the store."""
         self.registry = registry if registry is not None else ProviderRegistry()
         self.clock: Clock = clock if clock is not None else LoopClock()
         self.settings = settings if settings is not None else Settings()
@@ -100,7 +104,7 @@ class Harness:
     async def start(self) -> None:
         """Build the world and deliver the initial listing, then every change."""
         self._world = build_world(self.settings, self.api, self.registry, self.clock, self.index)
-        self._watch = self.api.watch(*WATCHED, initial=True)
+        self._watch = self.api.watch(*WATCHED, initial=True, lag=self.watch_lag)
         initial = self._watch.drain()
         for event in initial:
             if event.kind == "clusternodes":
