@@ -72,8 +72,9 @@ class Harness:
 
     `registry` defaults to the installed drivers (the simulator among them); `clock` to a
     `LoopClock`; `settings` to the defaults; `watch_lag` delays every watch event (the
-    initial listing excepted), as a busy API server's watch lags behind it. Stopping and starting a new harness on the
-    same fake (and the same simulator files) is an operator restart.
+    initial listing excepted), as a busy API server's watch lags behind it. Stopping and
+    starting a new harness on the same fake (and the same simulator files) is an operator
+    restart.
     """
 
     def __init__(
