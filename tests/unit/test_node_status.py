@@ -1,0 +1,112 @@
+"""planning.nodestatus: a ClusterNode's status from what its provider says (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from builders import NOW
+
+from nodecluster.api.clusternode import ClusterNode, NodeState
+from nodecluster.api.reasons import Reason
+from nodecluster.planning.nodestatus import status_deleting, status_from_error, status_from_machine
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What a provider reports (structurally a providers.base.Machine)."""
+
+    state: NodeState = "Running"
+    provider_id: str = "sim://web-b2c4d"
+    zone: str | None = "zone-a"
+    machine_type: str = "small"
+    created_at: Any = NOW - timedelta(minutes=5)
+    addresses: tuple[tuple[str, str], ...] = field(default=(("InternalIP", "10.0.0.4"),))
+
+
+def cluster_node(power: str = "Running", **status: Any) -> ClusterNode:
+    return ClusterNode.model_validate(
+        {
+            "metadata": {"name": "web-b2c4d", "namespace": "team-a", "generation": 2},
+            "spec": {
+                "clusterName": "web",
+                "providerRef": {"name": "sim"},
+                "profile": {"machineType": "small"},
+                "powerState": power,
+            },
+            "status": status,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("state", "power", "ready", "reason", "unhealthy"),
+    [
+        ("Running", "Running", True, "MachineRunning", False),
+        ("Stopped", "Stopped", False, "MachineStopped", False),
+        ("Stopped", "Running", False, "MachineStopped", True),
+        ("Failed", "Running", False, "MachineFailed", True),
+        ("Provisioning", "Running", False, "MachineProvisioning", False),
+    ],
+)
+def test_the_machine_state_decides_ready_and_since_when_unhealthy(
+    state: NodeState, power: str, ready: bool, reason: str, unhealthy: bool
+) -> None:
+    status = status_from_machine(cluster_node(power), Machine(state=state), NOW)
+
+    assert status.ready is ready
+    assert status.state == state
+    assert status.conditions[0].reason == reason
+    assert status.conditions[0].observed_generation == 2
+    assert (status.unhealthy_since == NOW) is unhealthy
+    assert status.provider_id == "sim://web-b2c4d"
+    assert [(a.type, a.address) for a in status.addresses] == [("InternalIP", "10.0.0.4")]
+
+
+def test_unhealthy_since_keeps_its_first_time() -> None:
+    earlier = NOW - timedelta(minutes=3)
+    node = cluster_node(unhealthySince=earlier.isoformat(), state="Failed")
+
+    status = status_from_machine(node, Machine(state="Failed"), NOW)
+
+    assert status.unhealthy_since == earlier
+
+
+def test_a_reboot_issued_now_is_recorded_and_an_old_one_kept() -> None:
+    earlier = NOW - timedelta(hours=1)
+    node = cluster_node(lastRebootTime=earlier.isoformat())
+
+    assert (
+        status_from_machine(node, Machine(state="Rebooting"), NOW, rebooted=True).last_reboot_time
+        == NOW
+    )
+    assert status_from_machine(node, Machine(), NOW).last_reboot_time == earlier
+
+
+def test_an_error_keeps_what_is_known_and_says_why() -> None:
+    node = cluster_node(state="Running", ready=True, providerId="sim://x")
+
+    status = status_from_error(node, Reason.PROVIDER_UNAVAILABLE, "timed out", NOW)
+
+    assert status.state == "Running"
+    assert status.provider_id == "sim://x"
+    assert status.message == "timed out"
+    assert status.conditions[0].status == "False"
+    assert status.conditions[0].reason == "ProviderUnavailable"
+
+
+def test_an_error_before_any_machine_leaves_the_node_pending() -> None:
+    status = status_from_error(cluster_node(), Reason.QUOTA_EXCEEDED, "no room", NOW)
+
+    assert status.state == "Pending"
+    assert status.ready is False
+
+
+def test_a_deleting_node_says_how_long_it_drains() -> None:
+    node = cluster_node(state="Running", ready=True)
+
+    assert status_deleting(node, grace_left=42.4).message == "draining; machine deleted in 42s"
+    plain = status_deleting(node)
+    assert (plain.state, plain.ready, plain.message) == ("Deleting", False, None)
