@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from nodecluster.api.reasons import Reason
 from nodecluster.clock import Clock, SystemClock
 
 MachineState = Literal[
@@ -28,40 +29,40 @@ class ProviderError(Exception):
     """Base of every error a driver raises on purpose."""
 
     retryable: bool = False
-    reason: str = "ProviderError"
+    reason: Reason = Reason.PROVIDER_ERROR
 
 
 class NotFound(ProviderError):
     """The machine does not exist (any more). For delete this means done."""
 
-    reason = "NotFound"
+    reason = Reason.NOT_FOUND
 
 
 class Retryable(ProviderError):
     """A passing fault (timeout, throttling, 5xx): try again later with backoff."""
 
     retryable = True
-    reason = "ProviderUnavailable"
+    reason = Reason.PROVIDER_UNAVAILABLE
 
 
 class CapacityExceeded(ProviderError):
     """The provider has no room for this machine type/zone right now; may clear later."""
 
     retryable = True
-    reason = "CapacityExceeded"
+    reason = Reason.CAPACITY_EXCEEDED
 
 
 class QuotaExceeded(ProviderError):
     """An account or NodeProvider quota forbids more machines or cores."""
 
     retryable = True
-    reason = "QuotaExceeded"
+    reason = Reason.QUOTA_EXCEEDED
 
 
 class InvalidConfig(ProviderError):
     """The driver config, credentials or profile are wrong; retrying will not help."""
 
-    reason = "InvalidProviderConfig"
+    reason = Reason.INVALID_PROVIDER_CONFIG
 
 
 def is_not_found(err: BaseException) -> bool:
