@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import chart  # noqa: E402
 
 HELM = chart.find_helm()
-pytestmark = pytest.mark.skipif(HELM is None, reason="helm not found (tools/build-control-plane)")
+pytestmark = pytest.mark.needs_tool("helm")  # skip or fail: tests/unit/conftest.py
 
 Rules = dict[tuple[str, str, tuple[str, ...]], set[str]]
 

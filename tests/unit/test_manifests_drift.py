@@ -2,8 +2,9 @@
 and manifests/base is `helm template` of it (tools/gen-manifests). Both must match what
 would be generated now, and the kustomize base must build into the same objects.
 
-Helm is built with the local control plane (tools/build-control-plane), which CI always
-builds; only a machine without it skips the tests that render the chart.
+Helm is built with the local control plane (tools/build-control-plane), which tools/test
+always builds; there a missing helm fails the tests that render the chart, elsewhere they
+skip (tests/unit/conftest.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import chart  # noqa: E402
 HELM = chart.find_helm()
 KUBECTL = chart.find_tool("kubectl")
 REGENERATE = "Run tools/gen-manifests"
-needs_helm = pytest.mark.skipif(HELM is None, reason="helm not found (tools/build-control-plane)")
+needs_helm = pytest.mark.needs_tool("helm")
 
 
 def identities(docs: list[Any]) -> set[tuple[str, str, str]]:
@@ -80,11 +81,10 @@ def test_an_edit_to_manifests_base_is_reported(
     assert f"{base}/extra.yaml is not generated" in problems
 
 
-@needs_helm
+@pytest.mark.needs_tool("helm", "kubectl")
 def test_kustomize_builds_the_base_into_the_charts_objects() -> None:
     assert HELM is not None
-    if KUBECTL is None:
-        pytest.skip("kubectl not found (tools/build-control-plane)")
+    assert KUBECTL is not None
     built = subprocess.run(
         [KUBECTL, "kustomize", str(chart.BASE)], capture_output=True, text=True, check=False
     )
