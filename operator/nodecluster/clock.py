@@ -55,8 +55,9 @@ class LoopClock:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def monotonic(self) -> float:
-        """See Clock.monotonic. The loop is the one running at the first call, so a worker
-        thread of it (a driver's blocking file access) reads the same time."""
+        """See Clock.monotonic. The loop is the one running at the first call (which must
+        be made on it), so a worker thread of it (a driver's blocking file access) reads
+        the same time afterwards."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop.time()

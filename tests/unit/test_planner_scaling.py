@@ -267,7 +267,7 @@ def test_quota_headroom_does_not_stop_scale_in() -> None:
 def test_provider_problem_blocks_creates_with_its_reason(
     existing: int, target: int, creates: int, deletes: int, blocked: bool
 ) -> None:
-    problem = ("ProviderNotReady", "NodeProvider sim: cannot open inventory")
+    problem = ("InvalidProviderConfig", "NodeProvider sim: cannot open inventory")
     p = plan(
         declared(spec(targetNodes=target)),
         observed(ready_nodes(existing), provider_problem=problem),

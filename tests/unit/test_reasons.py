@@ -9,7 +9,6 @@ from nodecluster.api.reasons import Reason, reason_of
 STALLS = {
     "InvalidProviderConfig",
     "ProviderNotFound",
-    "ProviderNotReady",
     "QuotaExceeded",
     "CapacityExceeded",
     "ProtectedFromScaleIn",

@@ -24,8 +24,6 @@ class Reason(StrEnum):
     """The NodeProvider a cluster or node names does not exist."""
     INVALID_PROVIDER_CONFIG = "InvalidProviderConfig"
     """Driver config, credentials, user data or profile are wrong: retrying cannot help."""
-    PROVIDER_NOT_READY = "ProviderNotReady"
-    """The NodeProvider exists but cannot be used yet."""
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
     """A passing provider fault: timeout, throttling, a 5xx. Retried with backoff."""
     PROVIDER_ERROR = "ProviderError"
@@ -83,7 +81,6 @@ _STALLS = frozenset(
     {
         Reason.INVALID_PROVIDER_CONFIG,
         Reason.PROVIDER_NOT_FOUND,
-        Reason.PROVIDER_NOT_READY,
         Reason.QUOTA_EXCEEDED,
         Reason.CAPACITY_EXCEEDED,
         Reason.PROTECTED_FROM_SCALE_IN,

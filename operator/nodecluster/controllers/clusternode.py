@@ -17,11 +17,9 @@ condition, then retried with backoff.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from nodecluster.api.clusternode import ClusterNode, ClusterNodeStatus
 from nodecluster.api.nodecluster import NodeCluster
@@ -35,6 +33,7 @@ from nodecluster.controllers.kubeapi import (
     KubeNotFound,
     status_patch,
 )
+from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, run_phases
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import (
     CLUSTER_LABEL,
@@ -58,17 +57,14 @@ from nodecluster.providers.base import (
     ProviderError,
 )
 
-log = logging.getLogger(__name__)
-
 POLL_SETTLING_SECONDS = 1.0
 """How soon a machine in a transitional state is looked at again."""
 SETTLING_FALLBACK_SECONDS = 15.0
 """How soon a settling machine is looked at again by its own get, should its provider's
 list calls fail (they normally wake it as soon as its state changes)."""
 POLLED_STATES = SETTLING_STATES - {"Deleting"}
-"""Transitional states the provider's list calls watch (a deletion polls on its own)."""
-CONFLICT_RETRY_SECONDS = 0.1
-"""How soon a reconcile whose write met a newer object reads it again."""
+"""Transitional states that keep the provider's health poll going (see poll_provider):
+a machine being deleted is polled by its node's own reconciles until NotFound."""
 
 
 @dataclass
@@ -95,34 +91,14 @@ class NodeScope:
         return self.driver
 
 
-@dataclass
-class Stop:
-    """A phase ends the reconcile: look again after `again` seconds (None: on events)."""
-
-    again: float | None
-
-
-Phase = Callable[[World, NodeScope], Awaitable[Stop | None]]
-
-
 async def reconcile_node(world: World, key: NsName) -> float | None:
     """Drive one machine toward its ClusterNode; return when to look again."""
     cache_key = ("ClusterNode", *key)
-    again = await _run_phases(world, cache_key)
+    scope = await read(world, cache_key)
+    again = None if scope is None else await run_phases(world, scope, PHASES)
     if again is None:
         world.bodies.drop(cache_key)  # settled: keep no body until the next event
     return again
-
-
-async def _run_phases(world: World, cache_key: ObjectKey) -> float | None:
-    scope = await read(world, cache_key)
-    if scope is None:
-        return None
-    for phase in PHASES:
-        stop = await phase(world, scope)
-        if stop is not None:
-            return stop.again
-    return None
 
 
 async def read(world: World, cache_key: ObjectKey) -> NodeScope | None:
@@ -154,7 +130,7 @@ async def delete_machine(world: World, scope: NodeScope) -> Stop | None:
     if not scope.deleting:
         return None
     node = scope.node
-    left = await grace_left(world, node, scope.now)
+    left = await grace_left(world, node, world.now())
     if left > 0:
         if node.status.state != "Deleting":
             await write_status(world, scope, status_deleting(node, grace_left=left))
@@ -184,7 +160,10 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
             try:
                 machine = await driver.get(name)
             except NotFound:
-                machine = missing_machine(node, scope.now)
+                # Vanished: reported as Failed, for its cluster to replace. Nothing to
+                # power or reboot.
+                scope.machine = missing_machine(node, scope.now)
+                return None
         power = driver if isinstance(driver, PowerControl) else None
         if power is not None and reboot_due(node) and machine.state in ("Running", "Failed"):
             machine = await power.reboot(name)
@@ -214,20 +193,24 @@ async def next_look(world: World, scope: NodeScope) -> Stop | None:
     a machine not yet in its asked power state soon, a settled one only on events."""
     machine, node = scope.machine, scope.node
     assert machine is not None
-    if machine.state in POLLED_STATES:
+    if machine.state in SETTLING_STATES:
         # The provider's next list call (soon, and one for all of its settling machines)
         # wakes this node when its machine changes; a get per machine per second would
         # cost a thousand provider calls a second while a thousand machines provision.
         world.queues.poll.add(node.spec.provider_ref.name, delay=POLL_SETTLING_SECONDS)
         return Stop(SETTLING_FALLBACK_SECONDS)
-    if machine.state in SETTLING_STATES or (
-        machine.state in ("Running", "Stopped") and machine.state != node.spec.power_state
-    ):
+    if machine.state in ("Running", "Stopped") and machine.state != node.spec.power_state:
         return Stop(POLL_SETTLING_SECONDS)
     return Stop(None)
 
 
-PHASES: tuple[Phase, ...] = (connect, delete_machine, converge_machine, report, next_look)
+PHASES: tuple[Phase[NodeScope], ...] = (
+    connect,
+    delete_machine,
+    converge_machine,
+    report,
+    next_look,
+)
 
 
 def machine_spec(node: ClusterNode, user_data: str | None = None) -> MachineSpec:
@@ -312,10 +295,12 @@ async def release(world: World, scope: NodeScope) -> float | None:
     return None
 
 
-async def report_provider_error(world: World, scope: NodeScope, err: ProviderError) -> None:
-    """Say why in the node's status, then back off (the type decides the reason)."""
+async def report_provider_error(world: World, scope: NodeScope, err: ProviderError) -> NoReturn:
+    """Say why in the node's status, then back off (the error's type names the reason).
+    A reboot issued before the error is recorded, so it is not issued again."""
     reason = provider_reason(err)
-    await write_status(world, scope, status_from_error(scope.node, reason, str(err), scope.now))
+    status = status_from_error(scope.node, reason, str(err), scope.now, rebooted=scope.rebooted)
+    await write_status(world, scope, status)
     raise Backoff(f"{reason}: {err}") from err
 
 

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -35,6 +34,7 @@ from nodecluster.controllers.kubeapi import (
     KubeNotFound,
     status_patch,
 )
+from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, run_phases
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import (
     CLUSTER_FINALIZER,
@@ -74,18 +74,9 @@ TRANSITIONS_WORTH_AN_EVENT: dict[ClusterState, tuple[str, str]] = {
 SAFETY_NET_SECONDS = 30.0
 """How soon a cluster still changing is looked at without an event (child events
 normally come first)."""
-CONFLICT_RETRY_SECONDS = 0.1
-"""How soon a reconcile whose write met a newer object reads it again."""
 PROVIDER_REFRESH_SECONDS = 5.0
 """After creates or deletes, the provider's usage figures are refreshed once this has
 passed (once for a burst)."""
-
-
-@dataclass
-class Stop:
-    """A phase ends the reconcile: look again after `again` seconds (None: on events)."""
-
-    again: float | None
 
 
 @dataclass
@@ -132,22 +123,17 @@ class ClusterScope:
         return self.plan
 
 
-Phase = Callable[[World, ClusterScope], Awaitable[Stop | None]]
-
-
 async def reconcile_cluster(world: World, key: NsName) -> float | None:
     """Bring one NodeCluster's nodes toward its declaration; return when to look again."""
     async with world.book.lock(key):
         scope = await read(world, key)
         if scope is not None:
-            for phase in PHASES:
-                stop = await phase(world, scope)
-                if stop is not None:
-                    return stop.again
-            return None  # next_look always stops
-    # Gone (a child's last event can wake a cluster deleted meanwhile): forget it, its
-    # lock included, once the lock is released.
-    world.forget_cluster(key)
+            return await run_phases(world, scope, PHASES)
+    # Gone. A child's last events wake a cluster deleted meanwhile: its lock, made again
+    # for this reconcile, would otherwise be kept for good.
+    lock = world.book.locks.get(key)
+    if lock is not None and not lock.locked():
+        del world.book.locks[key]
     return None
 
 
@@ -157,6 +143,8 @@ async def read(world: World, key: NsName) -> ClusterScope | None:
     try:
         body = await world.body(NODECLUSTERS, cache_key)
     except KubeNotFound:
+        world.expectations.forget(key)
+        world.bodies.forget(cache_key)
         return None
     return ClusterScope(
         key=key, body=body, cluster=NodeCluster.model_validate(body), now=world.now()
@@ -196,6 +184,7 @@ async def ensure_finalizer(world: World, scope: ClusterScope) -> Stop | None:
 async def observe(world: World, scope: ClusterScope) -> Stop | None:
     """The nodes (cache corrected by in-flight changes), quota headroom and provider."""
     nc = scope.cluster
+    scope.now = world.now()  # after the finalizer write, which may have taken a while
     scope.nodes = world.nodes_of(scope.key)
     scope.observed = Observed(
         nodes=tuple(scope.nodes),
@@ -357,7 +346,7 @@ async def next_look(world: World, scope: ClusterScope) -> Stop | None:
     return Stop(world.settings.idle_resync_seconds)
 
 
-PHASES: tuple[Phase, ...] = (
+PHASES: tuple[Phase[ClusterScope], ...] = (
     ensure_finalizer,
     observe,
     decide,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,8 +52,6 @@ from nodecluster.planning.operations import (
     select_nodes,
 )
 from nodecluster.providers.base import NotFound, ProviderError
-
-log = logging.getLogger(__name__)
 
 WAIT_POLL_SECONDS = 5.0
 """Safety-net requeue while an operation waits for nodes; events usually come first."""
@@ -248,17 +245,20 @@ async def replace_nodes(world: World, scope: OperationScope) -> Outcome:
     )
 
 
-POWER_PATCHES: dict[OperationAction, dict[str, Any]] = {
-    "StopNodes": {
-        "metadata": {"annotations": {POWER_HOLD_ANNOTATION: "Stopped"}},
-        "spec": {"powerState": "Stopped"},
-    },
-    "StartNodes": {
-        "metadata": {"annotations": {POWER_HOLD_ANNOTATION: None}},
-        "spec": {"powerState": "Running"},
-    },
-}
-"""What StopNodes and StartNodes write on each chosen node (RebootNodes stamps a time)."""
+def power_patch(action: OperationAction, now: datetime) -> dict[str, Any]:
+    """What a power action writes on each chosen node (a new dict each time: the API
+    client may keep or change what it is given)."""
+    if action == "StopNodes":
+        return {
+            "metadata": {"annotations": {POWER_HOLD_ANNOTATION: "Stopped"}},
+            "spec": {"powerState": "Stopped"},
+        }
+    if action == "StartNodes":
+        return {
+            "metadata": {"annotations": {POWER_HOLD_ANNOTATION: None}},
+            "spec": {"powerState": "Running"},
+        }
+    return {"spec": {"rebootRequestedAt": rfc3339(now)}}
 
 
 async def power_nodes(world: World, scope: OperationScope) -> Outcome:
@@ -270,10 +270,7 @@ async def power_nodes(world: World, scope: OperationScope) -> Outcome:
         return await_power(scope.action, nodes, status)
     chosen = choose(scope.op, nodes, require=True)
     for n in chosen:
-        patch = POWER_PATCHES.get(scope.action) or {
-            "spec": {"rebootRequestedAt": rfc3339(scope.now)}
-        }
-        await patch_node(world, n, patch)
+        await patch_node(world, n, power_patch(scope.action, scope.now))
     status.phase = "Running"
     status.nodes = [
         NodeResult(name=n.metadata.name, result="Pending", message="requested") for n in chosen

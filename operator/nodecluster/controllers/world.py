@@ -40,14 +40,10 @@ from nodecluster.planning.model import (
     NodeView,
 )
 from nodecluster.providers.base import (
-    CapacityExceeded,
     InvalidConfig,
-    NotFound,
     ProviderConfig,
     ProviderDriver,
     ProviderError,
-    QuotaExceeded,
-    Retryable,
 )
 from nodecluster.providers.registry import ProviderRegistry
 
@@ -120,7 +116,6 @@ def node_view(node: ClusterNode) -> IndexedNode:
         reason = reason_of(ready_cond.reason)
         if reason is not None and reason.marks_node_error:
             error_reason = reason
-    hold = meta.annotations.get(POWER_HOLD_ANNOTATION)
     return IndexedNode(
         provider=sys.intern(spec.provider_ref.name),
         machine_type=sys.intern(spec.profile.machine_type),
@@ -138,7 +133,7 @@ def node_view(node: ClusterNode) -> IndexedNode:
         error_message=status.message if error_reason else None,
         unhealthy_since=status.unhealthy_since,
         has_machine=status.provider_id is not None,
-        power_hold="Stopped" if hold == "Stopped" else ("Running" if hold else None),
+        power_hold=meta.annotations.get(POWER_HOLD_ANNOTATION),
     )
 
 
@@ -157,17 +152,10 @@ class NodeIndex(Protocol):
 
 
 def provider_reason(err: ProviderError) -> Reason:
-    """The reason a provider error is reported with: by its type, never its message."""
-    for kind, reason in (
-        (NotFound, Reason.NOT_FOUND),
-        (CapacityExceeded, Reason.CAPACITY_EXCEEDED),
-        (QuotaExceeded, Reason.QUOTA_EXCEEDED),
-        (InvalidConfig, Reason.INVALID_PROVIDER_CONFIG),
-        (Retryable, Reason.PROVIDER_UNAVAILABLE),
-    ):
-        if isinstance(err, kind):
-            return reason
-    return Reason.PROVIDER_ERROR
+    """The reason a provider error is reported with: its type's (`ProviderError.reason`),
+    never its message. A third-party error naming a word outside the vocabulary is a
+    plain ProviderError."""
+    return reason_of(str(err.reason)) or Reason.PROVIDER_ERROR
 
 
 class ProviderUnavailable(Exception):
@@ -250,6 +238,10 @@ class ClusterBook:
         self.orphans_suspected.discard(key)
 
 
+def _not_found(provider: str) -> tuple[Reason, str]:
+    return (Reason.PROVIDER_NOT_FOUND, f"NodeProvider {provider!r} does not exist")
+
+
 @dataclass
 class ProviderBook:
     """The NodeProviders seen, why any cannot be used, and their credentials."""
@@ -272,7 +264,7 @@ class ProviderBook:
     def problem(self, name: str) -> tuple[Reason, str] | None:
         """Why clusters of provider `name` cannot get machines, if they cannot."""
         if name not in self.specs:
-            return (Reason.PROVIDER_NOT_FOUND, f"NodeProvider {name!r} does not exist")
+            return _not_found(name)
         return self.errors.get(name)
 
     def cores_by_type(self, name: str) -> dict[str, int]:
@@ -286,9 +278,7 @@ class ProviderBook:
         """The driver of a NodeProvider, or ProviderUnavailable saying why not."""
         np = self.specs.get(name)
         if np is None:
-            raise ProviderUnavailable(
-                Reason.PROVIDER_NOT_FOUND, f"NodeProvider {name!r} does not exist"
-            )
+            raise ProviderUnavailable(*_not_found(name))
         config = await self._config(np)
         try:
             drv = await self.registry.driver_for(np.spec.driver, config)

@@ -41,7 +41,8 @@ class NodeView:
     error_message: str | None = None
     unhealthy_since: datetime | None = None
     has_machine: bool = False
-    power_hold: PowerState | None = None
+    power_hold: str | None = None
+    """The power-state annotation: any value (even empty) holds the node's power."""
 
 
 @dataclass(frozen=True)

@@ -92,12 +92,14 @@ def status_from_machine(
 
 
 def status_from_error(
-    node: ClusterNode, reason: Reason, message: str, now: datetime
+    node: ClusterNode, reason: Reason, message: str, now: datetime, rebooted: bool = False
 ) -> ClusterNodeStatus:
-    """The node's status after a provider call failed: keep what is known, say why."""
+    """The node's status after a provider call failed: keep what is known, say why.
+    `rebooted`: a reboot was issued before the failing call (recorded, as above)."""
     old = node.status
     return old.model_copy(
         update={
+            "last_reboot_time": now if rebooted else old.last_reboot_time,
             "observed_generation": node.metadata.generation,
             "state": old.state or "Pending",
             "ready": False if old.state != "Running" else old.ready,

@@ -104,6 +104,9 @@ class Harness:
 
     async def start(self) -> None:
         """Build the world and deliver the initial listing, then every change."""
+        # A LoopClock binds to the loop on its first reading; read it here, on the loop,
+        # before a driver's worker thread (the simulator's file access) reads it.
+        self.clock.monotonic()
         self._world = build_world(self.settings, self.api, self.registry, self.clock, self.index)
         self._watch = self.api.watch(*WATCHED, initial=True, lag=self.watch_lag)
         initial = self._watch.drain()
