@@ -34,7 +34,7 @@ from nodecluster.api.clusternode import ClusterNodeSpec
 from nodecluster.api.nodecluster import NodeProfile, ProviderRef
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS
-from nodecluster.controllers.world import CLUSTER_LABEL
+from nodecluster.planning.model import CLUSTER_LABEL
 
 PROVIDER = "bench-sim"
 MACHINE_TYPE = "small"

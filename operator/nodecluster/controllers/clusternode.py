@@ -36,12 +36,12 @@ from nodecluster.controllers.kubeapi import (
 from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, run_phases
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import (
-    CLUSTER_LABEL,
     NODE_FINALIZER,
     ProviderUnavailable,
     World,
     provider_reason,
 )
+from nodecluster.planning.model import CLUSTER_LABEL
 from nodecluster.planning.nodestatus import (
     SETTLING_STATES,
     status_deleting,

@@ -38,13 +38,12 @@ from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, 
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import (
     CLUSTER_FINALIZER,
-    CLUSTER_LABEL,
     NODE_FINALIZER,
     ProviderUnavailable,
     World,
     profile_hash,
 )
-from nodecluster.planning.model import Declared, NodeView, Observed
+from nodecluster.planning.model import CLUSTER_LABEL, Declared, NodeView, Observed
 from nodecluster.planning.planner import CreateNode, Plan, plan
 from nodecluster.planning.status import (
     CONVERGED_STATES,

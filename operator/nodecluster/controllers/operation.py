@@ -42,8 +42,8 @@ from nodecluster.controllers.kubeapi import (
     KubeNotFound,
     status_patch,
 )
-from nodecluster.controllers.world import CLUSTER_LABEL, ProviderUnavailable, World
-from nodecluster.planning.model import POWER_HOLD_ANNOTATION
+from nodecluster.controllers.world import ProviderUnavailable, World
+from nodecluster.planning.model import CLUSTER_LABEL, POWER_HOLD_ANNOTATION
 from nodecluster.planning.operations import (
     NodeFacts,
     OperationRefused,

@@ -47,7 +47,6 @@ from nodecluster.providers.base import (
 )
 from nodecluster.providers.registry import ProviderRegistry
 
-CLUSTER_LABEL = "nodecluster.io/cluster"
 CLUSTER_FINALIZER = "nodecluster.io/nodes"
 """Held by a NodeCluster until every one of its machines is gone."""
 NODE_FINALIZER = "nodecluster.io/machine"

@@ -9,6 +9,9 @@ from nodecluster.api.clusternode import NodeState, PowerState
 from nodecluster.api.nodecluster import NodeClusterSpec, NodeClusterStatus
 from nodecluster.api.reasons import Reason
 
+CLUSTER_LABEL = "nodecluster.io/cluster"
+"""Label on every ClusterNode naming its NodeCluster: the scale subresource's selector."""
+
 DELETE_NODE_ANNOTATION = "nodecluster.io/delete-node"
 """Set on a ClusterNode to make it the first to go on the next scale-in."""
 

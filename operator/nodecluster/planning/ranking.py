@@ -18,7 +18,6 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from nodecluster.api.nodecluster import DeletionCriteria, ZoneWeight
@@ -107,8 +106,3 @@ def rank_for_deletion(
         chosen.append(pick)
         zone_counts[pick.zone] -= 1
     return chosen
-
-
-def age_of(node: NodeView, now: datetime) -> float:
-    """Seconds since the node was created."""
-    return (now - node.created_at).total_seconds()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from nodecluster.api.nodecluster import ClusterState, NodeClusterStatus
 from nodecluster.api.reasons import Reason
 from nodecluster.planning.conditions import condition
-from nodecluster.planning.model import Declared, NodeView, Observed
+from nodecluster.planning.model import CLUSTER_LABEL, Declared, NodeView, Observed
 from nodecluster.planning.planner import Blocker, Plan, plan
 
 CONVERGED_STATES: frozenset[ClusterState | None] = frozenset(
@@ -33,7 +33,7 @@ _NEVER_DEPLOYED: frozenset[ClusterState | None] = frozenset({None, "Init", "Depl
 
 def selector_for(cluster: str) -> str:
     """The label selector of a cluster's ClusterNodes (status.selector, for `kubectl scale`)."""
-    return f"nodecluster.io/cluster={cluster}"
+    return f"{CLUSTER_LABEL}={cluster}"
 
 
 def _node_errors(nodes: list[NodeView]) -> Counter[Reason]:

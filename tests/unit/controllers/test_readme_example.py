@@ -28,9 +28,14 @@ def state(fake: FakeKube) -> str | None:
 async def test_a_cluster_converges(tmp_path: Path) -> None:
     fake = FakeKube(clock=LoopClock())
     async with Harness(fake) as harness:
-        fake.add(NODEPROVIDERS, {"apiVersion": API_VERSION, "kind": "NodeProvider",
-                                 "metadata": {"name": "sim"},
-                                 "spec": {"driver": "simulator",
-                                          "config": {"path": str(tmp_path / "m.db")}}})  # fmt: skip
+        fake.add(
+            NODEPROVIDERS,
+            {
+                "apiVersion": API_VERSION,
+                "kind": "NodeProvider",
+                "metadata": {"name": "sim"},
+                "spec": {"driver": "simulator", "config": {"path": str(tmp_path / "m.db")}},
+            },
+        )
         await fake.create(NODECLUSTERS, "default", my_cluster)
         await harness.wait_for(lambda: state(fake) == "Deployed")
