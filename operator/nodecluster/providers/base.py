@@ -83,7 +83,9 @@ class MachineSpec:
     image: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     properties: Mapping[str, str] = field(default_factory=dict)
-    user_data: str | None = None
+    user_data: str | None = field(default=None, repr=False)
+    """Read from the profile's Secret; usually holds a boot token. `repr=False` keeps it
+    out of every log line and traceback that shows a spec."""
 
 
 @dataclass(frozen=True)
