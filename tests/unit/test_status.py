@@ -142,6 +142,18 @@ CASES = {
         spec={"desiredState": "Stopped", "targetNodes": 2},
         previous="Stopping",
     ),
+    "stopping-machines-going": Case(
+        "Stopping",
+        [stopped("s0"), deleting("d0"), deleting("d1")],
+        spec={"desiredState": "Stopped", "targetNodes": 1},
+        previous="Stopped",
+    ),
+    "stopping-to-zero-machines-going": Case(
+        "Stopping",
+        [deleting("d0")],
+        spec={"desiredState": "Stopped", "targetNodes": 0},
+        previous="Stopped",
+    ),
     "stopped": Case(
         "Stopped",
         [stopped(f"s{i}") for i in range(3)],
@@ -168,6 +180,9 @@ CASES = {
         conditions=CONVERGED,
     ),
     "empty": Case("Empty", spec={"targetNodes": 0}, conditions=CONVERGED),
+    "emptying-machines-going": Case(
+        "Scaling", [deleting("d0")], spec={"targetNodes": 0}, previous="Deployed"
+    ),
 }
 
 

@@ -11,6 +11,7 @@ import pytest
 from builders import NOW, declared, node, observed, ready_nodes, spec
 
 from nodecluster.api.nodecluster import NodeClusterStatus
+from nodecluster.planning.model import NodeView
 from nodecluster.planning.planner import plan
 from nodecluster.planning.status import SizeChange, after, cluster_status
 
@@ -65,6 +66,39 @@ def test_a_terminating_cluster_is_terminated_only_when_nothing_remains(
 
     assert report.status.state == expected
     assert report.size_change is None
+
+
+def stopped_nodes(count: int) -> list[NodeView]:
+    return ready_nodes(count, state="Stopped", ready=False, power_state="Stopped")
+
+
+@pytest.mark.parametrize(
+    ("desired_state", "existing", "previous", "target", "expected"),
+    [
+        ("Stopped", stopped_nodes(3), "Stopped", 1, "Stopping"),
+        ("Stopped", stopped_nodes(3), "Stopped", 0, "Stopping"),
+        ("Running", ready_nodes(3), "Deployed", 1, "Scaling"),
+        ("Running", ready_nodes(3), "Deployed", 0, "Scaling"),
+    ],
+    ids=["stopped-scale-in", "stopped-to-zero", "deployed-scale-in", "running-to-empty"],
+)
+def test_the_write_that_issues_deletes_is_not_ready(
+    desired_state: str, existing: list[NodeView], previous: str, target: int, expected: str
+) -> None:
+    d = declared(spec(targetNodes=target, desiredState=desired_state))
+    o = observed(existing, previous=NodeClusterStatus(state=previous))
+    p = plan(d, o)
+    assert len(p.deletes) == 3 - target
+
+    status = cluster_status(d, o, p).status
+
+    conditions = {c.type: c.status for c in status.conditions}
+    assert (status.state, conditions["Ready"], conditions["Reconciling"]) == (
+        expected,
+        "False",
+        "True",
+    )
+    assert status.current_nodes == target
 
 
 def test_the_status_counts_what_the_plan_is_about_to_do() -> None:

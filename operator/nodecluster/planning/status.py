@@ -63,8 +63,16 @@ def derive_state(declared: Declared, observed: Observed, plan: Plan) -> tuple[Cl
 
     if declared.spec.desired_state == "Stopped":
         stopped = sum(1 for n in active if n.state == "Stopped")
-        if stopped == len(active) == desired and not plan.creates and not plan.deletes:
+        # Nodes still being deleted keep it Stopping, as they keep a running cluster from
+        # Deployed: status describes the world after the plan, where this reconcile's own
+        # deletes are `deleting`, so counting only active nodes said Stopped (Ready) in the
+        # very write that issued a scale-in's deletes, and `kubectl wait` returned early.
+        going = len(nodes) - len(active)
+        settled = not going and not plan.creates and not plan.deletes
+        if settled and stopped == len(active) == desired:
             return "Stopped", f"{stopped} nodes stopped"
+        if going:
+            return "Stopping", f"{stopped} of {desired} nodes stopped, {going} being deleted"
         return "Stopping", f"{stopped} of {desired} nodes stopped"
 
     if desired == 0 and not nodes:
