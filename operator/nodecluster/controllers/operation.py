@@ -39,6 +39,7 @@ from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
     OPERATIONS,
+    KubeConflict,
     KubeNotFound,
     status_patch,
 )
@@ -55,6 +56,8 @@ from nodecluster.providers.base import NotFound, ProviderError
 
 WAIT_POLL_SECONDS = 5.0
 """Safety-net requeue while an operation waits for nodes; events usually come first."""
+CONFLICT_ATTEMPTS = 5
+"""Writes of a target met by 409 (someone else wrote the cluster) before backing off."""
 
 
 @dataclass(frozen=True)
@@ -129,13 +132,14 @@ async def advance(world: World, op: NodeClusterOperation) -> float | None:
     status = op.status.model_copy(deep=True)
     if status.phase in (None, "Pending"):
         status.start_time = status.start_time or now
+    scope: OperationScope | None = None
     try:
         cluster = await read_cluster(world, op)
-        outcome = await ACTIONS[op.spec.action](
-            world, OperationScope(op=op, cluster=cluster, status=status, now=now)
-        )
+        scope = OperationScope(op=op, cluster=cluster, status=status, now=now)
+        outcome = await ACTIONS[op.spec.action](world, scope)
     except OperationRefused as refused:
         outcome = Finished("Failed", str(refused))
+    recorded = scope.op if scope is not None else op
     again: float | None = None
     if isinstance(outcome, Finished):
         status.phase, status.message = outcome.phase, outcome.message
@@ -144,10 +148,55 @@ async def advance(world: World, op: NodeClusterOperation) -> float | None:
         status.completion_time = now
     else:
         again = outcome.again
-    await write_status(world, op, status)
+    await write_status(world, recorded, status)
     if status.phase in ("Succeeded", "Failed") and op.status.phase != status.phase:
         await announce(world, op, status)
     return again
+
+
+async def record_intent(world: World, scope: OperationScope) -> None:
+    """Write the step about to be taken before taking it (the target it sets, the nodes
+    it removes): a retry after any failure, a lost answer or a restart finds the step
+    and recognises what of it already happened, instead of doing it again."""
+    await write_status(world, scope.op, scope.status)
+    scope.op = scope.op.model_copy(update={"status": scope.status.model_copy(deep=True)})
+
+
+async def apply_target(world: World, scope: OperationScope, previous: int, new: int) -> int:
+    """Move spec.targetNodes from `previous` to `new` exactly once; the generation of the
+    cluster with it applied.
+
+    The write carries the resourceVersion read (a concurrent `kubectl scale` or HPA write
+    is never lost: a 409 reads the cluster again). A target that already says `new` was
+    set by this operation's earlier attempt; one that says neither was changed by someone
+    else meanwhile, and the operation refuses to add its change on top of that.
+    """
+    for _ in range(CONFLICT_ATTEMPTS):
+        nc = scope.cluster
+        current = nc.spec.target_nodes
+        if current == new:
+            return nc.metadata.generation
+        if current != previous:
+            raise OperationRefused(
+                f"spec.targetNodes is {current}, neither {previous} (before this operation) "
+                f"nor {new} (what it sets): it was changed meanwhile, and this operation "
+                "does not apply its change on top of another"
+            )
+        try:
+            patched = await world.api.patch(
+                NODECLUSTERS,
+                scope.key[0],
+                nc.metadata.name,
+                {
+                    "metadata": {"resourceVersion": nc.metadata.resource_version},
+                    "spec": {"targetNodes": new},
+                },
+            )
+        except KubeConflict:
+            scope.cluster = await read_cluster(world, scope.op)
+            continue
+        return int(patched["metadata"]["generation"])
+    raise KubeConflict(409, f"spec.targetNodes of {scope.key[1]!r} kept changing; trying again")
 
 
 async def read_cluster(world: World, op: NodeClusterOperation) -> NodeCluster:
@@ -205,26 +254,40 @@ async def recover_nodes(world: World, scope: OperationScope) -> Outcome:
 
 
 async def remove_nodes(world: World, scope: OperationScope) -> Outcome:
-    """RemoveNodes: delete the chosen nodes and lower the target by as many."""
-    nc = scope.cluster
-    chosen = choose(scope.op, await list_nodes(world, scope.op), require=True)
-    target = nc.spec.target_nodes - len(chosen)
-    low = nc.spec.min_nodes or 0
-    if target < low:
-        raise OperationRefused(
-            f"removing {len(chosen)} nodes would leave {target}, below minNodes ({low})"
-        )
+    """RemoveNodes: delete the chosen nodes and lower the target by as many, once.
+
+    The chosen nodes and both targets are recorded first; a retry removes exactly those
+    (deleting a node already gone is fine) and sets the target only if not set yet.
+    """
+    nc, status = scope.cluster, scope.status
+    if status.new_target is None or status.previous_target is None:
+        chosen = choose(scope.op, await list_nodes(world, scope.op), require=True)
+        target = nc.spec.target_nodes - len(chosen)
+        low = nc.spec.min_nodes or 0
+        if target < low:
+            raise OperationRefused(
+                f"removing {len(chosen)} nodes would leave {target}, below minNodes ({low})"
+            )
+        status.phase = "Running"
+        status.previous_target, status.new_target = nc.spec.target_nodes, target
+        status.nodes = [
+            NodeResult(name=n.metadata.name, result="Pending", message="to be removed")
+            for n in chosen
+        ]
+        status.message = f"removing {len(chosen)} nodes; target {nc.spec.target_nodes} -> {target}"
+        await record_intent(world, scope)
+    previous, target = status.previous_target, status.new_target
+    names = [r.name for r in status.nodes]
     async with world.book.lock(scope.key):
-        await world.api.patch(
-            NODECLUSTERS, scope.key[0], nc.metadata.name, {"spec": {"targetNodes": target}}
-        )
-        for n in chosen:
-            await delete_node(world, scope.key, n)
+        await apply_target(world, scope, previous, target)
+        for name in names:
+            world.expectations.expect_delete(scope.key, name)
+            await world.api.delete(CLUSTERNODES, scope.key[0], name)
     world.queues.cluster.add(scope.key)
     return Finished(
         "Succeeded",
-        f"removed {len(chosen)} nodes; target {nc.spec.target_nodes} -> {target}",
-        [NodeResult(name=n.metadata.name, result="OK", message="removed") for n in chosen],
+        f"removed {len(names)} nodes; target {previous} -> {target}",
+        [NodeResult(name=name, result="OK", message="removed") for name in names],
     )
 
 
@@ -329,22 +392,24 @@ async def scale(world: World, scope: OperationScope) -> Outcome:
     then wait until the cluster is Ready for it, or fail if it stalls."""
     nc, status = scope.cluster, scope.status
     if status.phase != "Running":
-        left = cooldown_left(nc.spec, nc.status.last_scale_time, scope.now)
-        if left > 0:
+        if status.new_target is None or status.previous_target is None:
+            left = cooldown_left(nc.spec, nc.status.last_scale_time, scope.now)
+            if left > 0:
+                status.phase = "Pending"
+                status.message = f"waiting {left:.0f}s for the scaling cooldown"
+                return Waiting(left)
+            direction = 1 if scope.action == "ScaleOut" else -1
+            target = new_target(nc.spec, direction, scope.op.spec.count)
             status.phase = "Pending"
-            status.message = f"waiting {left:.0f}s for the scaling cooldown"
-            return Waiting(left)
-        direction = 1 if scope.action == "ScaleOut" else -1
-        target = new_target(nc.spec, direction, scope.op.spec.count)
+            status.previous_target, status.new_target = nc.spec.target_nodes, target
+            status.message = f"setting the target {nc.spec.target_nodes} -> {target}"
+            await record_intent(world, scope)
+        previous, target = status.previous_target, status.new_target
         async with world.book.lock(scope.key):
-            patched = await world.api.patch(
-                NODECLUSTERS, scope.key[0], nc.metadata.name, {"spec": {"targetNodes": target}}
-            )
+            generation = await apply_target(world, scope, previous, target)
         status.phase = "Running"
-        status.previous_target = nc.spec.target_nodes
-        status.new_target = target
-        status.cluster_generation = int(patched["metadata"]["generation"])
-        status.message = f"target {nc.spec.target_nodes} -> {target}"
+        status.cluster_generation = generation
+        status.message = f"target {previous} -> {target}"
         world.queues.cluster.add(scope.key)
         return Waiting(WAIT_POLL_SECONDS)
     if (nc.status.observed_generation or 0) < (status.cluster_generation or 0):

@@ -109,6 +109,18 @@ class WorkQueue(Generic[K]):
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    async def abort(self) -> None:
+        """Stop at once, as a killed process would: timers cancelled, running handlers
+        cancelled wherever they wait (tests use it to play a kill -9 between two awaits)."""
+        self._closed = True
+        for _, handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def _schedule(self, key: K, delay: float) -> None:
         loop = asyncio.get_running_loop()
         due = loop.time() + delay

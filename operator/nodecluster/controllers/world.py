@@ -188,6 +188,11 @@ class Queues:
         for queue in self.all():
             await queue.close()
 
+    async def abort(self) -> None:
+        """Stop at once, cancelling what runs (a kill, for tests)."""
+        for queue in self.all():
+            await queue.abort()
+
 
 @dataclass
 class ClusterBook:

@@ -183,8 +183,15 @@ class Fault:
     """Never answer; the caller waits until it is cancelled."""
     times: int | None = 1
     """How often it fires; None: until removed."""
+    skip: int = 0
+    """Matching calls let through before it starts firing ("the second status write")."""
+    probability: float = 1.0
+    """The chance that it fires on a matching call (drawn from the fake's seeded random):
+    faults at random points, the same points on every run with the same seed."""
     fired: int = 0
     """How often it has fired so far."""
+    seen: int = 0
+    """Matching calls so far, fired or not."""
 
     def __post_init__(self) -> None:
         if self.verb not in VERBS:
@@ -562,6 +569,8 @@ class FakeKube:
         after_effect: bool = False,
         times: int | None = 1,
         message: str = "injected by FakeKube",
+        skip: int = 0,
+        probability: float = 1.0,
     ) -> Fault:
         """Answer matching calls with an error (after the write, with `after_effect`)."""
         return self.inject(
@@ -573,6 +582,8 @@ class FakeKube:
                 message=message,
                 after_effect=after_effect,
                 times=times,
+                skip=skip,
+                probability=probability,
             )
         )
 
@@ -670,9 +681,16 @@ class FakeKube:
         answer (an error or a hang), only the first injected fires, so a second one waits
         for the next call.
         """
-        matching = [
-            f for f in self._faults if f.active and f.matches(call.verb, call.resource, call.name)
-        ]
+        matching = []
+        for f in self._faults:
+            if not (f.active and f.matches(call.verb, call.resource, call.name)):
+                continue
+            f.seen += 1
+            if f.seen <= f.skip:
+                continue
+            if f.probability < 1.0 and self._random.random() >= f.probability:
+                continue
+            matching.append(f)
         answer = next((f for f in matching if f.answers), None)
         firing = [f for f in matching if f is answer or not f.answers]
         for fault in firing:

@@ -113,12 +113,20 @@ class Harness:
         for event in initial:
             if event.kind == "clusternodes":
                 self.index.apply(event)
-        for event in initial:
-            WATCHED[event.kind](self.world, None, event.body)
+        if self.initial_order is None:
+            for event in initial:
+                WATCHED[event.kind](self.world, None, event.body)
+        else:
+            for kind in self.initial_order:
+                for event in initial:
+                    if event.kind == kind:
+                        WATCHED[kind](self.world, None, event.body)
+                await asyncio.sleep(0)  # the reconciles woken so far start
         self._pump = asyncio.get_running_loop().create_task(self._deliver(self._watch))
 
-    async def stop(self) -> None:
-        """Stop watching, finish what runs, close the drivers (the fake stays as it is)."""
+    async def stop(self, kill: bool = False) -> None:
+        """Stop watching, finish what runs (with `kill`: cancel it wherever it waits, as
+        a kill -9 would), close the drivers. The fake stays as it is."""
         if self._watch is not None:
             self._watch.close()
         if self._pump is not None:
@@ -126,13 +134,17 @@ class Harness:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
         if self._world is not None:
-            await self._world.queues.close()
+            if kill:
+                await self._world.queues.abort()
+            else:
+                await self._world.queues.close()
         await self.registry.close()
         self._world = self._watch = self._pump = None
 
-    async def restart(self) -> None:
-        """Stop and start again: a new world over the same API and provider state."""
-        await self.stop()
+    async def restart(self, kill: bool = False) -> None:
+        """Stop (or, with `kill`, kill) and start again: a new world over the same API and
+        provider state, remembering nothing."""
+        await self.stop(kill=kill)
         self.index = LocalNodeIndex()
         await self.start()
 

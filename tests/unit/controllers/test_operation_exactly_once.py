@@ -1,0 +1,160 @@
+"""Operations apply exactly once: whatever fails after their effect, they never apply twice,
+and they never overwrite someone else's write of the target.
+
+Each test here failed before operations recorded their step before the effect and wrote
+spec.targetNodes with a resourceVersion precondition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+from test_operations import NS, deploy, finished, operate, phase
+
+from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS
+from nodecluster.testing import FakeKube, Harness
+
+
+def target(fake: FakeKube) -> int:
+    return int((fake.stored(NODECLUSTERS, NS, "web") or {})["spec"]["targetNodes"])
+
+
+def live(fake: FakeKube) -> set[str]:
+    return {
+        n["metadata"]["name"]
+        for n in fake.objects(CLUSTERNODES, NS)
+        if not n["metadata"].get("deletionTimestamp")
+    }
+
+
+async def test_a_scale_in_whose_target_write_answer_is_lost_applies_once(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await deploy(fake, harness, inventory, targetNodes=10, maxNodes=20)
+    lost = fake.fail("patch", "nodeclusters", 500, after_effect=True)
+
+    await operate(fake, "shrink", "ScaleIn", count=3)
+    status = await finished(fake, harness, "shrink")
+
+    assert lost.fired == 1
+    assert status["phase"] == "Succeeded"
+    assert target(fake) == 7
+    assert (status["previousTarget"], status["newTarget"]) == (10, 7)
+
+
+@pytest.mark.parametrize("failing_write", [0, 1, 2], ids=["intent", "applied", "final"])
+async def test_a_failed_status_write_anywhere_never_applies_a_scale_twice(
+    fake: FakeKube, harness: Harness, inventory: Path, failing_write: int
+) -> None:
+    await deploy(fake, harness, inventory, targetNodes=4, maxNodes=20)
+    fake.fail("patch_status", "nodeclusteroperations", 503, skip=failing_write)
+
+    await operate(fake, "grow", "ScaleOut", count=3)
+    status = await finished(fake, harness, "grow")
+
+    assert status["phase"] == "Succeeded"
+    assert target(fake) == 7
+
+
+async def test_remove_nodes_whose_target_write_answer_is_lost_removes_only_its_nodes(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    names = await deploy(fake, harness, inventory, targetNodes=5)
+    chosen = names[:2]
+    fake.fail("patch", "nodeclusters", 500, after_effect=True)
+
+    await operate(fake, "remove", "RemoveNodes", nodes={"names": chosen})
+    status = await finished(fake, harness, "remove")
+
+    assert status["phase"] == "Succeeded", status["message"]
+    assert target(fake) == 3
+    assert not live(fake) & set(chosen)
+
+
+@pytest.mark.parametrize("failing_write", [0, 1], ids=["first", "second"])
+async def test_remove_nodes_whose_status_write_fails_still_succeeds(
+    fake: FakeKube, harness: Harness, inventory: Path, failing_write: int
+) -> None:
+    names = await deploy(fake, harness, inventory, targetNodes=4)
+    fake.fail("patch_status", "nodeclusteroperations", 500, skip=failing_write)
+
+    await operate(fake, "remove", "RemoveNodes", nodes={"names": names[:1]})
+    status = await finished(fake, harness, "remove")
+
+    assert status["phase"] == "Succeeded", status["message"]
+    assert target(fake) == 3
+
+
+async def test_a_conflicting_target_write_is_read_again_and_applied(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await deploy(fake, harness, inventory, targetNodes=3, maxNodes=10)
+    conflict = fake.fail("patch", "nodeclusters", 409)
+
+    await operate(fake, "grow", "ScaleOut", count=2)
+    status = await finished(fake, harness, "grow")
+
+    assert conflict.fired == 1
+    assert status["phase"] == "Succeeded"
+    assert target(fake) == 5
+
+
+async def test_someone_elses_scale_meanwhile_is_kept_and_the_operation_fails(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await deploy(fake, harness, inventory, targetNodes=3, maxNodes=10)
+    fake.slow("patch", "nodeclusters", 10.0)  # the operation's target write, in flight
+
+    await operate(fake, "grow", "ScaleOut", count=2)
+    await harness.wait_for(lambda: phase(fake, "grow") == "Pending", what="the intent recorded")
+    await asyncio.sleep(1)
+    # `kubectl scale --replicas=6` while the operation's write is on its way
+    await fake.patch(NODECLUSTERS, NS, "web", {"spec": {"targetNodes": 6}})
+    status = await finished(fake, harness, "grow")
+
+    assert target(fake) == 6
+    assert status["phase"] == "Failed"
+    assert "changed meanwhile" in status["message"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_operations_under_random_faults_and_kills_end_at_their_arithmetic(
+    fake: FakeKube, harness: Harness, inventory: Path, seed: int
+) -> None:
+    """ScaleOut, ScaleIn and RemoveNodes in a row, while every write of the target and of
+    the operations' status fails at random (before or after taking effect), writes are
+    slow (so there is something to interrupt), and the operator is killed at random
+    points: every operation ends, and the target is exactly the operations' arithmetic."""
+    rng = random.Random(seed)
+    await deploy(fake, harness, inventory, targetNodes=6, maxNodes=30)
+    for verb, resource in (("patch", "nodeclusters"), ("patch_status", "nodeclusteroperations")):
+        for after in (False, True):
+            fake.fail(verb, resource, 503, after_effect=after, times=None, probability=0.2)
+        fake.slow(verb, resource, 0.5, times=None)
+    expected, kills = 6, 0
+    for i in range(8):
+        # Never below 2 nodes: every operation here has something to act on.
+        action = rng.choice(
+            ["ScaleOut", "ScaleIn", "RemoveNodes"] if expected > 3 else ["ScaleOut"]
+        )
+        name = f"op-{i}"
+        if action == "RemoveNodes":
+            chosen = sorted(live(fake))[: rng.randint(1, 2)]
+            await operate(fake, name, action, nodes={"names": chosen})
+            expected -= len(chosen)
+        else:
+            count = rng.randint(1, 2 if action == "ScaleIn" else 3)
+            await operate(fake, name, action, count=count)
+            expected += count if action == "ScaleOut" else -count
+        await asyncio.sleep(rng.uniform(0.0, 2.0))
+        if rng.random() < 0.6:
+            await harness.restart(kill=True)
+            kills += 1
+        status = await finished(fake, harness, name, within=3600)
+        assert status["phase"] == "Succeeded", (name, action, status.get("message"))
+        assert target(fake) == expected, (name, action, status)
+        await harness.wait_for(lambda n=expected: len(live(fake)) == n, within=3600)
+    assert kills > 0
