@@ -67,6 +67,88 @@ def test_invalid_cluster_is_refused_with_the_field_named(
     assert scenario.nc() == {}
 
 
+# profile.labels become the ClusterNodes' metadata.labels: a label the API server would
+# refuse there must be refused here, or every node create fails and the cluster never
+# converges. Each case: the labels, then what the refusal must say.
+LABEL_CASES = [
+    pytest.param(
+        {"team": "Batch Jobs"},
+        ["spec.profile.labels[team]", "label values must be"],
+        id="value-with-a-space",
+    ),
+    pytest.param(
+        {"team": "v" * 64},
+        ["spec.profile.labels.team", "may not be more than 63"],
+        id="value-of-64-characters",
+    ),
+    pytest.param(
+        {"bad key": "x"},
+        ["spec.profile.labels", 'label key "bad key"', "alphanumeric"],
+        id="key-with-a-space",
+    ),
+    pytest.param(
+        {"a/b/c": "x"},
+        ["spec.profile.labels", 'label key "a/b/c"', "DNS subdomain and '/'"],
+        id="key-with-two-slashes",
+    ),
+    pytest.param(
+        {"k" * 64: "x"},
+        ["spec.profile.labels", "at most 63 characters"],
+        id="key-name-of-64-characters",
+    ),
+    pytest.param(
+        {"Example_Corp/team": "x"},
+        ["spec.profile.labels", 'label key "Example_Corp/team"', "RFC 1123 subdomain"],
+        id="prefix-not-a-dns-subdomain",
+    ),
+    pytest.param(
+        {"nodecluster.io/cluster": "other"},
+        ["spec.profile.labels", "Forbidden", "reserved"],
+        id="reserved-key",
+    ),
+    pytest.param(
+        {f"l{i}": "x" for i in range(65)},
+        ["spec.profile.labels", "Too many", "at most 64"],
+        id="65-labels",
+    ),
+]
+
+
+@pytest.mark.parametrize(("labels", "fragments"), LABEL_CASES)
+def test_invalid_profile_labels_are_refused_with_the_label_named(
+    scenario: Scenario, kube: Kube, labels: dict[str, str], fragments: list[str]
+) -> None:
+    nc = scenario.cluster()
+    nc["spec"]["profile"]["labels"] = labels
+
+    proc = kube.apply(nc, check=False)
+
+    assert proc.returncode != 0, "the API server accepted invalid profile labels"
+    for fragment in fragments:
+        assert fragment in proc.stderr, proc.stderr
+    assert scenario.nc() == {}
+
+
+def test_labels_at_the_edge_of_valid_are_accepted_and_reach_the_nodes(
+    scenario: Scenario, kube: Kube
+) -> None:
+    labels = {
+        "empty": "",
+        "long": "v" * 63,
+        "example.com/team": "batch",
+        "k" * 63: "My_Value-1.0",
+    }
+    scenario.make_provider()
+    scenario.make_cluster(targetNodes=1, profile={"machineType": "small", "labels": labels})
+
+    def node_labels() -> dict[str, str] | None:
+        nodes = scenario.nodes()
+        return nodes[0]["metadata"]["labels"] if nodes else None
+
+    on_the_node = wait_for("a ClusterNode created", node_labels)
+    assert on_the_node == {**labels, "nodecluster.io/cluster": "workers"}
+
+
 def test_too_long_a_name_is_refused(scenario: Scenario, kube: Kube) -> None:
     nc = scenario.cluster(name="n" * 58)
 

@@ -4,6 +4,7 @@ rules that users and tools rely on."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
@@ -241,6 +242,10 @@ def test_every_cel_rule_has_a_message(kind: str) -> None:
         ("ClusterNode", ".spec.profile", "self == oldSelf"),
         ("ClusterNode", ".spec.zone", "self == oldSelf"),
         ("NodeClusterOperation", ".spec", "self == oldSelf"),
+        ("NodeCluster", ".spec.profile.labels", "self.all(k, "),
+        ("NodeCluster", ".spec.profile.labels{}", "self.matches("),
+        ("ClusterNode", ".spec.profile.labels", "self.all(k, "),
+        ("ClusterNode", ".spec.profile.labels{}", "self.matches("),
     ],
 )
 def test_cel_rules_are_present(kind: str, path: str, fragment: str) -> None:
@@ -256,3 +261,87 @@ def test_int_or_string_fields_are_int_or_string() -> None:
         assert field["x-kubernetes-int-or-string"] is True
         assert "type" not in field and "anyOf" not in field
         assert field["default"] == default
+
+
+# profile.labels become every ClusterNode's metadata.labels, so the API server must refuse
+# there what it would refuse on metadata.labels (or every node create fails with 422 and
+# the cluster never converges). The e2e suite proves the rules on a real API server; these
+# tests pin the schema and run the rules' regular expressions (RE2 and Python's `re` agree
+# on these) over Kubernetes' own examples.
+
+
+def labels_schema(kind: str) -> dict[str, Any]:
+    node = resolve(schema_of(kind), ".spec.profile.labels")
+    assert node is not None
+    return node
+
+
+def regex_of(rule: dict[str, Any]) -> re.Pattern[str]:
+    (pattern,) = re.findall(r"matches\('([^']*)'\)", rule["rule"])
+    return re.compile(pattern)
+
+
+@pytest.mark.parametrize("kind", ["NodeCluster", "ClusterNode"])
+def test_profile_labels_are_bounded_string_maps(kind: str) -> None:
+    labels = labels_schema(kind)
+    assert labels["type"] == "object"
+    # The CEL cost estimate is multiplied by the map's largest size: unbounded, the rules
+    # would not fit the API server's budget.
+    assert labels["maxProperties"] == 64
+    assert labels["additionalProperties"]["type"] == "string"
+    assert labels["additionalProperties"]["maxLength"] == 63
+
+
+@pytest.mark.parametrize("kind", ["NodeCluster", "ClusterNode"])
+def test_every_label_key_rule_names_an_offending_key(kind: str) -> None:
+    key_rules = labels_schema(kind)["x-kubernetes-validations"]
+    assert len(key_rules) == 3
+    for rule in key_rules:
+        assert rule["rule"].startswith("self.all(k, ")
+        assert "self.filter(k, " in rule["messageExpression"]
+        assert rule["message"].startswith("label key")
+
+
+def test_the_operators_own_label_prefix_is_forbidden() -> None:
+    reserved = [
+        r
+        for r in labels_schema("NodeCluster")["x-kubernetes-validations"]
+        if "reserved" in r["message"]
+    ]
+    assert [r["reason"] for r in reserved] == ["FieldValueForbidden"]
+    assert "!k.startsWith('nodecluster.io/')" in reserved[0]["rule"]
+
+
+VALID_VALUES = ["", "a", "MyValue", "my_value", "12345", "v1.2-rc_3", "v" * 63]
+INVALID_VALUES = ["Batch Jobs", "-a", "a-", "_a", "a.", "é", "a/b", "a:b"]
+
+
+def test_the_label_value_rule_matches_what_kubernetes_accepts() -> None:
+    (rule,) = labels_schema("NodeCluster")["additionalProperties"]["x-kubernetes-validations"]
+    assert rule["message"].startswith("label values must be")
+    value = regex_of(rule)
+    assert [v for v in VALID_VALUES if not value.search(v)] == []
+    assert [v for v in INVALID_VALUES if value.search(v)] == []
+
+
+VALID_KEYS = ["a", "MyName", "my.name", "123-abc", "example.com/MyName", "k" * 63, "a.b-c/x"]
+INVALID_KEYS = ["", "bad key", "a/b/c", "-a", "a-", "a/", "ä", "a/-b"]
+
+
+def test_the_label_key_name_rule_matches_what_kubernetes_accepts() -> None:
+    name_rule, _prefix_rule, _reserved = labels_schema("NodeCluster")["x-kubernetes-validations"]
+    name = regex_of(name_rule)
+    assert [k for k in VALID_KEYS if not name.search(k)] == []
+    assert [k for k in INVALID_KEYS if name.search(k)] == []
+
+
+VALID_PREFIXES = ["a", "example.com", "my-corp.example.com", "0.a"]
+INVALID_PREFIXES = ["", "Example.com", "example_corp", "-a", "a-", "a..b", ".a", "a."]
+
+
+def test_the_label_key_prefix_rule_matches_what_kubernetes_accepts() -> None:
+    _name_rule, prefix_rule, _reserved = labels_schema("NodeCluster")["x-kubernetes-validations"]
+    assert "<= 253" in prefix_rule["rule"]
+    prefix = regex_of(prefix_rule)
+    assert [p for p in VALID_PREFIXES if not prefix.search(p)] == []
+    assert [p for p in INVALID_PREFIXES if prefix.search(p)] == []

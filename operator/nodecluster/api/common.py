@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
+from nodecluster import GROUP
+
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 """RFC 1123 label: what Kubernetes accepts as a name of most things."""
 
@@ -49,6 +51,107 @@ IntOrPercent = Annotated[
     ),
 ]
 """A count or a percentage of the cluster's target, as in Kubernetes' maxSurge."""
+
+# Label rules, as the API server applies them to metadata.labels (apimachinery's
+# IsQualifiedName and IsValidLabelValue), with its wording. `[.]`, not `\.`: no escapes
+# to get wrong between Python, YAML and CEL string literals.
+_LABEL_NAME = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_CHARS = (
+    "consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character"
+)
+_SUBDOMAIN = "[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+_KEY_NAME = (
+    "must be a name of at most 63 characters, optionally prefixed by a DNS subdomain and '/' "
+    f"(e.g. 'example.com/MyName'); the name must {_LABEL_CHARS} "
+    "(e.g. 'MyName', or 'my.name', or '123-abc')"
+)
+_KEY_PREFIX = (
+    "(before the '/') must be a lowercase RFC 1123 subdomain of at most 253 characters: "
+    "lower case alphanumeric characters, '-' or '.', starting and ending with an "
+    "alphanumeric character (e.g. 'example.com')"
+)
+MAX_LABELS = 64
+"""Labels per object: GCP's limit on a resource, and above AWS's and Azure's 50 tags (the
+labels are also the machine's tags). The CEL cost estimate is multiplied by it: without
+a bound the key rules would not fit the API server's budget."""
+RESERVED_LABEL_PREFIX = f"{GROUP}/"
+"""The operator's own labels (`nodecluster.io/cluster`, the scale selector) live here."""
+_RESERVED = (
+    f"'{RESERVED_LABEL_PREFIX}' is reserved for the operator "
+    f"(it sets {RESERVED_LABEL_PREFIX}cluster on every node itself)"
+)
+
+
+def _every_key(
+    condition: str, message: str, about_key: str, reason: str = "FieldValueInvalid"
+) -> dict[str, str]:
+    """A rule over every key of a map whose refusal names a key that broke it
+    (`label key "bad key": <about_key>`); `message` is the API server's fallback.
+
+    One key, not all of them: the cost estimator cannot size the elements of a computed
+    list, so `.map()` or `.join()` over the offenders is refused as far over budget,
+    while indexing it is not."""
+    offender = f"self.filter(k, !({condition}))[0]"
+    return {
+        "rule": f"self.all(k, {condition})",
+        "messageExpression": f"'label key \"' + {offender} + '\": ' + \"{about_key}\"",
+        "message": message,
+        "reason": reason,
+    }
+
+
+LabelMap = Annotated[
+    dict[str, str],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": MAX_LABELS,
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": 63,
+                "x-kubernetes-validations": [
+                    {
+                        "rule": f"self.matches('^({_LABEL_NAME})?$')",
+                        "message": "label values must be 63 characters or less and be empty or "
+                        f"{_LABEL_CHARS} (e.g. 'MyValue', or 'my_value', or '12345')",
+                    }
+                ],
+            },
+            "x-kubernetes-validations": [
+                # At most one '/', then the name. The length guard keeps a huge key from
+                # spending the request's CEL budget on the regex (253 + 1 + 63).
+                _every_key(
+                    f"k.size() <= 317 && k.matches('^([^/]*/)?({_LABEL_NAME})$') "
+                    "&& k.substring(k.lastIndexOf('/') + 1).size() <= 63",
+                    f"label keys {_KEY_NAME}",
+                    _KEY_NAME,
+                ),
+                _every_key(
+                    "!k.contains('/') || (k.indexOf('/') <= 253 "
+                    f"&& k.substring(0, k.indexOf('/')).matches('^{_SUBDOMAIN}$'))",
+                    f"label key prefixes {_KEY_PREFIX}",
+                    f"the prefix {_KEY_PREFIX}",
+                ),
+                # Refused rather than overwritten: the operator sets nodecluster.io/cluster
+                # on every node after copying these, so a user's value would vanish without
+                # a word; the whole prefix, so that a label the operator adds later cannot
+                # collide with one a user already has (refusing it then would be stricter
+                # validation of stored objects, which this API version promises not to do).
+                _every_key(
+                    f"!k.startsWith('{RESERVED_LABEL_PREFIX}')",
+                    f"label keys with the prefix {_RESERVED}",
+                    f"the prefix {_RESERVED}",
+                    reason="FieldValueForbidden",
+                ),
+            ],
+        }
+    ),
+]
+"""Labels the operator copies onto objects' metadata.labels: refused at admission exactly
+where metadata.labels would refuse them, so a bad label fails the apply that adds it and
+not, forever, every node create. Not checked by pydantic: the API server is the gate,
+and an object stored before these rules must still parse."""
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 

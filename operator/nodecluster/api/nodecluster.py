@@ -18,6 +18,7 @@ from nodecluster.api.common import (
     CamelModel,
     Condition,
     IntOrPercent,
+    LabelMap,
     ObjectMeta,
 )
 
@@ -66,9 +67,13 @@ class NodeProfile(CamelModel):
         max_length=253,
         description="Image the machine boots from, if the driver uses one.",
     )
-    labels: dict[str, str] = Field(
+    labels: LabelMap = Field(
         default_factory=dict,
-        description="Tags put on each machine at the provider and labels on each ClusterNode.",
+        description=(
+            "Tags put on each machine at the provider and labels on each ClusterNode: "
+            "Kubernetes label keys and values, at most 64; keys under 'nodecluster.io/' "
+            "are the operator's."
+        ),
     )
     properties: dict[str, str] = Field(
         default_factory=dict,
