@@ -3,13 +3,16 @@
 Everything is constructed here, the work queues included, and handed down: by kopf's
 memo in production (`handlers.py`), by `nodecluster.testing.Harness` in tests, by the
 benchmarks. Nothing is optional and nothing is patched in after construction.
+
+`load_providers` fills the provider cache before the watches start, for the same callers.
 """
 
 from __future__ import annotations
 
+from nodecluster.api.nodeprovider import NodeProvider
 from nodecluster.clock import Clock
 from nodecluster.controllers.clusternode import reconcile_node
-from nodecluster.controllers.kubeapi import KubeApi
+from nodecluster.controllers.kubeapi import NODEPROVIDERS, KubeApi
 from nodecluster.controllers.nodecluster import reconcile_cluster
 from nodecluster.controllers.nodeprovider import poll_provider, reconcile_provider
 from nodecluster.controllers.operation import reconcile_operations
@@ -53,6 +56,27 @@ def build_world(
         settings=settings,
         node_index=node_index,
         queues=queues,
-        providers=ProviderBook(api=api, registry=registry, clock=clock),
+        providers=ProviderBook(
+            api=api,
+            registry=registry,
+            clock=clock,
+            credentials_refresh_seconds=settings.credentials_refresh_seconds,
+        ),
     )
     return world
+
+
+async def load_providers(world: World) -> None:
+    """Put every NodeProvider into the provider cache, before any reconcile can run.
+
+    kopf delivers each kind's initial listing from its own watcher, in no fixed order, and
+    the cache is otherwise filled only by NodeProvider events. After a restart, a cluster
+    or node listed before its provider was reconciled against no provider: it reported
+    `ProviderNotFound` for a moment, and an operation waiting on that cluster failed
+    because it said Stalled. One list call at startup (a handful of objects) removes the
+    race. Only the specs are cached, as `events.on_provider_event` caches them; each
+    provider's own reconcile still runs when its watch event comes.
+    """
+    for body in await world.api.list(NODEPROVIDERS, None):
+        provider = NodeProvider.model_validate(body)
+        world.providers.specs[provider.metadata.name] = provider

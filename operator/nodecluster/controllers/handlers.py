@@ -17,7 +17,7 @@ import kopf
 
 from nodecluster import GROUP, VERSION
 from nodecluster.clock import SystemClock
-from nodecluster.controllers.assembly import build_world
+from nodecluster.controllers.assembly import build_world, load_providers
 from nodecluster.controllers.events import (
     on_cluster_event,
     on_node_event,
@@ -79,7 +79,8 @@ def configure(settings: kopf.OperatorSettings, peering: str | None) -> None:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Build the world once and hand it to every handler through memo."""
+    """Build the world once, with every NodeProvider known, and hand it to every handler
+    through memo."""
     configure(settings, memo.get("peering"))
     tunables = Settings()
     clock = SystemClock()
@@ -87,7 +88,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     # kopf hands startup handlers the indexes already (empty; filled before any
     # resource handler runs), so the world is complete from the start.
     index = kwargs["clusternodes_by_cluster"]
-    memo["world"] = build_world(tunables, api, ProviderRegistry(), clock, index)
+    world = build_world(tunables, api, ProviderRegistry(), clock, index)
+    try:
+        # Before kopf starts the watches: see load_providers.
+        await load_providers(world)
+    except Exception:
+        await api.close()  # kopf retries a failed startup handler: it connects anew
+        raise
+    memo["world"] = world
     tune_garbage_collector()
 
 

@@ -4,7 +4,8 @@ What runs is what runs in production, minus kopf: `build_world` builds the world
 work queues run the reconcilers, and the fake's watch events go to the same functions
 kopf calls (`controllers/events.py`), after the node index is updated as kopf updates
 its index. As with kopf, the node index is complete before any handler sees the initial
-listing, so a cluster never plans from half of its nodes.
+listing, so a cluster never plans from half of its nodes; and as the startup handler does,
+`start` loads every NodeProvider (`load_providers`) before delivering anything.
 
     async with Harness(fake) as harness:
         fake.add(NODEPROVIDERS, provider)
@@ -23,11 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 
 from nodecluster.clock import Clock, LoopClock
-from nodecluster.controllers.assembly import build_world
+from nodecluster.controllers.assembly import build_world, load_providers
 from nodecluster.controllers.events import WATCHED
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.world import IndexedNode, Settings, World, index_node
@@ -72,7 +73,8 @@ class Harness:
 
     `registry` defaults to the installed drivers (the simulator among them); `clock` to a
     `LoopClock`; `settings` to the defaults; `watch_lag` delays every watch event (the
-    initial listing excepted), as a busy API server's watch lags behind it. Stopping and
+    initial listing excepted), as a busy API server's watch lags behind it;
+    `initial_order` delivers the initial listing kind by kind, in that order. Stopping and
     starting a new harness on the same fake (and the same simulator files) is an operator
     restart.
     """
@@ -84,10 +86,18 @@ class Harness:
         clock: Clock | None = None,
         settings: Settings | None = None,
         watch_lag: float = 0.0,
+        initial_order: Sequence[str] | None = None,
     ) -> None:
         self.api = api
         self.watch_lag = watch_lag
         """Seconds every watch event arrives after its change: a watch behind the store."""
+        if initial_order is not None and sorted(initial_order) != sorted(WATCHED):
+            raise ValueError(f"initial_order must name each of {sorted(WATCHED)} once")
+        self.initial_order = tuple(initial_order) if initial_order is not None else None
+        """The kinds (plurals) whose initial listings are delivered one after the other,
+        the reconciles they woke run until the queues are idle before the next kind's, as
+        kopf's watchers (one per kind) deliver theirs in no fixed order and may be seconds
+        apart. None: every kind's before any reconcile runs."""
         self.registry = registry if registry is not None else ProviderRegistry()
         self.clock: Clock = clock if clock is not None else LoopClock()
         self.settings = settings if settings is not None else Settings()
@@ -108,6 +118,7 @@ class Harness:
         # before a driver's worker thread (the simulator's file access) reads it.
         self.clock.monotonic()
         self._world = build_world(self.settings, self.api, self.registry, self.clock, self.index)
+        await load_providers(self._world)
         self._watch = self.api.watch(*WATCHED, initial=True, lag=self.watch_lag)
         initial = self._watch.drain()
         for event in initial:
@@ -121,7 +132,8 @@ class Harness:
                 for event in initial:
                     if event.kind == kind:
                         WATCHED[kind](self.world, None, event.body)
-                await asyncio.sleep(0)  # the reconciles woken so far start
+                # The reconciles woken so far run before the next kind's listing comes.
+                await self.wait_for(self._queues_idle, what="the queues being idle")
         self._pump = asyncio.get_running_loop().create_task(self._deliver(self._watch))
 
     async def stop(self, kill: bool = False) -> None:
@@ -166,6 +178,9 @@ class Harness:
                 self.index.apply(event)
             WATCHED[event.kind](self.world, event.type, event.body)
 
+    def _queues_idle(self) -> bool:
+        return not any(queue.pending() for queue in self.world.queues.all())
+
     def busy(self) -> bool:
         """Whether any reconcile runs or waits to run (timers for later do not count)."""
         if self._world is None:
@@ -179,11 +194,13 @@ class Harness:
         condition: Callable[[], bool | Awaitable[bool]],
         within: float = 600.0,
         what: str = "",
+        poll: float = POLL_SECONDS,
     ) -> None:
         """Wait until `condition()` holds, at most `within` seconds of loop time.
 
         Under looptime the loop's clock jumps while everything waits, so `within` bounds
-        how much operator time may pass, not how long the test takes.
+        how much operator time may pass, not how long the test takes; `poll` is how often
+        the condition is looked at (coarser for waits of hours of operator time).
         """
         try:
             async with asyncio.timeout(within):
@@ -193,7 +210,7 @@ class Harness:
                         result = await result
                     if result:
                         return
-                    await asyncio.sleep(POLL_SECONDS)
+                    await asyncio.sleep(poll)
         except TimeoutError:
             label = what or getattr(condition, "__name__", "condition")
             raise AssertionError(f"{label} did not hold within {within:g}s") from None

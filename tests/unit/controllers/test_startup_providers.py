@@ -1,0 +1,79 @@
+"""kopf's startup handler knows every NodeProvider before any watch starts.
+
+Nothing here starts kopf: `handlers.startup` is called directly, with `KubeClient.connect`
+answering a FakeKube (as in test_kopf_wiring.py).
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+from conftest import provider_body
+
+from nodecluster.controllers import handlers
+from nodecluster.controllers.kube import KubeClient
+from nodecluster.controllers.kubeapi import NODEPROVIDERS, KubeError
+from nodecluster.testing import FakeKube, LocalNodeIndex
+
+
+@pytest.fixture
+def connect_to_fake(monkeypatch: pytest.MonkeyPatch, fake: FakeKube) -> None:
+    async def connect(cls: type[KubeClient], **_: Any) -> FakeKube:
+        return fake
+
+    monkeypatch.setattr(KubeClient, "connect", classmethod(connect))
+
+
+@pytest.fixture
+def gc_restored() -> Iterator[None]:
+    """Put the garbage collector back as it was (startup tunes it for the process)."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.set_threshold(*thresholds)
+    gc.unfreeze()
+
+
+async def start(memo: kopf.Memo) -> None:
+    await handlers.startup(
+        settings=kopf.OperatorSettings(), memo=memo, clusternodes_by_cluster=LocalNodeIndex()
+    )
+
+
+async def test_startup_loads_every_node_provider_before_any_watch_event(
+    fake: FakeKube, connect_to_fake: None, gc_restored: None, tmp_path: Path
+) -> None:
+    fake.add(NODEPROVIDERS, provider_body(tmp_path / "a.db", name="sim"))
+    fake.add(NODEPROVIDERS, provider_body(tmp_path / "b.db", name="other", driver="simulator"))
+    memo = kopf.Memo()
+
+    await start(memo)
+
+    world = memo["world"]
+    try:
+        specs = world.providers.specs
+        assert sorted(specs) == ["other", "sim"]
+        assert specs["other"].spec.driver == "simulator"
+        assert world.providers.problem("sim") is None  # no ProviderNotFound for its clusters
+        assert [(c.verb, c.resource) for c in fake.calls] == [("list", "nodeproviders")]
+        # Their own reconciles run when their watch events come, as before.
+        assert world.queues.provider.pending() == 0
+    finally:
+        await world.queues.close()
+
+
+async def test_startup_fails_and_closes_its_client_when_the_providers_cannot_be_listed(
+    fake: FakeKube, connect_to_fake: None, gc_restored: None
+) -> None:
+    fake.fail("list", "nodeproviders", 403)
+    memo = kopf.Memo()
+
+    with pytest.raises(KubeError):
+        await start(memo)
+
+    assert "world" not in memo
+    assert fake.closed
