@@ -1,8 +1,12 @@
 """Creates and deletes this operator made that its watch cache may not show yet.
 
 Without these, a reconcile right after creating nodes could see too few in the cache and
-create them again (the ReplicaSet controller's classic bug). Each expectation lasts until
-the cache shows it or `timeout` seconds of the world's clock have passed.
+create them again (the ReplicaSet controller's classic bug). An expectation lasts until the
+cache shows it, however long that takes: a watch can lag for minutes (its server timeout is
+270 s) and an expectation dropped on a timer would then let the controller create or delete
+a second time. One still unconfirmed after `timeout` seconds is *overdue*: the controller
+then reads the truth from the API (one list) and `confirm`s what it shows, dropping only
+the expectations of writes that did not happen.
 """
 
 from __future__ import annotations
@@ -38,28 +42,67 @@ class Expectations:
         """Creates and deletes of cluster `key` not yet confirmed (for tests and debugging)."""
         return len(self._creates.get(key, {})) + len(self._deletes.get(key, {}))
 
-    def merge(self, key: NsName, cached: Iterable[NodeView]) -> list[NodeView]:
-        """The cached nodes, corrected by what is known to be in flight."""
+    def overdue(self, key: NsName) -> bool:
+        """Whether an expectation of cluster `key` has waited longer than `timeout` for the
+        cache: time to check it against the API."""
+        oldest = min(
+            [at for at, _ in self._creates.get(key, {}).values()]
+            + list(self._deletes.get(key, {}).values()),
+            default=None,
+        )
+        return oldest is not None and self._clock.monotonic() - oldest > self.timeout
+
+    def confirm(self, key: NsName, listed: Iterable[NodeView]) -> list[NodeView]:
+        """Check cluster `key`'s expectations against nodes read from the API just now:
+        writes the API shows are expected afresh (the cache may lag a while longer),
+        writes it does not show did not happen and are dropped. Returns the listed nodes,
+        with expected deletes marked deleting."""
         now = self._clock.monotonic()
+        nodes = {n.name: n for n in listed}
+        creates = self._creates.get(key, {})
+        for name, (_, view) in list(creates.items()):
+            if name in nodes:
+                creates[name] = (now, view)
+            else:
+                del creates[name]  # the create never happened
+        deletes = self._deletes.get(key, {})
+        for name in list(deletes):
+            node = nodes.get(name)
+            if node is None or node.deleting:
+                deletes[name] = now
+            else:
+                del deletes[name]  # the delete never happened
+        for name in deletes:
+            if name in nodes:
+                nodes[name] = replace(nodes[name], deleting=True)
+        self._tidy(key)
+        return sorted(nodes.values(), key=lambda n: n.name)
+
+    def merge(self, key: NsName, cached: Iterable[NodeView]) -> list[NodeView]:
+        """The cached nodes, corrected by what is known to be in flight. An expectation
+        ends only when the cache shows it (see `overdue` for one that takes too long)."""
         nodes = {n.name: n for n in cached}
         creates = self._creates.get(key, {})
-        for name, (at, view) in list(creates.items()):
-            if name in nodes or now - at > self.timeout:
-                del creates[name]
+        for name, (_, view) in list(creates.items()):
+            if name in nodes:
+                del creates[name]  # the cache caught up
             else:
                 nodes[name] = view
         deletes = self._deletes.get(key, {})
-        for name, at in list(deletes.items()):
+        for name in list(deletes):
             node = nodes.get(name)
-            if node is None or node.deleting or now - at > self.timeout:
-                del deletes[name]  # the cache caught up (or we stop waiting for it)
+            if node is None or node.deleting:
+                del deletes[name]  # the cache caught up
             else:
                 nodes[name] = replace(node, deleting=True)
-        if not creates:
-            self._creates.pop(key, None)
-        if not deletes:
-            self._deletes.pop(key, None)
+        self._tidy(key)
         return sorted(nodes.values(), key=lambda n: n.name)
+
+    def _tidy(self, key: NsName) -> None:
+        if not self._creates.get(key):
+            self._creates.pop(key, None)
+        if not self._deletes.get(key):
+            self._deletes.pop(key, None)
 
     def forget(self, key: NsName) -> None:
         """Cluster `key` is gone: drop what was expected of it."""

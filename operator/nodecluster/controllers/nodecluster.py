@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from nodecluster import API_VERSION
-from nodecluster.api.clusternode import ClusterNodeSpec, PowerState
+from nodecluster.api.clusternode import ClusterNode, ClusterNodeSpec, PowerState
 from nodecluster.api.nodecluster import ClusterState, NodeCluster, NodeClusterStatus
 from nodecluster.clock import rfc3339
 from nodecluster.controllers.expectations import NsName
@@ -41,6 +41,7 @@ from nodecluster.controllers.world import (
     NODE_FINALIZER,
     ProviderUnavailable,
     World,
+    node_view,
     profile_hash,
 )
 from nodecluster.planning.model import CLUSTER_LABEL, Declared, NodeView, Observed
@@ -184,7 +185,20 @@ async def observe(world: World, scope: ClusterScope) -> Stop | None:
     """The nodes (cache corrected by in-flight changes), quota headroom and provider."""
     nc = scope.cluster
     scope.now = world.now()  # after the finalizer write, which may have taken a while
-    scope.nodes = world.nodes_of(scope.key)
+    if world.expectations.overdue(scope.key):
+        # The watch is far behind our own writes: read the truth once instead of
+        # trusting a cache that may not show them yet (or dropping what we expect).
+        listed = await world.api.list(CLUSTERNODES, scope.key[0])
+        scope.nodes = world.expectations.confirm(
+            scope.key,
+            (
+                node_view(ClusterNode.model_validate(body))
+                for body in listed
+                if body.get("spec", {}).get("clusterName") == scope.key[1]
+            ),
+        )
+    else:
+        scope.nodes = world.nodes_of(scope.key)
     scope.observed = Observed(
         nodes=tuple(scope.nodes),
         now=scope.now,

@@ -67,7 +67,9 @@ class Settings:
     idle_resync_seconds: float = 3600.0
     """How often a cluster with no nodes is looked at without any event (orphan sweep)."""
     expectation_timeout_seconds: float = 60.0
-    """How long a create/delete the operator made may stay invisible in its cache."""
+    """How long a create/delete the operator made may stay invisible in its cache before
+    the cluster's next reconcile checks it against the API (one list of the namespace's
+    ClusterNodes). Never a reason to forget it: the watch may lag for minutes."""
     concurrency: int = 2000
     """ClusterNode reconciles in flight at once: each may wait on its provider, and
     provider calls are awaited, not threaded."""

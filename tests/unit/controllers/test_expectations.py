@@ -56,16 +56,34 @@ def test_a_create_the_cache_shows_is_no_longer_expected() -> None:
     assert expectations.in_flight(WEB) == 0
 
 
-def test_a_create_the_cache_never_shows_is_given_up_after_the_timeout() -> None:
+def test_a_create_the_cache_never_shows_stays_expected_and_becomes_overdue() -> None:
+    """A watch may lag for minutes: an expectation is never dropped on a timer (that
+    doubled creates behind a lagging watch); after the timeout it is overdue, for the
+    controller to check against the API."""
     clock = ManualClock()
     expectations = Expectations(clock, TIMEOUT)
     expectations.expect_create(WEB, view("web-b"))
 
     clock.seconds += TIMEOUT
-    assert [n.name for n in expectations.merge(WEB, [])] == ["web-b"]
+    assert not expectations.overdue(WEB)
     clock.seconds += 1
-    assert expectations.merge(WEB, []) == []
-    assert expectations.in_flight(WEB) == 0
+    assert [n.name for n in expectations.merge(WEB, [])] == ["web-b"]
+    assert expectations.overdue(WEB)
+    assert not expectations.overdue(API)
+
+
+def test_an_overdue_create_the_api_shows_is_expected_afresh_one_it_does_not_is_dropped() -> None:
+    clock = ManualClock()
+    expectations = Expectations(clock, TIMEOUT)
+    expectations.expect_create(WEB, view("web-b"))
+    expectations.expect_create(WEB, view("web-c"))
+    clock.seconds += TIMEOUT + 1
+
+    listed = expectations.confirm(WEB, [view("web-a"), view("web-b")])
+
+    assert [n.name for n in listed] == ["web-a", "web-b"]
+    assert not expectations.overdue(WEB)
+    assert [n.name for n in expectations.merge(WEB, [view("web-a")])] == ["web-a", "web-b"]
 
 
 def test_an_expected_delete_marks_the_cached_node_deleting_until_the_cache_does() -> None:
@@ -89,15 +107,24 @@ def test_a_delete_is_no_longer_expected_once_the_node_is_gone_from_the_cache() -
     assert expectations.in_flight(WEB) == 0
 
 
-def test_a_delete_the_cache_never_shows_is_given_up_after_the_timeout() -> None:
+def test_an_overdue_delete_is_confirmed_by_the_api_or_dropped() -> None:
     clock = ManualClock()
     expectations = Expectations(clock, TIMEOUT)
     expectations.expect_delete(WEB, "web-a")
-
+    expectations.expect_delete(WEB, "web-b")
     clock.seconds += TIMEOUT + 1
+    assert expectations.overdue(WEB)
 
-    assert expectations.merge(WEB, [view("web-a")]) == [view("web-a")]
-    assert expectations.in_flight(WEB) == 0
+    # web-a: the API shows it deleting; web-b: the API shows it alive (the delete failed).
+    listed = expectations.confirm(WEB, [view("web-a", deleting=True), view("web-b")])
+
+    assert listed == [view("web-a", deleting=True), view("web-b")]
+    assert expectations.in_flight(WEB) == 1
+    # The lagging cache still shows web-a alive: it stays going.
+    assert expectations.merge(WEB, [view("web-a"), view("web-b")]) == [
+        view("web-a", deleting=True),
+        view("web-b"),
+    ]
 
 
 def test_forgetting_a_cluster_drops_only_its_expectations() -> None:
