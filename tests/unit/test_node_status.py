@@ -11,7 +11,12 @@ from builders import NOW
 
 from nodecluster.api.clusternode import ClusterNode, NodeState
 from nodecluster.api.reasons import Reason
-from nodecluster.planning.nodestatus import status_deleting, status_from_error, status_from_machine
+from nodecluster.planning.nodestatus import (
+    status_deleting,
+    status_from_error,
+    status_from_machine,
+    status_missing,
+)
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,48 @@ def test_an_error_before_any_machine_leaves_the_node_pending() -> None:
 
     assert status.state == "Pending"
     assert status.ready is False
+
+
+RUNNING = {
+    "state": "Running",
+    "ready": True,
+    "providerId": "sim://zone-a/i-00000007",
+    "addresses": [{"type": "InternalIP", "address": "10.0.0.7"}],
+    "lastRebootTime": (NOW - timedelta(hours=2)).isoformat(),
+}
+
+
+@pytest.mark.parametrize(
+    ("before", "unhealthy_since"),
+    [
+        ({**RUNNING}, NOW),
+        ({**RUNNING, "state": "Failed", "ready": False}, NOW),
+        (
+            {**RUNNING, "unhealthySince": (NOW - timedelta(minutes=3)).isoformat()},
+            NOW - timedelta(minutes=3),
+        ),
+        ({**RUNNING, "providerId": None}, NOW),
+    ],
+    ids=["was-running", "was-failed", "unhealthy-earlier", "no-provider-id"],
+)
+def test_a_vanished_machine_is_failed_and_says_it_is_missing(
+    before: dict[str, Any], unhealthy_since: Any
+) -> None:
+    status = status_missing(cluster_node(**before), NOW)
+
+    ready = status.conditions[0]
+    assert (ready.type, ready.status, ready.reason) == ("Ready", "False", Reason.MACHINE_MISSING)
+    assert ready.message == status.message
+    assert status.message is not None
+    assert "web-b2c4d no longer exists at the provider" in status.message
+    if before["providerId"]:
+        assert before["providerId"] in status.message
+    assert (status.state, status.ready) == ("Failed", False)
+    assert status.unhealthy_since == unhealthy_since
+    assert status.observed_generation == 2
+    assert status.provider_id == before["providerId"]  # names the machine that vanished
+    assert status.addresses == []
+    assert status.last_reboot_time == NOW - timedelta(hours=2)
 
 
 def test_a_deleting_node_says_how_long_it_drains() -> None:

@@ -43,6 +43,12 @@ def never_got_a_machine(name: str, reason: str, state: str | None = None) -> Nod
             DEFAULT,
             True,
         ),
+        # A machine gone at the provider: unhealthy at once, whatever the timeouts.
+        (
+            node("missing", state="Failed", ready=False, age=1, error_reason="MachineMissing"),
+            DEFAULT,
+            True,
+        ),
         # Transitional states are expected to be not ready.
         *[
             (

@@ -8,7 +8,8 @@ the next reconcile calls the same idempotent operation again.
 A reconcile is a short list of phases over one `NodeScope`:
 
     read -> connect (the provider's driver) -> delete_machine (a deleting node)
-         -> converge_machine (create, power, reboot) -> report -> next_look
+         -> converge_machine (create, power, reboot; or report a vanished machine)
+         -> report -> next_look
 
 What the status says is decided by pure functions (`planning/nodestatus.py`). Provider
 errors are reported by their type (`world.provider_reason`) in the node's Ready
@@ -47,6 +48,7 @@ from nodecluster.planning.nodestatus import (
     status_deleting,
     status_from_error,
     status_from_machine,
+    status_missing,
 )
 from nodecluster.providers.base import (
     Machine,
@@ -160,10 +162,7 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
             try:
                 machine = await driver.get(name)
             except NotFound:
-                # Vanished: reported as Failed, for its cluster to replace. Nothing to
-                # power or reboot.
-                scope.machine = missing_machine(node, scope.now)
-                return None
+                return await report_missing(world, scope)
         power = driver if isinstance(driver, PowerControl) else None
         if power is not None and reboot_due(node) and machine.state in ("Running", "Failed"):
             machine = await power.reboot(name)
@@ -178,6 +177,14 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
         await report_provider_error(world, scope, err)
     scope.machine = machine
     return None
+
+
+async def report_missing(world: World, scope: NodeScope) -> Stop:
+    """The machine vanished at the provider: say so (`MachineMissing`), for its cluster to
+    replace the node. Nothing to power or reboot. The provider's health poll wakes the
+    node while it lasts (the machine is no longer listed)."""
+    await write_status(world, scope, status_missing(scope.node, scope.now))
+    return Stop(None)
 
 
 async def report(world: World, scope: NodeScope) -> Stop | None:
@@ -232,20 +239,6 @@ def reboot_due(node: ClusterNode) -> bool:
     """Whether the spec asks for a reboot newer than the last one carried out."""
     asked, last = node.spec.reboot_requested_at, node.status.last_reboot_time
     return asked is not None and (last is None or asked > last)
-
-
-def missing_machine(node: ClusterNode, now: datetime) -> Machine:
-    """A machine that vanished at the provider: reported as Failed so it is remediated."""
-    return Machine(
-        name=node.metadata.name,
-        provider_id=node.status.provider_id or "",
-        cluster=node.spec.cluster_name,
-        state="Failed",
-        machine_type=node.spec.profile.machine_type,
-        zone=node.status.zone,
-        cores=0,
-        created_at=node.status.machine_created_at or now,
-    )
 
 
 async def read_user_data(world: World, node: ClusterNode) -> str | None:

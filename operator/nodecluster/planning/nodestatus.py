@@ -1,9 +1,13 @@
 """Derive a ClusterNode's status from what its provider reports: pure, like the cluster's.
 
 The node controller calls the provider and writes what these functions return; nothing
-else decides what a node's status says. Three situations exist:
+else decides what a node's status says. Four situations exist:
 
 - the provider answered with the machine (`status_from_machine`);
+- the provider answered that a machine the node had no longer exists
+  (`status_missing`): deleted behind the operator's back. It is `Failed`, and the Ready
+  condition's reason, `MachineMissing`, says why, so that nobody reads it as a broken
+  machine that a reboot might bring back;
 - a call failed, or the provider cannot be used (`status_from_error`): what is known is
   kept, and the Ready condition says why in the reason's words;
 - the node is being deleted and waits out its grace period or its machine's deletion
@@ -88,6 +92,43 @@ def status_from_machine(
                 now,
             )
         ],
+    )
+
+
+def status_missing(node: ClusterNode, now: datetime) -> ClusterNodeStatus:
+    """The node's status once its provider says its machine no longer exists.
+
+    The state is `Failed` (NodeState is a CRD enum, and Failed is what every consumer
+    already treats as needing replacement); the reason `MachineMissing` is what tells it
+    apart from a machine that exists but is broken. The provider id is kept: it names
+    the machine that vanished, and a node with one is never given a new machine under
+    the same name (its cluster replaces the node instead). Its addresses went with it.
+    """
+    old = node.status
+    message = (
+        f"machine {node.metadata.name} no longer exists at the provider "
+        f"({old.provider_id or 'provider id unknown'})"
+    )
+    return old.model_copy(
+        update={
+            "observed_generation": node.metadata.generation,
+            "state": "Failed",
+            "ready": False,
+            "addresses": [],
+            "unhealthy_since": old.unhealthy_since or now,
+            "message": message,
+            "conditions": [
+                condition(
+                    old.conditions,
+                    "Ready",
+                    False,
+                    Reason.MACHINE_MISSING,
+                    message,
+                    node.metadata.generation,
+                    now,
+                )
+            ],
+        }
     )
 
 
