@@ -15,6 +15,7 @@ STALLS = {
 }
 NODE_ERRORS = {
     "ProviderUnavailable",
+    "ProviderUnauthorized",
     "CapacityExceeded",
     "QuotaExceeded",
     "InvalidProviderConfig",
@@ -22,7 +23,12 @@ NODE_ERRORS = {
     "MachineMissing",
     "ProviderError",
 }
-NOT_THE_MACHINE = {"QuotaExceeded", "CapacityExceeded", "InvalidProviderConfig"}
+NOT_THE_MACHINE = {
+    "QuotaExceeded",
+    "CapacityExceeded",
+    "InvalidProviderConfig",
+    "ProviderUnauthorized",
+}
 
 
 @pytest.mark.parametrize("reason", list(Reason), ids=str)

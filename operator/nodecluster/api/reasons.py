@@ -26,6 +26,10 @@ class Reason(StrEnum):
     """Driver config, credentials, user data or profile are wrong: retrying cannot help."""
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
     """A passing provider fault: timeout, throttling, a 5xx. Retried with backoff."""
+    PROVIDER_UNAUTHORIZED = "ProviderUnauthorized"
+    """The provider refused the credentials (expired, revoked, not yet valid). Not a stall:
+    the Secret is read again before the next call, so a rotation clears by itself;
+    credentials that stay refused are reported until a person fixes the Secret."""
     PROVIDER_ERROR = "ProviderError"
     """A provider error of no more specific type."""
     QUOTA_EXCEEDED = "QuotaExceeded"
@@ -72,8 +76,8 @@ class Reason(StrEnum):
     @property
     def machine_fault(self) -> bool:
         """Whether a node erroring for it is itself broken, so that replacing the machine
-        could help. Quota, capacity and configuration are not the machine's fault:
-        recreating it would only fail the same way, over and over."""
+        could help. Quota, capacity, configuration and refused credentials are not the
+        machine's fault: recreating it would only fail the same way, over and over."""
         return self not in _NOT_THE_MACHINES_FAULT
 
 
@@ -89,6 +93,7 @@ _STALLS = frozenset(
 _NODE_ERRORS = frozenset(
     {
         Reason.PROVIDER_UNAVAILABLE,
+        Reason.PROVIDER_UNAUTHORIZED,
         Reason.CAPACITY_EXCEEDED,
         Reason.QUOTA_EXCEEDED,
         Reason.INVALID_PROVIDER_CONFIG,
@@ -98,7 +103,12 @@ _NODE_ERRORS = frozenset(
     }
 )
 _NOT_THE_MACHINES_FAULT = frozenset(
-    {Reason.QUOTA_EXCEEDED, Reason.CAPACITY_EXCEEDED, Reason.INVALID_PROVIDER_CONFIG}
+    {
+        Reason.QUOTA_EXCEEDED,
+        Reason.CAPACITY_EXCEEDED,
+        Reason.INVALID_PROVIDER_CONFIG,
+        Reason.PROVIDER_UNAUTHORIZED,
+    }
 )
 
 

@@ -291,6 +291,7 @@ async def release(world: World, scope: NodeScope) -> float | None:
 async def report_provider_error(world: World, scope: NodeScope, err: ProviderError) -> NoReturn:
     """Say why in the node's status, then back off (the error's type names the reason).
     A reboot issued before the error is recorded, so it is not issued again."""
+    world.providers.call_failed(scope.node.spec.provider_ref.name, err)
     reason = provider_reason(err)
     status = status_from_error(scope.node, reason, str(err), scope.now, rebooted=scope.rebooted)
     await write_status(world, scope, status)

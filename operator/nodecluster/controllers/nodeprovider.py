@@ -2,7 +2,16 @@
 
 A bad driver config is a person's mistake, so it is reported where people look
 (the Ready condition and an Event) and every cluster using the provider is woken up
-to say so too, instead of a traceback loop in the operator's log.
+to say so too, instead of a traceback loop in the operator's log. Only what needs a
+person says Stalled (a bad config, a Secret that is not there); a passing fault while
+building the driver (a token endpoint timing out, a refused key mid-rotation) is
+Ready=False and Stalled=False, and clears by itself.
+
+A provider that is not Ready is looked at again, 30 s after it stopped being Ready and then
+about as long again as it has been not Ready, up to `Settings.credentials_refresh_seconds`:
+the Secret it names cannot be watched, so this is how one created (or fixed) after the
+NodeProvider is found. A Ready one is looked at every poll interval, and at the latest when
+its credentials are due to be read again, so a rotated Secret reaches the driver in time.
 """
 
 from __future__ import annotations
@@ -20,6 +29,9 @@ from nodecluster.planning.conditions import condition
 from nodecluster.providers.base import Machine, ProviderDriver, ProviderError
 
 log = logging.getLogger(__name__)
+
+NOT_READY_FIRST_LOOK_SECONDS = 30.0
+"""How soon a provider that just stopped being Ready is looked at again."""
 
 
 async def reconcile_provider(world: World, name: str) -> float | None:
@@ -42,14 +54,18 @@ async def reconcile_provider(world: World, name: str) -> float | None:
     nodes, cores = world.provider_usage(name)
     old = np.status
     gen = np.metadata.generation
+    stalled = not ok and reason.stalls
+    ready_c = condition(old.conditions, "Ready", ok, reason, message, gen, now)
     status = NodeProviderStatus(
         observed_generation=gen,
         phase="Ready" if ok else "NotReady",
         nodes=nodes,
         cores=cores,
         conditions=[
-            condition(old.conditions, "Ready", ok, reason, message, gen, now),
-            condition(old.conditions, "Stalled", not ok, reason, "" if ok else message, gen, now),
+            ready_c,
+            condition(
+                old.conditions, "Stalled", stalled, reason, message if stalled else "", gen, now
+            ),
         ],
     )
     if status.wire() != old.wire():
@@ -66,11 +82,18 @@ async def reconcile_provider(world: World, name: str) -> float | None:
         for key in world.book.clusters_of(name):
             world.queues.cluster.add(key)
     if driver is None:
-        return None
+        since = ready_c.last_transition_time or now
+        not_ready_for = (now - since).total_seconds()
+        return min(
+            world.settings.credentials_refresh_seconds,
+            max(NOT_READY_FIRST_LOOK_SECONDS, not_ready_for),
+        )
     await poll_health(world, name, driver)
     intervals = [world.book.poll_intervals.get(k) for k in world.book.clusters_of(name)]
     known = [i for i in intervals if i is not None]
-    return min(known) if known else world.settings.default_poll_seconds
+    again = min(known) if known else world.settings.default_poll_seconds
+    credentials_due = world.providers.next_read_in(name)
+    return again if credentials_due is None else min(again, credentials_due)
 
 
 async def poll_provider(world: World, name: str) -> float | None:
@@ -96,6 +119,7 @@ async def poll_health(world: World, provider: str, driver: ProviderDriver) -> bo
         machines = await driver.list(None)
     except ProviderError as err:
         log.info("Provider %s: health poll failed: %s", provider, err)
+        world.providers.call_failed(provider, err)
         return False
     by_cluster: dict[NsName, dict[str, Machine]] = {}
     for m in machines:

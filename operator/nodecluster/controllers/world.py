@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -31,7 +32,7 @@ from nodecluster.api.reasons import Reason, reason_of
 from nodecluster.clock import Clock
 from nodecluster.controllers.bodies import BodyCache, ObjectKey
 from nodecluster.controllers.expectations import Expectations, NsName
-from nodecluster.controllers.kubeapi import Kind, KubeApi, KubeNotFound
+from nodecluster.controllers.kubeapi import Kind, KubeApi, KubeError
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.planning.model import (
     DELETE_NODE_ANNOTATION,
@@ -44,8 +45,12 @@ from nodecluster.providers.base import (
     ProviderConfig,
     ProviderDriver,
     ProviderError,
+    Retryable,
+    Unauthorized,
 )
 from nodecluster.providers.registry import ProviderRegistry
+
+log = logging.getLogger(__name__)
 
 CLUSTER_FINALIZER = "nodecluster.io/nodes"
 """Held by a NodeCluster until every one of its machines is gone."""
@@ -90,6 +95,25 @@ class Settings:
     """A machine without a ClusterNode is deleted only once older than this."""
     default_poll_seconds: float = 60.0
     """Provider health poll interval when no cluster asks for another."""
+    credentials_refresh_seconds: float = 300.0
+    """How long a NodeProvider's credentials are used before its Secret is read again.
+
+    The operator may only `get` Secrets (no watch: they cannot be enumerated), so this is
+    how a rotated Secret reaches the driver without a restart: its provider is looked at
+    again when they run out, even when its clusters poll it less often. Also the longest
+    wait between looks at a NodeProvider that is not Ready (a Secret created after it)."""
+
+
+def serves(patterns: Iterable[str], namespace: str) -> bool:
+    """Whether `namespace` matches the patterns as kopf matches its namespaces: no patterns
+    is all; globs include; a leading '!' excludes (an exclusion alone includes the rest)."""
+    patterns = list(patterns)
+    if not patterns:
+        return True
+    includes = [p for p in patterns if not p.startswith("!")]
+    excludes = [p[1:] for p in patterns if p.startswith("!")]
+    included = not includes or any(fnmatch.fnmatchcase(namespace, p) for p in includes)
+    return included and not any(fnmatch.fnmatchcase(namespace, p) for p in excludes)
 
 
 def profile_hash(profile: NodeProfile) -> str:
@@ -248,24 +272,63 @@ def _not_found(provider: str) -> tuple[Reason, str]:
     return (Reason.PROVIDER_NOT_FOUND, f"NodeProvider {provider!r} does not exist")
 
 
+CREDENTIALS_REREAD_FLOOR_SECONDS = 10.0
+"""The soonest a NodeProvider's Secret is read again after it was read: a refusal by the
+provider, or a failed build, asks for a fresh read, and a fleet whose calls all fail at once
+must not turn that into a Secret read per call (nor a provider into a poll loop)."""
+
+
+@dataclass(frozen=True)
+class CachedCredentials:
+    """A NodeProvider's credentials as last read from its Secret."""
+
+    generation: int
+    """The NodeProvider's generation when they were read: any edit of its spec (another
+    Secret named, say) reads them again. Not its resourceVersion, which its own status
+    writes move."""
+    read_at: float
+    """When they were read (the world clock's monotonic time)."""
+    expires_at: float
+    """When they are read again, before any use after it."""
+    data: Mapping[str, str] = field(repr=False)
+    """The decoded keys; `repr=False` keeps the values out of every repr of the book."""
+
+
 @dataclass
 class ProviderBook:
-    """The NodeProviders seen, why any cannot be used, and their credentials."""
+    """The NodeProviders seen, why any cannot be used, and their credentials.
+
+    Credentials are kept for `credentials_refresh_seconds` from the time they were read,
+    not for as long as the NodeProvider is unchanged: the operator may only `get` Secrets
+    (it cannot watch them), so reading again is the only way a rotated Secret reaches the
+    driver without a restart. They are read again sooner when they may be why something
+    failed: the driver reported an authentication failure (`call_failed`), or the driver
+    could not be built. The registry builds a new driver when the credentials differ (they
+    are part of its fingerprint) and closes the old one, so nothing else has to notice.
+    """
 
     api: KubeApi
     registry: ProviderRegistry
     clock: Clock
     specs: dict[str, NodeProvider] = field(default_factory=dict)
     errors: dict[str, tuple[Reason, str]] = field(default_factory=dict)
-    """Why a provider's driver could not be built, for its clusters to report."""
-    credentials: dict[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
-    """Decoded credentials per provider, with the resourceVersion they were read at."""
+    """Why a provider's driver cannot be built, for its clusters to report: only what needs
+    a person (a stalling reason). A passing fault would make every cluster of the provider
+    say Stalled while it lasts; their nodes report it instead, and retry."""
+    credentials: dict[str, CachedCredentials] = field(default_factory=dict)
+    """Decoded credentials per provider, with when they were read."""
+    credentials_refresh_seconds: float = 300.0
+    """See `Settings.credentials_refresh_seconds`."""
+    _reads: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    """One Secret read per provider at a time: thousands of node reconciles find expired
+    credentials at once, and all of them wait for one read instead of making their own."""
 
     def forget(self, name: str) -> None:
         """NodeProvider `name` is gone."""
         self.specs.pop(name, None)
         self.credentials.pop(name, None)
         self.errors.pop(name, None)
+        self._reads.pop(name, None)
 
     def problem(self, name: str) -> tuple[Reason, str] | None:
         """Why clusters of provider `name` cannot get machines, if they cannot."""
@@ -280,47 +343,111 @@ class ProviderBook:
             return {}
         return {b.machine_type: b.cores for b in np.spec.buckets}
 
+    def call_failed(self, name: str, err: ProviderError) -> None:
+        """A call through provider `name`'s driver failed with `err`. If the provider refused
+        the credentials, the next call reads the Secret again (a rotation: the provider
+        already takes the new key, or no longer takes the old one) instead of failing with
+        them until they expire."""
+        if isinstance(err, Unauthorized):
+            self._expire_credentials(name)
+
+    def next_read_in(self, name: str) -> float | None:
+        """Seconds until provider `name`'s credentials are read again (None: it has none
+        cached), at least `CREDENTIALS_REREAD_FLOOR_SECONDS`: its reconcile comes back then,
+        so a rotated Secret is used in time even if the provider is polled rarely."""
+        cached = self.credentials.get(name)
+        if cached is None:
+            return None
+        return max(cached.expires_at - self.clock.monotonic(), CREDENTIALS_REREAD_FLOOR_SECONDS)
+
     async def driver(self, name: str) -> ProviderDriver:
         """The driver of a NodeProvider, or ProviderUnavailable saying why not."""
         np = self.specs.get(name)
         if np is None:
             raise ProviderUnavailable(*_not_found(name))
-        config = await self._config(np)
         try:
+            config = await self._config(np)
             drv = await self.registry.driver_for(np.spec.driver, config)
-        except InvalidConfig as err:
-            self.errors[name] = (Reason.INVALID_PROVIDER_CONFIG, str(err))
-            raise ProviderUnavailable(
-                Reason.INVALID_PROVIDER_CONFIG, f"NodeProvider {name!r}: {err}"
-            ) from err
         except ProviderError as err:
-            raise ProviderUnavailable(
-                provider_reason(err), f"NodeProvider {name!r}: {err}"
-            ) from err
+            # A key missing, a token refused while building, a Secret that is not there:
+            # the credentials may be why, so the next look reads them again.
+            self._expire_credentials(name)
+            reason = provider_reason(err)
+            if reason.stalls:
+                self.errors[name] = (reason, str(err))
+            else:
+                self.errors.pop(name, None)
+            raise ProviderUnavailable(reason, f"NodeProvider {name!r}: {err}") from err
         self.errors.pop(name, None)
         return drv
 
-    async def _config(self, np: NodeProvider) -> ProviderConfig:
-        creds: Mapping[str, str] = {}
+    def _expire_credentials(self, name: str) -> None:
+        """Read provider `name`'s Secret again before the next use (not sooner than
+        `CREDENTIALS_REREAD_FLOOR_SECONDS` after the last read)."""
+        cached = self.credentials.get(name)
+        if cached is not None:
+            soonest = cached.read_at + CREDENTIALS_REREAD_FLOOR_SECONDS
+            self.credentials[name] = replace(cached, expires_at=min(cached.expires_at, soonest))
+
+    async def _credentials(self, np: NodeProvider) -> Mapping[str, str]:
+        """The provider's credentials: cached while fresh, else read from its Secret.
+
+        A Secret that does not exist, or that the operator may not read, is the
+        NodeProvider's mistake (`InvalidConfig`). A read that fails for a passing reason
+        (the API server overloaded or unreachable) keeps the credentials read before, if
+        any, for another `CREDENTIALS_REREAD_FLOOR_SECONDS`: a blip of the API server must
+        not stop every provider call. Values never reach a message or a log line.
+        """
         ref = np.spec.credentials_secret_ref
-        if ref is not None:
-            cached = self.credentials.get(np.metadata.name)
-            if cached is not None and cached[0] == np.metadata.resource_version:
-                creds = cached[1]
-            else:
-                try:
-                    creds = await self.api.read_secret(ref.namespace, ref.name)
-                except KubeNotFound as err:
-                    raise ProviderUnavailable(
-                        Reason.INVALID_PROVIDER_CONFIG,
-                        f"NodeProvider {np.metadata.name!r}: credentials Secret "
-                        f"{ref.namespace}/{ref.name} does not exist",
+        if ref is None:
+            return {}
+        name, generation = np.metadata.name, np.metadata.generation
+        secret = f"{ref.namespace}/{ref.name}"
+        async with self._reads.setdefault(name, asyncio.Lock()):
+            cached = self.credentials.get(name)
+            if cached is not None and cached.generation != generation:
+                cached = None
+            now = self.clock.monotonic()
+            if cached is not None and now < cached.expires_at:
+                return cached.data
+            try:
+                data = await self.api.read_secret(ref.namespace, ref.name)
+            except KubeError as err:
+                if err.status in (403, 404):
+                    self.credentials.pop(name, None)
+                    raise InvalidConfig(
+                        f"credentials Secret {secret} does not exist"
+                        if err.status == 404
+                        else f"credentials Secret {secret} may not be read by the operator "
+                        "(see the chart's rbac.secretNamespaces and rbac.secretNames)"
                     ) from err
-                self.credentials[np.metadata.name] = (np.metadata.resource_version, creds)
+                if cached is None:
+                    raise Retryable(f"credentials Secret {secret} cannot be read: {err}") from err
+                log.warning(
+                    "Provider %s: reading credentials Secret %s failed (%s); using those "
+                    "read %.0fs ago",
+                    name,
+                    secret,
+                    err,
+                    now - cached.read_at,
+                )
+                self.credentials[name] = replace(
+                    cached, expires_at=now + CREDENTIALS_REREAD_FLOOR_SECONDS
+                )
+                return cached.data
+            self.credentials[name] = CachedCredentials(
+                generation=generation,
+                read_at=now,
+                expires_at=now + self.credentials_refresh_seconds,
+                data=data,
+            )
+            return data
+
+    async def _config(self, np: NodeProvider) -> ProviderConfig:
         return ProviderConfig(
             name=np.metadata.name,
             config=np.spec.config,
-            credentials=creds,
+            credentials=await self._credentials(np),
             max_nodes=np.spec.quotas.max_nodes,
             max_cores=np.spec.quotas.max_cores,
             cores_by_type={b.machine_type: b.cores for b in np.spec.buckets},

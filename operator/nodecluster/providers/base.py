@@ -65,6 +65,20 @@ class InvalidConfig(ProviderError):
     reason = Reason.INVALID_PROVIDER_CONFIG
 
 
+class Unauthorized(ProviderError):
+    """The provider refused the credentials: expired, revoked, or not valid yet.
+
+    Raise it for an authentication failure (HTTP 401, an expired token), not `InvalidConfig`:
+    the operator then reads the credentials Secret again before the next call, so a
+    rotation clears by itself, and keeps retrying with backoff, naming it, while a person
+    fixes credentials that stay refused. It is retryable because the operator cannot tell
+    a rotation still propagating at the provider from a revoked key by one refusal.
+    """
+
+    retryable = True
+    reason = Reason.PROVIDER_UNAUTHORIZED
+
+
 def is_not_found(err: BaseException) -> bool:
     """Whether err means the machine is gone."""
     return isinstance(err, NotFound)

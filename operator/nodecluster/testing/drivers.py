@@ -5,13 +5,15 @@ needs one fault at one call: "the next create of web-x answers CapacityExceeded"
 delete takes effect and then times out", "get hangs". `DriverFaults` holds such faults
 and a log of every call; `FaultyDriver` wraps a real driver and consults it before and
 after each call. `faulty_simulator(faults)` is a driver factory to register in a
-`ProviderRegistry`: the simulator, wrapped.
+`ProviderRegistry`: the simulator, wrapped. `DriverFaults.accepted_credentials` plays a
+provider account whose key was rotated: every call of a driver built from any other
+credentials is refused (`Unauthorized`), as a cloud refuses a revoked key.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -23,6 +25,7 @@ from nodecluster.providers.base import (
     ProviderConfig,
     ProviderDriver,
     ProviderError,
+    Unauthorized,
 )
 from nodecluster.providers.simulator import SimulatorDriver
 
@@ -61,6 +64,12 @@ class DriverFaults:
     faults: list[DriverFault] = field(default_factory=list)
     calls: list[tuple[DriverCall, str | None]] = field(default_factory=list)
     """(call, machine or cluster) in the order they came."""
+    accepted_credentials: Mapping[str, str] | None = field(default=None, repr=False)
+    """The only credentials the provider takes (None: any). Calls of a driver built from
+    others are refused with `Unauthorized` and take no effect (a matching injected fault
+    still fires first)."""
+    refused: list[tuple[DriverCall, str | None]] = field(default_factory=list)
+    """The calls refused for their credentials, in order (they are in `calls` too)."""
 
     def fail(
         self,
@@ -87,6 +96,16 @@ class DriverFaults:
     def clear(self) -> None:
         """Remove every fault."""
         self.faults.clear()
+
+    def check_credentials(
+        self, call: DriverCall, name: str | None, credentials: Mapping[str, str]
+    ) -> None:
+        """Refuse a call made with credentials other than `accepted_credentials`."""
+        if self.accepted_credentials is None:
+            return
+        if dict(credentials) != dict(self.accepted_credentials):
+            self.refused.append((call, name))
+            raise Unauthorized("the provider refused the credentials (expired or revoked)")
 
     def count(self, call: DriverCall, name: str | None = None) -> int:
         """How often `call` was made (about `name`)."""
@@ -117,27 +136,43 @@ class DriverFaults:
 
 
 class FaultyDriver:
-    """A driver whose every call goes through `DriverFaults`."""
+    """A driver whose every call goes through `DriverFaults`, made with `credentials`
+    (those of the ProviderConfig it was built from)."""
 
-    def __init__(self, inner: ProviderDriver, faults: DriverFaults) -> None:
+    def __init__(
+        self,
+        inner: ProviderDriver,
+        faults: DriverFaults,
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
         self.inner = inner
         self.faults = faults
+        self._credentials: Mapping[str, str] = dict(credentials or {})
+
+    async def _call(
+        self, call: DriverCall, name: str | None, effect: Callable[[], Awaitable[T]]
+    ) -> T:
+        async def authorised() -> T:
+            self.faults.check_credentials(call, name, self._credentials)
+            return await effect()
+
+        return await self.faults.around(call, name, authorised)
 
     async def create(self, spec: MachineSpec) -> Machine:
         """See ProviderDriver.create."""
-        return await self.faults.around("create", spec.name, lambda: self.inner.create(spec))
+        return await self._call("create", spec.name, lambda: self.inner.create(spec))
 
     async def delete(self, name: str) -> None:
         """See ProviderDriver.delete."""
-        await self.faults.around("delete", name, lambda: self.inner.delete(name))
+        await self._call("delete", name, lambda: self.inner.delete(name))
 
     async def get(self, name: str) -> Machine:
         """See ProviderDriver.get."""
-        return await self.faults.around("get", name, lambda: self.inner.get(name))
+        return await self._call("get", name, lambda: self.inner.get(name))
 
     async def list(self, cluster: str | None = None) -> list[Machine]:
         """See ProviderDriver.list."""
-        return await self.faults.around("list", cluster, lambda: self.inner.list(cluster))
+        return await self._call("list", cluster, lambda: self.inner.list(cluster))
 
     async def close(self) -> None:
         """See ProviderDriver.close."""
@@ -147,22 +182,27 @@ class FaultyDriver:
 class FaultyPowerDriver(FaultyDriver):
     """The same, for a driver with power control."""
 
-    def __init__(self, inner: ProviderDriver, faults: DriverFaults) -> None:
+    def __init__(
+        self,
+        inner: ProviderDriver,
+        faults: DriverFaults,
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
         assert isinstance(inner, PowerControl)
-        super().__init__(inner, faults)
+        super().__init__(inner, faults, credentials)
         self._power: PowerControl = inner
 
     async def start(self, name: str) -> Machine:
         """See PowerControl.start."""
-        return await self.faults.around("start", name, lambda: self._power.start(name))
+        return await self._call("start", name, lambda: self._power.start(name))
 
     async def stop(self, name: str) -> Machine:
         """See PowerControl.stop."""
-        return await self.faults.around("stop", name, lambda: self._power.stop(name))
+        return await self._call("stop", name, lambda: self._power.stop(name))
 
     async def reboot(self, name: str) -> Machine:
         """See PowerControl.reboot."""
-        return await self.faults.around("reboot", name, lambda: self._power.reboot(name))
+        return await self._call("reboot", name, lambda: self._power.reboot(name))
 
 
 def faulty_simulator(faults: DriverFaults, power: bool = True) -> DriverFactory:
@@ -171,6 +211,7 @@ def faulty_simulator(faults: DriverFaults, power: bool = True) -> DriverFactory:
 
     def build(config: ProviderConfig) -> ProviderDriver:
         inner = SimulatorDriver(config)
-        return FaultyPowerDriver(inner, faults) if power else FaultyDriver(inner, faults)
+        wrapper = FaultyPowerDriver if power else FaultyDriver
+        return wrapper(inner, faults, config.credentials)
 
     return build
