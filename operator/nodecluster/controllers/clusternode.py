@@ -35,6 +35,7 @@ from nodecluster.controllers.kubeapi import (
     status_patch,
 )
 from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, run_phases
+from nodecluster.controllers.quota import reserve_machine
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import (
     NODE_FINALIZER,
@@ -57,6 +58,7 @@ from nodecluster.providers.base import (
     PowerControl,
     ProviderDriver,
     ProviderError,
+    QuotaExceeded,
 )
 
 POLL_SETTLING_SECONDS = 1.0
@@ -156,8 +158,13 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
     name = node.metadata.name
     try:
         if node.status.provider_id is None:
+            await hold_quota(world, scope)
             user_data = await read_user_data(world, node)
-            machine = await driver.create(machine_spec(node, user_data))
+            try:
+                machine = await driver.create(machine_spec(node, user_data))
+            except BaseException:
+                world.reservations.discard(node.spec.provider_ref.name, scope.key)
+                raise
         else:
             try:
                 machine = await driver.get(name)
@@ -218,6 +225,17 @@ PHASES: tuple[Phase[NodeScope], ...] = (
     report,
     next_look,
 )
+
+
+async def hold_quota(world: World, scope: NodeScope) -> None:
+    """Take one machine of the provider's quota before asking for the machine; over the
+    quota, say so (QuotaExceeded) and back off, whoever made the node."""
+    node = scope.node
+    refused = reserve_machine(
+        world, node.spec.provider_ref.name, scope.key, node.spec.profile.machine_type
+    )
+    if refused is not None:
+        await report_provider_error(world, scope, QuotaExceeded(refused))
 
 
 def machine_spec(node: ClusterNode, user_data: str | None = None) -> MachineSpec:

@@ -11,14 +11,16 @@ the expectations of writes that did not happen.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 
 from nodecluster.clock import Clock
 from nodecluster.planning.model import NodeView
 
 NsName = tuple[str, str]
 """(namespace, name) of a namespaced object."""
+NodeKey = tuple[str, str, str]
+"""("ClusterNode", namespace, name): a node's key in the body cache."""
 
 
 class Expectations:
@@ -41,6 +43,12 @@ class Expectations:
     def in_flight(self, key: NsName) -> int:
         """Creates and deletes of cluster `key` not yet confirmed (for tests and debugging)."""
         return len(self._creates.get(key, {})) + len(self._deletes.get(key, {}))
+
+    def creates_in_flight(self) -> Iterator[tuple[NsName, NodeView]]:
+        """Every expected create of every cluster (quotas count them)."""
+        for key, creates in self._creates.items():
+            for _, view in creates.values():
+                yield key, view
 
     def overdue(self, key: NsName) -> bool:
         """Whether an expectation of cluster `key` has waited longer than `timeout` for the
@@ -108,3 +116,22 @@ class Expectations:
         """Cluster `key` is gone: drop what was expected of it."""
         self._creates.pop(key, None)
         self._deletes.pop(key, None)
+
+
+@dataclass
+class MachineReservations:
+    """Machines being created, per provider: (node key) -> machine type."""
+
+    by_provider: dict[str, dict[NodeKey, str]] = field(default_factory=dict)
+
+    def add(self, provider: str, key: NodeKey, machine_type: str) -> None:
+        """Hold room for the machine of node `key`."""
+        self.by_provider.setdefault(provider, {})[key] = machine_type
+
+    def discard(self, provider: str, key: NodeKey) -> None:
+        """The create failed, or the node cache shows the machine."""
+        held = self.by_provider.get(provider)
+        if held is not None:
+            held.pop(key, None)
+            if not held:
+                del self.by_provider[provider]

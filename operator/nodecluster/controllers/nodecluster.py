@@ -35,10 +35,12 @@ from nodecluster.controllers.kubeapi import (
     status_patch,
 )
 from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, run_phases
+from nodecluster.controllers.quota import cluster_headroom
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import (
     CLUSTER_FINALIZER,
     NODE_FINALIZER,
+    IndexedNode,
     ProviderUnavailable,
     World,
     node_view,
@@ -203,7 +205,7 @@ async def observe(world: World, scope: ClusterScope) -> Stop | None:
         nodes=tuple(scope.nodes),
         now=scope.now,
         previous=nc.status,
-        headroom=None if scope.deleting else headroom(world, nc),
+        headroom=None if scope.deleting else cluster_headroom(world, nc),
         provider_problem=world.providers.problem(nc.spec.provider_ref.name),
         seed=random.getrandbits(32),
     )
@@ -226,16 +228,6 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
     api = world.api
 
     async def create(c: CreateNode) -> None:
-        world.expectations.expect_create(
-            scope.key,
-            NodeView(
-                name=c.name,
-                created_at=scope.now,
-                zone=c.zone,
-                power_state=c.power_state,
-                profile_hash=phash,
-            ),
-        )
         # A conflict means an earlier attempt created it: exactly what we wanted.
         with contextlib.suppress(KubeConflict):
             await api.create(CLUSTERNODES, namespace, child_body(nc, c, phash))
@@ -254,6 +246,22 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
                 CLUSTERNODES, namespace, name, {"spec": {"rebootRequestedAt": rfc3339(scope.now)}}
             )
 
+    # Every create is expected before any is sent (no await in between): the quota of
+    # the provider counts them at once, so another cluster reconciling meanwhile cannot
+    # take the same room (quota.py).
+    for c in p.creates:
+        world.expectations.expect_create(
+            scope.key,
+            IndexedNode(
+                name=c.name,
+                created_at=scope.now,
+                zone=c.zone,
+                power_state=c.power_state,
+                profile_hash=phash,
+                provider=nc.spec.provider_ref.name,
+                machine_type=nc.spec.profile.machine_type,
+            ),
+        )
     jobs = [create(c) for c in p.creates]
     jobs += [delete(d.name) for d in p.deletes]
     jobs += [set_power(s.name, s.power_state) for s in p.power]
@@ -408,26 +416,6 @@ def child_body(nc: NodeCluster, create: CreateNode, phash: str) -> dict[str, Any
         },
         "spec": spec.wire(),
     }
-
-
-def headroom(world: World, nc: NodeCluster) -> int | None:
-    """How many more nodes the NodeProvider's quotas allow (None: no quota)."""
-    np = world.providers.specs.get(nc.spec.provider_ref.name)
-    if np is None:
-        return None
-    quotas = np.spec.quotas
-    if quotas.max_nodes is None and quotas.max_cores is None:
-        return None  # no quota: do not count every node of the provider
-    nodes, cores = world.provider_usage(np.metadata.name)
-    limits: list[int] = []
-    if quotas.max_nodes is not None:
-        limits.append(quotas.max_nodes - nodes)
-    if quotas.max_cores is not None:
-        per_node = world.providers.cores_by_type(np.metadata.name).get(
-            nc.spec.profile.machine_type, 1
-        )
-        limits.append((quotas.max_cores - cores) // max(per_node, 1))
-    return max(0, min(limits)) if limits else None
 
 
 async def delete_orphans(world: World, scope: ClusterScope, final: bool) -> int:

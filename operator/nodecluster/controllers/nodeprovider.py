@@ -24,6 +24,7 @@ from nodecluster.api.reasons import Reason
 from nodecluster.controllers.clusternode import POLL_SETTLING_SECONDS, POLLED_STATES
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kubeapi import NODECLUSTERS, NODEPROVIDERS, KubeNotFound, status_patch
+from nodecluster.controllers.quota import provider_usage
 from nodecluster.controllers.world import ProviderUnavailable, World
 from nodecluster.planning.conditions import condition
 from nodecluster.providers.base import Machine, ProviderDriver, ProviderError
@@ -51,7 +52,7 @@ async def reconcile_provider(world: World, name: str) -> float | None:
         ok, reason, message = True, Reason.DRIVER_READY, f"driver {np.spec.driver!r} is ready"
     except ProviderUnavailable as err:
         ok, reason, message = False, err.reason, err.message
-    nodes, cores = world.provider_usage(name)
+    nodes, cores = provider_usage(world, name)
     old = np.status
     gen = np.metadata.generation
     stalled = not ok and reason.stalls

@@ -16,6 +16,7 @@ Nothing here is global. `World` is a set of named parts, each with one owner and
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import hashlib
 import json
 import logging
@@ -31,7 +32,7 @@ from nodecluster.api.nodeprovider import NodeProvider
 from nodecluster.api.reasons import Reason, reason_of
 from nodecluster.clock import Clock
 from nodecluster.controllers.bodies import BodyCache, ObjectKey
-from nodecluster.controllers.expectations import Expectations, NsName
+from nodecluster.controllers.expectations import Expectations, MachineReservations, NsName
 from nodecluster.controllers.kubeapi import Kind, KubeApi, KubeError
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.planning.model import (
@@ -174,6 +175,7 @@ class NodeIndex(Protocol):
     def __contains__(self, key: object) -> bool: ...
     def __getitem__(self, key: NsName) -> Iterable[IndexedNode]: ...
     def values(self) -> Iterable[Iterable[IndexedNode]]: ...
+    def items(self) -> Iterable[tuple[NsName, Iterable[IndexedNode]]]: ...
 
 
 def provider_reason(err: ProviderError) -> Reason:
@@ -468,6 +470,8 @@ class World:
     providers: ProviderBook
     bodies: BodyCache = field(default_factory=BodyCache)
     book: ClusterBook = field(default_factory=ClusterBook)
+    reservations: MachineReservations = field(default_factory=MachineReservations)
+    """Machines being created, held against their provider's quota (quota.py)."""
     expectations: Expectations = field(init=False)
 
     def __post_init__(self) -> None:
@@ -493,17 +497,6 @@ class World:
         if key in self.node_index:
             cached = list(self.node_index[key])
         return self.expectations.merge(key, cached)
-
-    def provider_usage(self, provider: str) -> tuple[int, int]:
-        """(machines, cores) held through a provider by all clusters."""
-        cores = self.providers.cores_by_type(provider)
-        machines = used = 0
-        for store in self.node_index.values():
-            for node in store:
-                if node.provider == provider:
-                    machines += 1
-                    used += cores.get(node.machine_type, 1)
-        return machines, used
 
     def forget_cluster(self, key: NsName) -> None:
         """A NodeCluster is gone: forget it everywhere, in one place."""

@@ -67,6 +67,10 @@ class LocalNodeIndex:
         """Every cluster's nodes."""
         return (list(store.values()) for store in self._stores.values())
 
+    def items(self) -> Iterator[tuple[NsName, Iterable[IndexedNode]]]:
+        """(namespace, cluster) and its nodes, for every cluster."""
+        return ((key, list(store.values())) for key, store in self._stores.items())
+
 
 class Harness:
     """The controllers, running on a FakeKube until the harness is stopped.
