@@ -3,6 +3,7 @@ maxUnhealthy so that a provider outage does not become a remediation storm)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -137,6 +138,69 @@ def test_recovery_none_only_reports() -> None:
     assert p.unhealthy == ("dead",)
     assert p.empty
     assert not p.remediating
+
+
+MISSING = node("missing", state="Failed", ready=False, error_reason="MachineMissing")
+"""A node whose machine was deleted at the provider behind the operator's back."""
+
+
+@pytest.mark.parametrize("recovery", ["Recreate", "Reboot", "None"])
+def test_a_missing_machine_is_replaced_whatever_the_recovery(recovery: str) -> None:
+    nodes = [*ready_nodes(2), MISSING]
+    p = plan(declared(spec(health(recovery=recovery))), observed(nodes))
+
+    assert p.deletes == (DeleteNode("missing", "Remediation"),)
+    assert len(p.creates) == 1
+    assert p.reboots == ()
+    assert p.remediating
+    assert p.unhealthy == ("missing",)
+
+
+def test_reboot_replaces_the_missing_and_reboots_the_rest() -> None:
+    nodes = [*ready_nodes(1), MISSING, DEAD]
+    p = plan(declared(spec(health(recovery="Reboot"))), observed(nodes))
+
+    assert p.deletes == (DeleteNode("missing", "Remediation"),)
+    assert p.reboots == (RebootNode("dead"),)
+
+
+def test_recovery_none_leaves_a_failed_machine_that_still_exists() -> None:
+    nodes = [*ready_nodes(1), MISSING, FAILED]
+    p = plan(declared(spec(health(recovery="None"))), observed(nodes))
+
+    assert p.deletes == (DeleteNode("missing", "Remediation"),)
+    assert sorted(p.unhealthy) == ["failed", "missing"]
+
+
+@pytest.mark.parametrize("recovery", ["Reboot", "None"])
+def test_max_unhealthy_bounds_the_replacement_of_missing_machines(recovery: str) -> None:
+    """A provider answering NotFound for every machine must not get them all recreated."""
+    gone = [
+        node(f"gone{i}", state="Failed", ready=False, error_reason="MachineMissing")
+        for i in range(3)
+    ]
+    the_spec = spec(health(recovery=recovery, maxUnhealthy=1), targetNodes=3)
+    p = plan(declared(the_spec), observed(gone))
+
+    assert [b.reason for b in p.blockers] == ["TooManyUnhealthy"]
+    assert p.empty
+
+
+@pytest.mark.parametrize(
+    ("sick", "asked"),
+    [
+        (DEAD, True),
+        (replace(DEAD, reboot_pending=True), False),
+        (replace(DEAD, state="Rebooting"), False),
+        (replace(FAILED, reboot_pending=True), False),
+    ],
+    ids=["not-asked-yet", "asked-not-carried-out", "rebooting", "failed-asked"],
+)
+def test_a_reboot_is_not_asked_for_again_while_one_is_pending(sick: NodeView, asked: bool) -> None:
+    p = plan(declared(spec(health(recovery="Reboot"))), observed([*ready_nodes(2), sick]))
+
+    assert p.reboots == ((RebootNode(sick.name),) if asked else ())
+    assert p.deletes == () and p.creates == ()
 
 
 @pytest.mark.parametrize(

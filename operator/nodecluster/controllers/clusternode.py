@@ -188,8 +188,9 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
 
 async def report_missing(world: World, scope: NodeScope) -> Stop:
     """The machine vanished at the provider: say so (`MachineMissing`), for its cluster to
-    replace the node. Nothing to power or reboot. The provider's health poll wakes the
-    node while it lasts (the machine is no longer listed)."""
+    replace the node. Nothing to power, and no reboot can bring it back: a reboot asked
+    for stays pending, and the cluster replaces the node rather than ask again. The
+    provider's health poll wakes the node while it lasts (the machine is not listed)."""
     await write_status(world, scope, status_missing(scope.node, scope.now))
     return Stop(None)
 
@@ -259,6 +260,12 @@ def reboot_due(node: ClusterNode) -> bool:
     return asked is not None and (last is None or asked > last)
 
 
+def machine_missing(node: ClusterNode) -> bool:
+    """Whether the node last reported its machine vanished at the provider."""
+    ready = next((c for c in node.status.conditions if c.type == "Ready"), None)
+    return ready is not None and ready.reason == Reason.MACHINE_MISSING
+
+
 async def read_user_data(world: World, node: ClusterNode) -> str | None:
     """The profile's user data, read from its Secret at the moment it is needed."""
     ref = node.spec.profile.user_data_secret_ref
@@ -276,8 +283,8 @@ async def read_user_data(world: World, node: ClusterNode) -> str | None:
 async def grace_left(world: World, node: ClusterNode, now: datetime) -> float:
     """Seconds of the deletion policy's grace period still to run for a deleting node."""
     since = node.metadata.deletion_timestamp
-    if since is None or node.status.provider_id is None:
-        return 0.0
+    if since is None or node.status.provider_id is None or machine_missing(node):
+        return 0.0  # no machine, so nothing to drain
     cluster = ("NodeCluster", node.metadata.namespace or "", node.spec.cluster_name)
     try:
         body = await world.body(NODECLUSTERS, cluster)

@@ -142,6 +142,8 @@ def node_view(node: ClusterNode) -> IndexedNode:
         reason = reason_of(ready_cond.reason)
         if reason is not None and reason.marks_node_error:
             error_reason = reason
+    # A reboot asked for and not yet carried out: the rule of clusternode.reboot_due.
+    asked, last = spec.reboot_requested_at, status.last_reboot_time
     return IndexedNode(
         provider=sys.intern(spec.provider_ref.name),
         machine_type=sys.intern(spec.profile.machine_type),
@@ -160,6 +162,7 @@ def node_view(node: ClusterNode) -> IndexedNode:
         unhealthy_since=status.unhealthy_since,
         has_machine=status.provider_id is not None,
         power_hold=meta.annotations.get(POWER_HOLD_ANNOTATION),
+        reboot_pending=asked is not None and (last is None or asked > last),
     )
 
 

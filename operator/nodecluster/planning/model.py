@@ -46,6 +46,15 @@ class NodeView:
     has_machine: bool = False
     power_hold: str | None = None
     """The power-state annotation: any value (even empty) holds the node's power."""
+    reboot_pending: bool = False
+    """A reboot was asked for (spec.rebootRequestedAt) and not yet carried out (no newer
+    status.lastRebootTime): asking again would only write the spec again."""
+
+    @property
+    def machine_missing(self) -> bool:
+        """Whether its node reported the machine gone at the provider (deleted behind the
+        operator's back): there is nothing left to reboot or wait for."""
+        return self.error_reason is Reason.MACHINE_MISSING
 
 
 @dataclass(frozen=True)

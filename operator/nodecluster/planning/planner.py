@@ -7,11 +7,28 @@ half executed before a crash is simply planned again, minus what already happene
 Order of concerns, each able to veto the next:
 1. deletion of the cluster or `desiredState: Terminated` removes every node;
 2. `paused` freezes everything else;
-3. health remediation (bounded by `maxUnhealthy`);
+3. health remediation (bounded by `maxUnhealthy`), see below;
 4. rollout of a changed profile (RollingUpdate within maxSurge/maxUnavailable);
 5. scaling toward the target (bounded by min/max and the provider's quota headroom),
    with zones from the placement policy and victims from the deletion policy;
 6. power state (Running/Stopped).
+
+Health remediation follows `policies.health.recovery` (Recreate, Reboot or None) with one
+exception: a node whose machine is missing (deleted at the provider behind the
+operator's back, `MachineMissing`) is replaced whatever the recovery. A reboot cannot
+bring back a machine that does not exist (asked anyway, it was never carried out and was
+asked again on every reconcile, a spec-write loop), and `None` keeps the operator's hands
+off machines that exist (for someone to look at, or to remediate by other means): a
+missing one has nothing left to keep, and keeping its node only holds the cluster below
+its target for good. Kubernetes treats a vanished instance the same way, with no policy
+to turn it off: Karpenter garbage-collects a NodeClaim whose instance is gone, the cloud
+node lifecycle controller deletes a Node whose instance is gone. `maxUnhealthy` still
+bounds it, counting every unhealthy node: a provider that answers NotFound for every
+machine (credentials for another account, say) must not get the whole cluster recreated.
+
+A reboot is asked for once: a node whose requested reboot is not yet carried out
+(`NodeView.reboot_pending`) is not asked again, so a reboot the provider refuses or
+delays is retried by the node's controller, not rewritten into its spec every reconcile.
 """
 
 from __future__ import annotations
@@ -127,10 +144,11 @@ def resolve_int_or_percent(value: int | str | None, total: int, round_up: bool) 
 
 
 def is_unhealthy(node: NodeView, now: datetime, health: HealthPolicy) -> bool:
-    """Whether a node needs remediation under the health policy."""
+    """Whether a node needs remediation under the health policy: a failed or missing
+    machine at once, others once their timeouts run out."""
     if node.deleting or (node.error_reason is not None and not node.error_reason.machine_fault):
         return False
-    if node.state == "Failed":
+    if node.state == "Failed" or node.machine_missing:
         return True
     if node.state in _TRANSITIONAL:
         return False
@@ -182,8 +200,13 @@ def plan(declared: Declared, observed: Observed) -> Plan:
     # 3. Health remediation, short-circuited when too much is broken at once.
     health = spec.policies.health
     unhealthy = [n for n in active if is_unhealthy(n, observed.now, health)]
+    # Machines gone at the provider are replaced whatever the recovery (see the top).
+    to_replace = (
+        unhealthy if health.recovery == "Recreate" else [n for n in unhealthy if n.machine_missing]
+    )
+    to_reboot = [n for n in unhealthy if health.recovery == "Reboot" and not n.machine_missing]
     remediating = False
-    if unhealthy and health.recovery != "None":
+    if to_replace or to_reboot:
         limit = resolve_int_or_percent(health.max_unhealthy, max(desired, 1), round_up=False)
         if health.max_unhealthy is not None and len(unhealthy) > limit:
             blockers.append(
@@ -193,11 +216,14 @@ def plan(declared: Declared, observed: Observed) -> Plan:
                     f"({health.max_unhealthy}); remediation is paused until fewer are",
                 )
             )
-        elif health.recovery == "Recreate":
-            deletes += [DeleteNode(n.name, "Remediation") for n in unhealthy]
-            remediating = True
         else:
-            reboots += [RebootNode(n.name) for n in unhealthy if n.state != "Rebooting"]
+            deletes += [DeleteNode(n.name, "Remediation") for n in to_replace]
+            # Rebooting, or asked to and not yet: asking again would only rewrite the spec.
+            reboots += [
+                RebootNode(n.name)
+                for n in to_reboot
+                if n.state != "Rebooting" and not n.reboot_pending
+            ]
             remediating = True
 
     gone = {d.name for d in deletes}
