@@ -1,6 +1,7 @@
 """The `nodecluster-operator` command.
 
-nodecluster-operator run [--namespace NS ...] [--verbose] [--liveness URL] [--peering NAME]
+nodecluster-operator run [--namespace NS ...] [--installation-id ID] [--verbose]
+                         [--liveness URL] [--peering NAME]
 nodecluster-operator crds [--write DIR | --check DIR]
 nodecluster-operator simulator inventory PATH
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -57,6 +60,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         peering=args.peering,
         verbose=args.verbose,
         debug=args.debug,
+        installation_id=args.installation_id,
     )
     return 0
 
@@ -83,6 +87,20 @@ def _cmd_fail(args: argparse.Namespace) -> int:
     return 0
 
 
+INSTALLATION_ID = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+"""A label value: it goes into every machine's tags, where clouds allow little else."""
+
+
+def installation_id(value: str) -> str:
+    """An installation id as `run` takes it."""
+    if not INSTALLATION_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: 1-63 letters, digits, '.', '_' or '-', starting and ending with a "
+            "letter or digit"
+        )
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(
@@ -100,6 +118,16 @@ def parser() -> argparse.ArgumentParser:
         "--namespace",
         action="append",
         help="watch only this namespace (repeatable; globs allowed); default: all namespaces",
+    )
+    run.add_argument(
+        "--installation-id",
+        metavar="ID",
+        default=os.environ.get("NODECLUSTER_INSTALLATION_ID") or "default",
+        type=installation_id,
+        help="which installation this is: tags every machine, and only machines with this "
+        "id are collected as orphans; give each installation sharing a cloud account its "
+        "own, and never change it while it has machines "
+        "(env NODECLUSTER_INSTALLATION_ID; default: %(default)s)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log each reconcile")
     run.add_argument("--debug", action="store_true", help="log kopf internals too")

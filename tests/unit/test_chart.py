@@ -137,6 +137,20 @@ def test_secrets_are_readable_one_by_one_and_only_in_the_listed_namespaces() -> 
     assert rules(role) == {("", "secrets", ("cloud",)): {"get"}}
 
 
+def test_the_installation_id_is_the_release_unless_set_and_always_fits_a_tag() -> None:
+    def installation_id(*values: str, release: str = "nc") -> str:
+        text = chart.render(HELM, *values, release=release, namespace="ops", include_crds=False)
+        docs = [d for d in yaml.safe_load_all(text) if d]
+        args = one(docs, "Deployment", f"{release}-nodecluster-operator")["spec"]["template"]
+        found: list[str] = args["spec"]["containers"][0]["args"]
+        return found[found.index("--installation-id") + 1]
+
+    assert installation_id() == "ops.nc"
+    assert installation_id("--set", "operator.installationId=prod-eu") == "prod-eu"
+    long_id = installation_id("--set", f"operator.installationId={'x' * 63}")
+    assert long_id == "x" * 63
+
+
 def test_watch_namespaces_narrow_the_namespaced_grants_to_those_namespaces() -> None:
     docs = render("--set", "operator.watchNamespaces={team-a,team-b}")
 
@@ -151,7 +165,7 @@ def test_watch_namespaces_narrow_the_namespaced_grants_to_those_namespaces() -> 
     assert events["metadata"]["namespace"] == "default"
     assert rules(events) == {("", "events", ()): {"create"}}
     args = one(docs, "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"]
-    assert args["containers"][0]["args"][3:] == ["--namespace", "team-a", "--namespace", "team-b"]
+    assert args["containers"][0]["args"][5:] == ["--namespace", "team-a", "--namespace", "team-b"]
 
 
 def test_peering_is_optional_and_grants_only_its_own_object() -> None:
@@ -192,7 +206,13 @@ def test_the_pod_runs_locked_down_with_probes_and_writable_scratch_only() -> Non
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert container["command"] == ["nodecluster-operator"]
-    assert container["args"] == ["run", "--liveness", "http://0.0.0.0:8080/healthz"]
+    assert container["args"] == [
+        "run",
+        "--liveness",
+        "http://0.0.0.0:8080/healthz",
+        "--installation-id",
+        "ops.nc",
+    ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert set(container["resources"]) == {"requests", "limits"}
     env = {e["name"]: e.get("value") for e in container["env"]}

@@ -12,6 +12,7 @@ STALLS = {
     "QuotaExceeded",
     "CapacityExceeded",
     "ProtectedFromScaleIn",
+    "MachineOwnedElsewhere",
 }
 NODE_ERRORS = {
     "ProviderUnavailable",
@@ -22,12 +23,14 @@ NODE_ERRORS = {
     "ProviderNotFound",
     "MachineMissing",
     "ProviderError",
+    "MachineOwnedElsewhere",
 }
 NOT_THE_MACHINE = {
     "QuotaExceeded",
     "CapacityExceeded",
     "InvalidProviderConfig",
     "ProviderUnauthorized",
+    "MachineOwnedElsewhere",
 }
 
 

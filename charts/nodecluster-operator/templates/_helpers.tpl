@@ -47,10 +47,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/* The operator's command-line arguments. */}}
+{{/*
+The installation id tagged on every machine: operator.installationId, else
+"<release namespace>.<release name>" (cut to 63 characters with a hash of the whole), which
+differs between two releases; on two Kubernetes clusters sharing a cloud account, releases
+of one name and namespace must set operator.installationId apart.
+*/}}
+{{- define "nodecluster-operator.installationId" -}}
+{{- $id := .Values.operator.installationId | default (printf "%s.%s" .Release.Namespace .Release.Name) -}}
+{{- if gt (len $id) 63 -}}
+{{- $id = printf "%s-%s" (trunc 52 $id) (trunc 10 (sha256sum $id)) -}}
+{{- end -}}
+{{- $id -}}
+{{- end -}}
+
 {{- define "nodecluster-operator.args" -}}
 - run
 - --liveness
 - http://0.0.0.0:{{ .Values.operator.healthPort }}/healthz
+- --installation-id
+- {{ include "nodecluster-operator.installationId" . }}
 {{- range .Values.operator.watchNamespaces }}
 - --namespace
 - {{ . }}

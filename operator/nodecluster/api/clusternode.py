@@ -91,6 +91,12 @@ class ClusterNodeStatus(CamelModel):
     provider_id: str | None = Field(
         default=None, description="The provider's identifier of the machine."
     )
+    machine_name: str | None = Field(
+        default=None,
+        description="The machine's name at the provider (its idempotency key): derived from "
+        "the installation, namespace, name and uid of the node. Absent on nodes of earlier "
+        "versions, whose machine is named by the node's name.",
+    )
     zone: str | None = Field(default=None, description="Zone the machine runs in.")
     machine_type: str | None = Field(default=None, description="Machine type it runs as.")
     addresses: list[NodeAddress] = Field(

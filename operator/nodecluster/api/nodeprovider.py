@@ -90,8 +90,30 @@ class NodeProviderSpec(CamelModel):
 ProviderPhase = Literal["Ready", "NotReady"]
 
 
+class InstallationView(CamelModel):
+    """What one operator installation sees of the provider."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last checked.")
+    phase: ProviderPhase | None = Field(default=None, description="Ready or NotReady.")
+    nodes: int | None = Field(
+        default=None, description="Machines this installation holds through the provider."
+    )
+    cores: int | None = Field(
+        default=None, description="Cores this installation holds through the provider."
+    )
+    reason: str | None = Field(default=None, description="Why it is (not) Ready, in one word.")
+    message: str | None = Field(default=None, description="Why it is (not) Ready, for people.")
+
+
 class NodeProviderStatus(CamelModel):
-    """What the operator last found out about the provider."""
+    """What the operator last found out about the provider.
+
+    A NodeProvider is cluster-scoped, so every operator installation on the API server
+    reconciles it. Each writes only its own entry of `installations` (a map: a merge patch
+    replaces one key, leaving the others), so two never rewrite each other's view. The
+    top-level fields are those of the installation with the smallest id among the
+    entries (the only one, in the usual single-installation case).
+    """
 
     observed_generation: int | None = Field(default=None, description="Generation last checked.")
     phase: ProviderPhase | None = Field(default=None, description="Ready or NotReady.")
@@ -99,6 +121,12 @@ class NodeProviderStatus(CamelModel):
     cores: int | None = Field(default=None, description="Cores held through this provider.")
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready and Stalled conditions.", max_length=16
+    )
+    installations: dict[str, InstallationView] = Field(
+        default_factory=dict,
+        description="What each operator installation sees, by installation id "
+        "(`run --installation-id`); each installation writes only its own entry.",
+        max_length=64,
     )
 
 

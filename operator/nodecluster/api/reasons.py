@@ -40,6 +40,10 @@ class Reason(StrEnum):
     """The machine does not exist at the provider."""
     MACHINE_MISSING = "MachineMissing"
     """A machine that existed has vanished at the provider."""
+    MACHINE_OWNED_ELSEWHERE = "MachineOwnedElsewhere"
+    """The machine answering to the node's name is tagged for another node, namespace or
+    operator installation: refused, never adopted nor deleted. A person must look (a
+    ClusterNode copied with its status, an installation id that changed)."""
     DRIVER_READY = "DriverReady"
     """The NodeProvider's driver was built and answers."""
     MACHINE_RUNNING = "MachineRunning"
@@ -88,6 +92,7 @@ _STALLS = frozenset(
         Reason.QUOTA_EXCEEDED,
         Reason.CAPACITY_EXCEEDED,
         Reason.PROTECTED_FROM_SCALE_IN,
+        Reason.MACHINE_OWNED_ELSEWHERE,
     }
 )
 _NODE_ERRORS = frozenset(
@@ -100,6 +105,7 @@ _NODE_ERRORS = frozenset(
         Reason.PROVIDER_NOT_FOUND,
         Reason.MACHINE_MISSING,
         Reason.PROVIDER_ERROR,
+        Reason.MACHINE_OWNED_ELSEWHERE,
     }
 )
 _NOT_THE_MACHINES_FAULT = frozenset(
@@ -108,6 +114,9 @@ _NOT_THE_MACHINES_FAULT = frozenset(
         Reason.CAPACITY_EXCEEDED,
         Reason.INVALID_PROVIDER_CONFIG,
         Reason.PROVIDER_UNAUTHORIZED,
+        # Replacing the node would leave the machine to its owner and make a new one:
+        # after an installation id changed, a second fleet. A person decides.
+        Reason.MACHINE_OWNED_ELSEWHERE,
     }
 )
 

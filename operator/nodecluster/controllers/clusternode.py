@@ -1,9 +1,13 @@
 """ClusterNode controller: drives exactly one machine at its provider.
 
-The machine's name is the ClusterNode's name, chosen and stored in the API before the
-provider is called, and the provider's create is idempotent on it. So a crash anywhere
-(between create and status write, mid-delete) can neither lose nor double a machine:
-the next reconcile calls the same idempotent operation again.
+The machine's name is a pure function of the node's identity (installation, namespace,
+name, uid: `providers/identity.py`), so it is known before the provider is called, and
+the provider's create is idempotent on it. So a crash anywhere (between create and status
+write, mid-delete) can neither lose nor double a machine: the next reconcile computes the
+same name and calls the same idempotent operation again. The name is recorded in
+`status.machineName` with the provider id. A node attaches only to a machine whose tags
+name it; any other answering to its name is refused (`MachineOwnedElsewhere`), and never
+deleted: deleting such a node lets it go without touching the machine.
 
 A reconcile is a short list of phases over one `NodeScope`:
 
@@ -18,6 +22,7 @@ condition, then retried with backoff.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NoReturn
@@ -50,6 +55,7 @@ from nodecluster.planning.nodestatus import (
     status_from_error,
     status_from_machine,
     status_missing,
+    status_owned_elsewhere,
 )
 from nodecluster.providers.base import (
     Machine,
@@ -60,6 +66,9 @@ from nodecluster.providers.base import (
     ProviderError,
     QuotaExceeded,
 )
+from nodecluster.providers.identity import MachineIdentity, machine_name, ownership_problem
+
+log = logging.getLogger(__name__)
 
 POLL_SETTLING_SECONDS = 1.0
 """How soon a machine in a transitional state is looked at again."""
@@ -139,8 +148,20 @@ async def delete_machine(world: World, scope: NodeScope) -> Stop | None:
         if node.status.state != "Deleting":
             await write_status(world, scope, status_deleting(node, grace_left=left))
         return Stop(left)
+    if owned_elsewhere(node):
+        return Stop(await release(world, scope))  # never ours: let go, touch nothing
+    name = machine_name_of(world, node)
     try:
-        await scope.connected().delete(node.metadata.name)
+        if not proven_ours(world, node):
+            # Nothing recorded proves the machine under this name is ours (a node of an
+            # earlier version, or one whose create was never recorded): look first.
+            refused = ownership_problem(identity_of(world, node), await scope.connected().get(name))
+            if refused is not None:
+                log.warning(
+                    "ClusterNode %s/%s: not deleting machine %s: %s", *scope.key[1:], name, refused
+                )
+                return Stop(await release(world, scope))
+        await scope.connected().delete(name)
     except NotFound:
         pass
     except ProviderError as err:
@@ -155,13 +176,13 @@ async def delete_machine(world: World, scope: NodeScope) -> Stop | None:
 async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
     """Create the machine, or read it; then power it and reboot it as the spec asks."""
     node, driver = scope.node, scope.connected()
-    name = node.metadata.name
+    name = machine_name_of(world, node)
     try:
-        if node.status.provider_id is None:
+        if node.status.provider_id is None and node.status.machine_name is None:
             await hold_quota(world, scope)
             user_data = await read_user_data(world, node)
             try:
-                machine = await driver.create(machine_spec(node, user_data))
+                machine = await driver.create(machine_spec(world, node, user_data))
             except BaseException:
                 world.reservations.discard(node.spec.provider_ref.name, scope.key)
                 raise
@@ -170,6 +191,9 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
                 machine = await driver.get(name)
             except NotFound:
                 return await report_missing(world, scope)
+        refused = ownership_problem(identity_of(world, node), machine)
+        if refused is not None:
+            return await report_owned_elsewhere(world, scope, name, refused)
         power = driver if isinstance(driver, PowerControl) else None
         if power is not None and reboot_due(node) and machine.state in ("Running", "Failed"):
             machine = await power.reboot(name)
@@ -195,10 +219,22 @@ async def report_missing(world: World, scope: NodeScope) -> Stop:
     return Stop(None)
 
 
+async def report_owned_elsewhere(world: World, scope: NodeScope, name: str, refused: str) -> Stop:
+    """The machine answering to the node's name is not this node's: refuse it, say whose
+    it is, and wait for a person (it stalls). The name is recorded, so the node keeps
+    looking at that name only, and creates nothing of its own meanwhile."""
+    message = f"machine {name} is not this node's: {refused}"
+    status = status_owned_elsewhere(scope.node, message, scope.now)
+    await write_status(world, scope, status.model_copy(update={"machine_name": name}))
+    return Stop(None)
+
+
 async def report(world: World, scope: NodeScope) -> Stop | None:
     """Write what the provider said (pure: planning.nodestatus)."""
     assert scope.machine is not None
     status = status_from_machine(scope.node, scope.machine, scope.now, rebooted=scope.rebooted)
+    # The machine's name is recorded with its provider id, in the same write.
+    status = status.model_copy(update={"machine_name": scope.machine.name})
     await write_status(world, scope, status)
     return None
 
@@ -239,11 +275,49 @@ async def hold_quota(world: World, scope: NodeScope) -> None:
         await report_provider_error(world, scope, QuotaExceeded(refused))
 
 
-def machine_spec(node: ClusterNode, user_data: str | None = None) -> MachineSpec:
-    """What the provider is asked to create for a node."""
+def identity_of(world: World, node: ClusterNode) -> MachineIdentity:
+    """Whose a machine of this node is: this installation's node, by namespace, name, uid."""
+    meta = node.metadata
+    return MachineIdentity(
+        installation=world.settings.installation_id,
+        namespace=meta.namespace or "",
+        cluster=node.spec.cluster_name,
+        node=meta.name,
+        node_uid=meta.uid or "",
+    )
+
+
+def machine_name_of(world: World, node: ClusterNode) -> str:
+    """The provider-side name of the node's machine: the one recorded; for a node of an
+    earlier version (a provider id but no machine name) its own name; else derived."""
+    status = node.status
+    if status.machine_name is not None:
+        return status.machine_name
+    if status.provider_id is not None:
+        return node.metadata.name  # an earlier version's node (identity.py)
+    return machine_name(identity_of(world, node))
+
+
+def proven_ours(world: World, node: ClusterNode) -> bool:
+    """Whether the node's status shows it attached to its derived machine (tags checked)."""
+    status = node.status
+    return status.provider_id is not None and status.machine_name == machine_name(
+        identity_of(world, node)
+    )
+
+
+def owned_elsewhere(node: ClusterNode) -> bool:
+    """Whether the node last refused the machine answering to its name."""
+    ready = next((c for c in node.status.conditions if c.type == "Ready"), None)
+    return ready is not None and ready.reason == Reason.MACHINE_OWNED_ELSEWHERE
+
+
+def machine_spec(world: World, node: ClusterNode, user_data: str | None = None) -> MachineSpec:
+    """What the provider is asked to create for a node: named and tagged by its identity."""
     profile = node.spec.profile
+    identity = identity_of(world, node)
     return MachineSpec(
-        name=node.metadata.name,
+        name=machine_name(identity),
         cluster=f"{node.metadata.namespace}/{node.spec.cluster_name}",
         machine_type=profile.machine_type,
         zone=node.spec.zone,
@@ -251,6 +325,7 @@ def machine_spec(node: ClusterNode, user_data: str | None = None) -> MachineSpec
         labels={**profile.labels, CLUSTER_LABEL: node.spec.cluster_name},
         properties=profile.properties,
         user_data=user_data,
+        tags=identity.tags(),
     )
 
 

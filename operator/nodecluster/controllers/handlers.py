@@ -82,7 +82,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     """Build the world once, with every NodeProvider known, and hand it to every handler
     through memo."""
     configure(settings, memo.get("peering"))
-    tunables = Settings()
+    tunables = Settings(
+        installation_id=memo.get("installation_id") or Settings.installation_id,
+        namespaces=tuple(memo.get("namespaces") or ()),
+    )
     clock = SystemClock()
     api = await KubeClient.connect(max_connections=tunables.api_connections, clock=clock)
     # kopf hands startup handlers the indexes already (empty; filled before any
@@ -166,8 +169,10 @@ def run_operator(
     peering: str | None,
     verbose: bool = False,
     debug: bool = False,
+    installation_id: str = Settings.installation_id,
 ) -> None:
-    """Run the operator until it is stopped: all namespaces when `namespaces` is empty."""
+    """Run the operator until it is stopped: all namespaces when `namespaces` is empty.
+    `installation_id` tags every machine it makes (see providers/identity.py)."""
     kopf.configure(verbose=verbose, debug=debug)
     # The HTTP client logs whole response bodies at DEBUG, Secrets included: never let it.
     logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
@@ -177,5 +182,7 @@ def run_operator(
         liveness_endpoint=liveness,
         standalone=not peering,
         peering_name=peering,
-        memo=kopf.Memo(peering=peering),
+        memo=kopf.Memo(
+            peering=peering, installation_id=installation_id, namespaces=list(namespaces)
+        ),
     )

@@ -55,6 +55,7 @@ from nodecluster.planning.status import (
     progress_only,
 )
 from nodecluster.providers.base import NotFound, ProviderError
+from nodecluster.providers.identity import collected_by, node_of
 
 log = logging.getLogger(__name__)
 
@@ -456,13 +457,18 @@ async def delete_orphans(world: World, scope: ClusterScope, final: bool) -> int:
     known = {n.name for n in scope.nodes}
     now = world.clock.now()
     remaining = 0
+    settings = world.settings
     for m in machines:
-        if m.name in known:
+        # Only this installation's machines (or an earlier version's) are ever collected.
+        if not collected_by(settings.installation_id, settings.serves, m):
+            continue
+        node = node_of(m.name, m.tags)
+        if node in known:
             continue
         if not final and (now - m.created_at).total_seconds() < world.settings.orphan_grace_seconds:
             continue
         try:
-            await world.api.get(CLUSTERNODES, namespace, m.name)
+            await world.api.get(CLUSTERNODES, namespace, node)
             continue  # it does have a ClusterNode: the cache was behind
         except KubeNotFound:
             pass

@@ -18,16 +18,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
-from nodecluster.api.nodeprovider import NodeProvider, NodeProviderStatus
+from nodecluster.api.nodeprovider import (
+    InstallationView,
+    NodeProvider,
+    NodeProviderStatus,
+    ProviderPhase,
+)
 from nodecluster.api.reasons import Reason
 from nodecluster.controllers.clusternode import POLL_SETTLING_SECONDS, POLLED_STATES
 from nodecluster.controllers.expectations import NsName
-from nodecluster.controllers.kubeapi import NODECLUSTERS, NODEPROVIDERS, KubeNotFound, status_patch
+from nodecluster.controllers.kubeapi import (
+    NODECLUSTERS,
+    NODEPROVIDERS,
+    KubeError,
+    KubeNotFound,
+    status_patch,
+)
 from nodecluster.controllers.quota import provider_usage
 from nodecluster.controllers.world import ProviderUnavailable, World
 from nodecluster.planning.conditions import condition
 from nodecluster.providers.base import Machine, ProviderDriver, ProviderError
+from nodecluster.providers.identity import collected_by, node_of
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +82,18 @@ async def reconcile_provider(world: World, name: str) -> float | None:
             ),
         ],
     )
-    if status.wire() != old.wire():
+    patch, was = installation_status_patch(
+        world.settings.installation_id, old, status, reason, message
+    )
+    if patch is not None:
         try:
-            patched = await world.api.patch(
-                NODEPROVIDERS, None, name, status_patch(old.wire(), status.wire()), status=True
-            )
+            patched = await world.api.patch(NODEPROVIDERS, None, name, patch, status=True)
         except KubeNotFound:
             return None
         world.bodies.wrote(("NodeProvider", "", name), patched)
-        if old.phase != status.phase:
+        if was != status.phase:
             await world.api.event(body, "Normal" if ok else "Warning", reason, message)
-    if old.phase != status.phase:
+    if was != status.phase:
         for key in world.book.clusters_of(name):
             world.queues.cluster.add(key)
     if driver is None:
@@ -95,6 +109,46 @@ async def reconcile_provider(world: World, name: str) -> float | None:
     again = min(known) if known else world.settings.default_poll_seconds
     credentials_due = world.providers.next_read_in(name)
     return again if credentials_due is None else min(again, credentials_due)
+
+
+def installation_status_patch(
+    installation: str,
+    old: NodeProviderStatus,
+    new: NodeProviderStatus,
+    reason: Reason,
+    message: str,
+) -> tuple[dict[str, Any] | None, ProviderPhase | None]:
+    """The status patch of one installation (None: nothing changed), and the phase it saw
+    before.
+
+    Every installation on the API server reconciles each NodeProvider (cluster-scoped), and
+    each counts only its own nodes: were all to write the same fields they would rewrite
+    each other's on every look, without end. So each writes only its entry of
+    `status.installations` (a merge patch of one key leaves the others' alone), and the
+    top-level fields only the installation of the smallest id among the entries writes.
+    """
+    mine = InstallationView(
+        observed_generation=new.observed_generation,
+        phase=new.phase,
+        nodes=new.nodes,
+        cores=new.cores,
+        reason=str(reason),
+        message=message,
+    ).wire()
+    before = old.installations.get(installation)
+    others = [other for other in old.installations if other != installation]
+    patch: dict[str, Any] = {}
+    if not others or installation < min(others):
+        old_top = {k: v for k, v in old.wire().items() if k != "installations"}
+        new_top = {k: v for k, v in new.wire().items() if k != "installations"}
+        if old_top != new_top:
+            patch.update(status_patch(old_top, new_top)["status"])
+    old_mine = before.wire() if before is not None else None
+    if old_mine != mine:
+        gone = {key: None for key in old_mine or {} if key not in mine}
+        patch["installations"] = {installation: {**gone, **mine}}
+    was = before.phase if before is not None else old.phase
+    return ({"status": patch} if patch else None), was
 
 
 async def poll_provider(world: World, name: str) -> float | None:
@@ -123,9 +177,14 @@ async def poll_health(world: World, provider: str, driver: ProviderDriver) -> bo
         world.providers.call_failed(provider, err)
         return False
     by_cluster: dict[NsName, dict[str, Machine]] = {}
+    settings = world.settings
     for m in machines:
+        # Another installation's machines, or those of namespaces not served, are not
+        # this operator's to watch or collect (identity.py).
+        if not collected_by(settings.installation_id, settings.serves, m):
+            continue
         ns, _, cluster = m.cluster.partition("/")
-        by_cluster.setdefault((ns, cluster), {})[m.name] = m
+        by_cluster.setdefault((ns, cluster), {})[node_of(m.name, m.tags)] = m
     now = world.clock.now()
     # Clusters with neither machines nor cached nodes have nothing to compare: skipping
     # them keeps an idle fleet's poll proportional to its machines, not its clusters.
@@ -147,7 +206,7 @@ async def poll_health(world: World, provider: str, driver: ProviderDriver) -> bo
         untracked = [
             m
             for m in listed.values()
-            if m.name not in nodes
+            if node_of(m.name, m.tags) not in nodes
             and (now - m.created_at).total_seconds() > world.settings.orphan_grace_seconds
         ]
         if untracked:
@@ -168,6 +227,18 @@ async def _delete_if_orphaned(
         return  # the cluster exists; its own reconcile will sweep
     except KubeNotFound:
         pass
+    except KubeError as err:
+        # Refused (403: permissions of some namespaces only) or failing: the cluster may
+        # exist, so nothing is deleted, and the rest of the poll goes on.
+        if key[0] not in world.book.orphan_checks_refused:
+            world.book.orphan_checks_refused.add(key[0])
+            log.warning(
+                "Provider health poll: cannot check clusters of namespace %s, so its "
+                "machines are never collected as orphans: %s",
+                key[0],
+                err,
+            )
+        return
     for m in machines:
         log.info("Deleting machine %s of vanished cluster %s/%s", m.name, *key)
         with contextlib.suppress(ProviderError):

@@ -34,6 +34,7 @@ from nodecluster.api.operation import (
     OperationAction,
 )
 from nodecluster.clock import rfc3339
+from nodecluster.controllers.clusternode import identity_of, machine_name_of
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
@@ -53,6 +54,7 @@ from nodecluster.planning.operations import (
     select_nodes,
 )
 from nodecluster.providers.base import NotFound, ProviderError
+from nodecluster.providers.identity import ownership_problem
 
 WAIT_POLL_SECONDS = 5.0
 """Safety-net requeue while an operation waits for nodes; events usually come first."""
@@ -524,13 +526,18 @@ async def ask_provider(world: World, node: ClusterNode) -> NodeResult:
     name = node.metadata.name
     try:
         driver = await world.providers.driver(node.spec.provider_ref.name)
-        machine = await driver.get(name)
+        machine = await driver.get(machine_name_of(world, node))
     except NotFound:
         return NodeResult(
             name=name, result="Error", message="machine does not exist at the provider"
         )
     except (ProviderUnavailable, ProviderError) as err:
         return NodeResult(name=name, result="Error", message=str(err))
+    refused = ownership_problem(identity_of(world, node), machine)
+    if refused is not None:
+        return NodeResult(
+            name=name, result="Error", message=f"machine is not this node's: {refused}"
+        )
     ok = machine.state == node.spec.power_state
     return NodeResult(
         name=name, result="OK" if ok else "Error", message=f"machine is {machine.state}"

@@ -67,6 +67,19 @@ body may not): the node counts as brand new, so no startup timeout runs out on i
 class Settings:
     """Operator tunables. Defaults suit a cluster of thousands of nodes."""
 
+    installation_id: str = "default"
+    """Which operator installation this is (`run --installation-id`): every machine is
+    tagged with it, and only machines tagged with it are ever collected as orphans, so
+    installations sharing a cloud account never delete each other's (identity.py). Must
+    stay the same for the life of the machines: nodes refuse machines of another id."""
+    namespaces: tuple[str, ...] = ()
+    """The namespaces served (`run --namespace`, globs and `!negations` as kopf takes
+    them); empty: all. Machines of other namespaces are never collected as orphans."""
+
+    def serves(self, namespace: str) -> bool:
+        """Whether this installation serves `namespace`."""
+        return serves(self.namespaces, namespace)
+
     child_debounce_seconds: float = 0.5
     """Child events are coalesced this long before the parent reconciles: one status
     write for a burst of nodes becoming ready instead of one per node."""
@@ -242,6 +255,8 @@ class ClusterBook:
     """Each cluster's health.pollIntervalSeconds: its provider polls at the smallest."""
     orphans_suspected: set[NsName] = field(default_factory=set)
     """Clusters whose provider poll found machines without a ClusterNode."""
+    orphan_checks_refused: set[str] = field(default_factory=set)
+    """Namespaces whose NodeClusters the API refused to show the health poll (said once)."""
 
     def lock(self, key: NsName) -> asyncio.Lock:
         """The lock that serialises changes to one cluster's nodes."""

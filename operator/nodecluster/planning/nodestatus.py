@@ -1,7 +1,7 @@
 """Derive a ClusterNode's status from what its provider reports: pure, like the cluster's.
 
 The node controller calls the provider and writes what these functions return; nothing
-else decides what a node's status says. Four situations exist:
+else decides what a node's status says. Five situations exist:
 
 - the provider answered with the machine (`status_from_machine`);
 - the provider answered that a machine the node had no longer exists
@@ -11,7 +11,9 @@ else decides what a node's status says. Four situations exist:
 - a call failed, or the provider cannot be used (`status_from_error`): what is known is
   kept, and the Ready condition says why in the reason's words;
 - the node is being deleted and waits out its grace period or its machine's deletion
-  (`status_deleting`).
+  (`status_deleting`);
+- the machine answering to the node's name belongs to someone else
+  (`status_owned_elsewhere`, `MachineOwnedElsewhere`): refused, nothing of it shown.
 
 The machine is seen through `MachineFacts`, a read-only protocol that the providers'
 `Machine` satisfies, so planning needs nothing from the providers layer.
@@ -123,6 +125,35 @@ def status_missing(node: ClusterNode, now: datetime) -> ClusterNodeStatus:
                     "Ready",
                     False,
                     Reason.MACHINE_MISSING,
+                    message,
+                    node.metadata.generation,
+                    now,
+                )
+            ],
+        }
+    )
+
+
+def status_owned_elsewhere(node: ClusterNode, message: str, now: datetime) -> ClusterNodeStatus:
+    """The node's status when the machine answering to its name belongs to another node
+    (`MachineOwnedElsewhere`): nothing of that machine is shown as the node's (no provider
+    id, no addresses), so nobody, the operator included, acts on it through this node."""
+    old = node.status
+    return old.model_copy(
+        update={
+            "observed_generation": node.metadata.generation,
+            "state": "Failed",
+            "ready": False,
+            "provider_id": None,
+            "addresses": [],
+            "machine_created_at": None,
+            "message": message,
+            "conditions": [
+                condition(
+                    old.conditions,
+                    "Ready",
+                    False,
+                    Reason.MACHINE_OWNED_ELSEWHERE,
                     message,
                     node.metadata.generation,
                     now,

@@ -86,7 +86,8 @@ def is_not_found(err: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class MachineSpec:
-    """What the operator asks a driver to create. `name` is the idempotency key."""
+    """What the operator asks a driver to create. `name` is the idempotency key: unique
+    across namespaces and installations (see providers/identity.py)."""
 
     name: str
     cluster: str
@@ -100,6 +101,10 @@ class MachineSpec:
     user_data: str | None = field(default=None, repr=False)
     """Read from the profile's Secret; usually holds a boot token. `repr=False` keeps it
     out of every log line and traceback that shows a spec."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """The machine's identity (providers/identity.py: installation, namespace, cluster,
+    node, node uid). The driver stores them on the machine and returns them on every
+    `Machine`: the operator decides from them whose a machine is."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,9 @@ class Machine:
     created_at: datetime
     addresses: tuple[tuple[str, str], ...] = ()
     """(type, address) pairs, e.g. ("InternalIP", "10.0.0.4")."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """The tags it was created with (`MachineSpec.tags`); empty for a machine made by an
+    earlier version, which only carried its `cluster`."""
 
 
 @dataclass(frozen=True)

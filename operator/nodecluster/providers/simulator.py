@@ -182,7 +182,8 @@ CREATE TABLE IF NOT EXISTS machines (
     power_ready_at REAL NOT NULL,   -- a stop/start/reboot ends at this time
     deleting_at REAL,               -- set once delete was called
     gone_at REAL,                   -- the machine disappears at this time
-    failed INTEGER NOT NULL DEFAULT 0  -- set by `simulator fail`: a broken machine
+    failed INTEGER NOT NULL DEFAULT 0, -- set by `simulator fail`: a broken machine
+    tags TEXT NOT NULL DEFAULT '{}'    -- the identity tags (JSON), as a cloud keeps tags
 );
 CREATE INDEX IF NOT EXISTS machines_cluster ON machines(cluster);
 CREATE TABLE IF NOT EXISTS calls (
@@ -221,6 +222,9 @@ class Inventory:
         columns = {row["name"] for row in self._db.execute("PRAGMA table_info(machines)")}
         if "failed" not in columns:
             self._db.execute("ALTER TABLE machines ADD COLUMN failed INTEGER NOT NULL DEFAULT 0")
+        if "tags" not in columns:
+            # Machines of earlier versions carry no identity tags: '{}' (see identity.py).
+            self._db.execute("ALTER TABLE machines ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'")
 
     def close(self) -> None:
         """Close the file."""
@@ -286,8 +290,8 @@ class Inventory:
                 self._db.execute(
                     "INSERT INTO machines(name, provider_id, cluster, machine_type, zone, image,"
                     " cores,"
-                    " labels, address, power, created_at, ready_at, power_ready_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " labels, address, power, created_at, ready_at, power_ready_at, tags)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         spec.name,
                         f"sim://{zone}/i-{seq:08x}",
@@ -302,6 +306,7 @@ class Inventory:
                         now,
                         now + latency,
                         now,
+                        json.dumps(dict(spec.tags), sort_keys=True),
                     ),
                 )
                 row = self._db.execute(
@@ -337,9 +342,16 @@ class Inventory:
             )
 
     def set_failed(self, name: str) -> bool:
-        """Break a machine (for people and tests playing out failures); False if unknown."""
+        """Break a machine (for people and tests playing out failures); False if unknown.
+
+        `name` is the machine's name, or the name of the ClusterNode it belongs to (its
+        node tag): what a person knows (every namespace's node of that name breaks)."""
         with self._lock:
-            cur = self._db.execute("UPDATE machines SET failed=1 WHERE name=?", (name,))
+            cur = self._db.execute(
+                "UPDATE machines SET failed=1 WHERE name=?"
+                " OR json_extract(tags, '$.\"nodecluster.io/node\"')=?",
+                (name, name),
+            )
             return cur.rowcount > 0
 
     def mark_deleting(self, name: str, latency: float) -> sqlite3.Row | None:
@@ -401,6 +413,7 @@ def _machine(row: sqlite3.Row, now: float) -> Machine:
         cores=row["cores"],
         created_at=datetime.fromtimestamp(row["created_at"], tz=UTC),
         addresses=(("InternalIP", row["address"]),),
+        tags=json.loads(row["tags"]),
     )
 
 
@@ -557,6 +570,9 @@ def inventory_rows(path: Path, now: float | None = None) -> list[dict[str, Any]]
                 "machineType": r["machine_type"],
                 "cores": r["cores"],
                 "createdAt": r["created_at"],
+                "tags": json.loads(r["tags"]),
+                # The ClusterNode it belongs to: its node tag, or (an earlier version's) its name.
+                "node": json.loads(r["tags"]).get("nodecluster.io/node") or r["name"],
             }
             for r in inv.list()
         ]

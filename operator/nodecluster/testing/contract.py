@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar, get_args
@@ -36,6 +36,7 @@ from nodecluster.providers.base import (
     QuotaExceeded,
     Retryable,
 )
+from nodecluster.providers.identity import MachineIdentity, machine_name
 
 T = TypeVar("T")
 
@@ -70,10 +71,26 @@ class MakeDriver(Protocol):
         ...
 
 
-def machine_spec(name: str, cluster: str = CLUSTER, zone: str | None = "zone-a") -> MachineSpec:
-    """A machine request as the ClusterNode controller makes it."""
+def identity(node: str, cluster: str = CLUSTER, installation: str = "blue") -> MachineIdentity:
+    """A node's identity as the ClusterNode controller derives one."""
+    namespace, _, name = cluster.partition("/")
+    return MachineIdentity(installation, namespace, name, node, f"uid-{node}")
+
+
+def machine_spec(
+    name: str,
+    cluster: str = CLUSTER,
+    zone: str | None = "zone-a",
+    tags: Mapping[str, str] | None = None,
+) -> MachineSpec:
+    """A machine request as the ClusterNode controller makes it (tagged with its identity)."""
     return MachineSpec(
-        name=name, cluster=cluster, machine_type=MACHINE_TYPE, zone=zone, labels={"app": "web"}
+        name=name,
+        cluster=cluster,
+        machine_type=MACHINE_TYPE,
+        zone=zone,
+        labels={"app": "web"},
+        tags=identity(name, cluster).tags() if tags is None else tags,
     )
 
 
@@ -138,6 +155,35 @@ class ProviderContract:
 
         assert second.provider_id == first.provider_id
         assert [m.name for m in await driver.list(CLUSTER)] == ["web-aaaaa"]
+
+    async def test_create_stores_the_tags_and_every_call_returns_them(
+        self, make_driver: MakeDriver
+    ) -> None:
+        driver = make_driver(Scenario())
+        tags = identity("web-aaaaa").tags()
+        created = await driver.create(machine_spec("web-aaaaa", tags=tags))
+
+        assert dict(created.tags) == tags
+        assert dict((await driver.get("web-aaaaa")).tags) == tags
+        assert [dict(m.tags) for m in await driver.list(CLUSTER)] == [tags]
+        assert [dict(m.tags) for m in await driver.list()] == [tags]
+
+    async def test_create_is_idempotent_on_the_derived_name_and_keeps_the_first_tags(
+        self, make_driver: MakeDriver
+    ) -> None:
+        """The operator's names: two installations' nodes of one name get two machines; a
+        second create under a name returns the first machine with its own tags (which the
+        operator then refuses), never retagged."""
+        driver = make_driver(Scenario())
+        blue, green = identity("web-1"), identity("web-1", installation="green")
+        first = await driver.create(machine_spec(machine_name(blue), tags=blue.tags()))
+        other = await driver.create(machine_spec(machine_name(green), tags=green.tags()))
+        again = await driver.create(machine_spec(machine_name(blue), tags=green.tags()))
+
+        assert first.provider_id != other.provider_id
+        assert again.provider_id == first.provider_id
+        assert dict(again.tags) == blue.tags()
+        assert len(await driver.list(CLUSTER)) == 2
 
     async def test_create_without_a_zone_uses_an_offered_zone(
         self, make_driver: MakeDriver

@@ -27,6 +27,7 @@ from nodecluster.providers.base import (
     ProviderError,
     Unauthorized,
 )
+from nodecluster.providers.identity import NODE_TAG
 from nodecluster.providers.simulator import SimulatorDriver
 
 T = TypeVar("T")
@@ -63,7 +64,11 @@ class DriverFaults:
 
     faults: list[DriverFault] = field(default_factory=list)
     calls: list[tuple[DriverCall, str | None]] = field(default_factory=list)
-    """(call, machine or cluster) in the order they came."""
+    """(call, node or cluster) in the order they came: a machine is named by its node (its
+    `nodecluster.io/node` tag), since its own name is derived from the node's identity."""
+    node_names: dict[str, str] = field(default_factory=dict)
+    """Machine name -> node name, for every machine created through a `FaultyDriver`: faults
+    and the log name nodes, as tests do."""
     accepted_credentials: Mapping[str, str] | None = field(default=None, repr=False)
     """The only credentials the provider takes (None: any). Calls of a driver built from
     others are refused with `Unauthorized` and take no effect (a matching injected fault
@@ -115,6 +120,7 @@ class DriverFaults:
         self, call: DriverCall, name: str | None, effect: Callable[[], Awaitable[T]]
     ) -> T:
         """Run one driver call with whatever fault applies to it."""
+        name = self.node_names.get(name, name) if name is not None else None
         self.calls.append((call, name))
         fault = next(
             (
@@ -160,6 +166,7 @@ class FaultyDriver:
 
     async def create(self, spec: MachineSpec) -> Machine:
         """See ProviderDriver.create."""
+        self.faults.node_names[spec.name] = spec.tags.get(NODE_TAG, spec.name)
         return await self._call("create", spec.name, lambda: self.inner.create(spec))
 
     async def delete(self, name: str) -> None:

@@ -76,8 +76,10 @@ class Harness:
     """The controllers, running on a FakeKube until the harness is stopped.
 
     `registry` defaults to the installed drivers (the simulator among them); `clock` to a
-    `LoopClock`; `settings` to the defaults; `watch_lag` delays every watch event (the
-    initial listing excepted), as a busy API server's watch lags behind it;
+    `LoopClock`; `settings` to the defaults (their `installation_id` and `namespaces` make
+    it one installation of several: it sees only the namespaces it serves); `watch_lag`
+    delays every watch event (the initial listing excepted), as a busy API server's watch
+    lags behind it;
     `initial_order` delivers the initial listing kind by kind, in that order. Stopping and
     starting a new harness on the same fake (and the same simulator files) is an operator
     restart.
@@ -124,7 +126,7 @@ class Harness:
         self._world = build_world(self.settings, self.api, self.registry, self.clock, self.index)
         await load_providers(self._world)
         self._watch = self.api.watch(*WATCHED, initial=True, lag=self.watch_lag)
-        initial = self._watch.drain()
+        initial = [e for e in self._watch.drain() if self._serves(e)]
         for event in initial:
             if event.kind == "clusternodes":
                 self.index.apply(event)
@@ -176,8 +178,16 @@ class Harness:
     ) -> None:
         await self.stop()
 
+    def _serves(self, event: WatchEvent) -> bool:
+        """Whether kopf would deliver the event: `settings.namespaces` as `run --namespace`
+        (cluster-scoped kinds always)."""
+        namespace = event.body.get("metadata", {}).get("namespace")
+        return namespace is None or self.settings.serves(namespace)
+
     async def _deliver(self, watch: Watch) -> None:
         async for event in watch:
+            if not self._serves(event):
+                continue
             if event.kind == "clusternodes":
                 self.index.apply(event)
             WATCHED[event.kind](self.world, event.type, event.body)

@@ -28,7 +28,7 @@ async def test_a_new_cluster_converges_to_its_target(
     assert all(n["metadata"]["finalizers"] == [NODE_FINALIZER] for n in children)
     assert all(n["metadata"]["ownerReferences"][0]["name"] == "web" for n in children)
     assert CLUSTER_FINALIZER in fake.stored(NODECLUSTERS, NS, "web")["metadata"]["finalizers"]
-    assert sorted(m["name"] for m in machines(inventory)) == sorted(
+    assert sorted(m["node"] for m in machines(inventory)) == sorted(
         n["metadata"]["name"] for n in children
     )
     assert condition(fake, "Ready")["status"] == "True"

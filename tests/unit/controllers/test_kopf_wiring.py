@@ -273,7 +273,7 @@ def test_run_operator_watches_every_namespace_standalone_by_default(
         "peering_name": None,
     }
     assert isinstance(memo, kopf.Memo)
-    assert memo == {"peering": None}
+    assert memo == {"peering": None, "installation_id": "default", "namespaces": []}
 
 
 def test_run_operator_serves_the_given_namespaces_with_peering_and_a_probe(
@@ -290,7 +290,11 @@ def test_run_operator_serves_the_given_namespaces_with_peering_and_a_probe(
     [configure, run] = kopf_run
     assert configure == {"configure": {"verbose": True, "debug": True}}
     kwargs = run["run"]
-    assert kwargs.pop("memo") == {"peering": "nodecluster"}
+    assert kwargs.pop("memo") == {
+        "peering": "nodecluster",
+        "installation_id": "default",
+        "namespaces": ["team-a", "team-b"],
+    }
     assert kwargs == {
         "clusterwide": False,
         "namespaces": ["team-a", "team-b"],

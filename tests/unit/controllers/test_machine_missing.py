@@ -10,6 +10,7 @@ that does not exist.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,24 @@ from conftest import provider_body
 from nodecluster.clock import LoopClock
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS
 from nodecluster.providers.base import Retryable
+from nodecluster.providers.identity import node_of
 from nodecluster.providers.simulator import Inventory
 from nodecluster.testing import FakeKube, Harness
 from nodecluster.testing.drivers import DriverFaults
+
+
+def machine_of(inventory: Inventory, node: str) -> str:
+    """The provider-side name of node `node`'s machine (derived from the node's identity)."""
+    return next(
+        r["name"] for r in inventory.list() if node_of(r["name"], json.loads(r["tags"])) == node
+    )
 
 
 def vanish(inventory: Path, name: str) -> None:
     """Delete a machine at the provider, not through its ClusterNode."""
     gone = Inventory(inventory, now=lambda: LoopClock().now().timestamp())
     try:
-        gone.mark_deleting(name, latency=0.0)
+        gone.mark_deleting(machine_of(gone, name), latency=0.0)
     finally:
         gone.close()
 
@@ -146,7 +155,7 @@ async def test_a_reboot_not_yet_carried_out_is_not_asked_for_again(
 
     broken = Inventory(inventory, now=lambda: LoopClock().now().timestamp())
     try:
-        assert broken.set_failed(name)
+        assert broken.set_failed(machine_of(broken, name))
     finally:
         broken.close()
 

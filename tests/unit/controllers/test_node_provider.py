@@ -8,6 +8,7 @@ poll wakes nodes whose machine changed, and finds machines nobody owns any more.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from nodecluster.clock import LoopClock
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS
 from nodecluster.controllers.world import NODE_FINALIZER, Settings
 from nodecluster.providers.base import MachineSpec, ProviderConfig, ProviderDriver, Retryable
+from nodecluster.providers.identity import node_of
 from nodecluster.providers.registry import ProviderRegistry
 from nodecluster.providers.simulator import Inventory, SimulatorDriver
 from nodecluster.testing import FakeKube, Harness
@@ -120,7 +122,11 @@ def live_machines(inventory: Path, clock: LoopClock) -> set[str]:
     """Machines in the inventory not being deleted (read on the operator's clock)."""
     inv = Inventory(inventory, lambda: clock.now().timestamp())
     try:
-        return {r["name"] for r in inv.list() if r["deleting_at"] is None}
+        return {
+            node_of(r["name"], json.loads(r["tags"]))
+            for r in inv.list()
+            if r["deleting_at"] is None
+        }
     finally:
         inv.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from clusters import NS, cluster_body, nodes, state
@@ -11,6 +12,7 @@ from conftest import provider_body
 from nodecluster.clock import LoopClock
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS
 from nodecluster.providers.base import Retryable
+from nodecluster.providers.identity import node_of
 from nodecluster.providers.simulator import Inventory
 from nodecluster.testing import FakeKube, Harness
 from nodecluster.testing.drivers import DriverFaults
@@ -21,6 +23,13 @@ async def deployed(fake: FakeKube, harness: Harness, inventory: Path, **spec: ob
     await fake.create(NODECLUSTERS, NS, cluster_body(targetNodes=1))
     await harness.wait_for(lambda: state(fake) == "Deployed")
     return str(nodes(fake)[0]["metadata"]["name"])
+
+
+def machine_of(inventory: Inventory, node: str) -> str:
+    """The provider-side name of node `node`'s machine (derived from the node's identity)."""
+    return next(
+        r["name"] for r in inventory.list() if node_of(r["name"], json.loads(r["tags"])) == node
+    )
 
 
 def node_status(fake: FakeKube, name: str) -> dict[str, object]:
@@ -34,7 +43,7 @@ async def test_a_vanished_machine_with_a_reboot_asked_is_replaced_not_rebooted(
     await fake.patch(NODECLUSTERS, NS, "web", {"spec": {"paused": True}})
     gone = Inventory(inventory)
     try:
-        gone.mark_deleting(name, latency=0.0)
+        gone.mark_deleting(machine_of(gone, name), latency=0.0)
     finally:
         gone.close()
     await fake.patch(
@@ -73,7 +82,7 @@ async def test_a_machine_deleting_under_a_live_node_is_not_asked_about_every_sec
     await fake.patch(NODECLUSTERS, NS, "web", {"spec": {"paused": True}})
     going = Inventory(inventory, now=lambda: LoopClock().now().timestamp())
     try:
-        going.mark_deleting(name, latency=3600.0)
+        going.mark_deleting(machine_of(going, name), latency=3600.0)
     finally:
         going.close()
     await fake.patch(

@@ -11,6 +11,7 @@ in the simulator's inventory, and the Events on the operation and on its cluster
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any, get_args
 
@@ -20,6 +21,7 @@ from nodecluster.api.operation import OperationAction
 from nodecluster.clock import LoopClock
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS, OPERATIONS
 from nodecluster.controllers.operation import ACTIONS
+from nodecluster.providers.identity import NODE_TAG
 from nodecluster.providers.simulator import Inventory, inventory_rows
 from nodecluster.testing import FakeKube, Harness
 
@@ -161,9 +163,9 @@ def node(fake: FakeKube, name: str) -> dict[str, Any]:
 
 
 def machines(inventory: Path, clock: LoopClock) -> dict[str, str]:
-    """The simulator's machines not being deleted, as of the operator's clock: name -> state."""
+    """The simulator's machines not being deleted, as of the operator's clock: node -> state."""
     rows = inventory_rows(inventory, now=clock.now().timestamp())
-    return {m["name"]: m["state"] for m in rows if m["state"] != "Deleting"}
+    return {m["node"]: m["state"] for m in rows if m["state"] != "Deleting"}
 
 
 def break_machine(inventory: Path, name: str) -> None:
@@ -176,10 +178,11 @@ def break_machine(inventory: Path, name: str) -> None:
 
 
 def remove_machine(inventory: Path, clock: LoopClock, name: str) -> None:
-    """The machine vanishes at the provider, behind the operator's back."""
+    """Node `name`'s machine vanishes at the provider, behind the operator's back."""
     inv = Inventory(inventory, now=lambda: clock.now().timestamp())
     try:
-        assert inv.mark_deleting(name, latency=0.0) is None
+        machine = next(r["name"] for r in inv.list() if json.loads(r["tags"]).get(NODE_TAG) == name)
+        assert inv.mark_deleting(machine, latency=0.0) is None
     finally:
         inv.close()
 
