@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from kube import Kube, wait_for
-from scenario import Scenario
+from scenario import Scenario, operation_sample
 
 
 def _spec(**changes: Any) -> dict[str, Any]:
@@ -175,6 +175,45 @@ def test_changing_the_provider_is_refused(scenario: Scenario, kube: Kube) -> Non
 
     assert proc.returncode != 0
     assert "spec.providerRef" in proc.stderr and "immutable" in proc.stderr
+
+
+@pytest.mark.parametrize("timeout", [0, 7 * 86400 + 1], ids=["zero", "over-a-week"])
+def test_an_operation_timeout_out_of_range_is_refused(
+    scenario: Scenario, kube: Kube, timeout: int
+) -> None:
+    op = operation_sample("check")
+    op["metadata"]["namespace"] = scenario.ns
+    op["spec"]["timeoutSeconds"] = timeout
+
+    proc = kube.apply(op, check=False)
+
+    assert proc.returncode != 0, "the API server accepted an out-of-range timeoutSeconds"
+    assert "spec.timeoutSeconds" in proc.stderr, proc.stderr
+
+
+def test_an_operation_timeout_cannot_be_added_or_changed(scenario: Scenario, kube: Kube) -> None:
+    # The operator applies the default timeout: adding one later must be refused as any
+    # other change, or a stuck operation could be kept running past its deadline.
+    for name, spec in (("untimed", {}), ("timed", {"timeoutSeconds": 60})):
+        op = operation_sample("check")
+        op["metadata"].update(name=name, namespace=scenario.ns)
+        op["spec"].update(clusterName="whatever", **spec)
+        kube.apply(op)
+
+        proc = kube.kubectl(
+            "patch",
+            "nodeclusteroperation",
+            name,
+            "-n",
+            scenario.ns,
+            "--type=merge",
+            "-p",
+            '{"spec":{"timeoutSeconds":7200}}',
+            check=False,
+        )
+
+        assert proc.returncode != 0, name
+        assert "immutable" in proc.stderr, proc.stderr
 
 
 def test_unknown_provider_is_reported_as_stalled(scenario: Scenario, kube: Kube) -> None:

@@ -28,6 +28,21 @@ OperationAction = Literal[
 
 OperationPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
 
+DEFAULT_TIMEOUT_SECONDS = 1800
+"""How long an operation without `spec.timeoutSeconds` may take, from its start.
+
+Three times the health policy's default `nodeStartupTimeoutSeconds` (600): a scale step
+waits for machines that take minutes to create (cloud VMs one to five, bare metal that
+PXE-boots ten or more), and a machine that never comes up is declared unhealthy after 600 s
+and recreated; 1800 s lets a step live through one such recreation with time to spare,
+while a stuck operation still frees its cluster's queue within half an hour. The operator
+applies it (not a schema default), so an operation's stored spec stays what its author
+wrote."""
+
+MAX_TIMEOUT_SECONDS = 7 * 86400
+"""A week: beyond any real step, and far below what would overflow a timestamp (an
+operation the operator cannot compute a deadline for would block its cluster for good)."""
+
 
 class LabelSelector(CamelModel):
     """A Kubernetes label selector (matchLabels only, for clarity in audit records)."""
@@ -77,6 +92,17 @@ class NodeClusterOperationSpec(CamelModel):
     )
     nodes: NodeFilter | None = Field(
         default=None, description="For node-targeting actions: which nodes."
+    )
+    timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TIMEOUT_SECONDS,
+        description=(
+            "Seconds from the operation's start (not its creation: it may wait behind "
+            "earlier operations of its cluster) after which it fails if it has not ended; "
+            f"{DEFAULT_TIMEOUT_SECONDS} when absent. A timeout ends the operation; it does "
+            "not undo what it already asked for."
+        ),
     )
 
 

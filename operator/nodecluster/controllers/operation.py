@@ -14,6 +14,17 @@ again later). A refusal is the one exception (`OperationRefused`, from the pure 
 
 Changes to nodes are made under the cluster's lock, so the cluster's own reconcile sees
 an operation's deletes and its target change together and never "repairs" half of it.
+
+Every operation ends, because one that never did would block every later operation of its
+cluster. An action that cannot succeed is refused before it changes anything: StartNodes
+and RebootNodes on a cluster whose desiredState is Stopped (the cluster powers its nodes
+off again; a reboot needs a running machine), RebootNodes of nodes held stopped, power
+actions on a driver without power control, and any change of a paused cluster (it acts on
+nothing, so a scale would wait for it forever). Whatever else keeps an operation waiting
+ends at `spec.timeoutSeconds` after its start: at that deadline it fails, saying what it
+was still waiting for, without taking another step; a wait is never set to end after the
+deadline. A scaling cooldown counts as part of the operation, and one that outlasts the
+deadline is refused at once rather than waited out only to time out.
 """
 
 from __future__ import annotations
@@ -22,12 +33,13 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from nodecluster.api.clusternode import ClusterNode
 from nodecluster.api.nodecluster import NodeCluster
 from nodecluster.api.operation import (
+    DEFAULT_TIMEOUT_SECONDS,
     NodeClusterOperation,
     NodeClusterOperationStatus,
     NodeResult,
@@ -53,7 +65,7 @@ from nodecluster.planning.operations import (
     new_target,
     select_nodes,
 )
-from nodecluster.providers.base import NotFound, ProviderError
+from nodecluster.providers.base import NotFound, PowerControl, ProviderError
 from nodecluster.providers.identity import ownership_problem
 
 WAIT_POLL_SECONDS = 5.0
@@ -73,7 +85,8 @@ class Finished:
 
 @dataclass(frozen=True)
 class Waiting:
-    """The operation goes on (its status says at what): look again after `again` seconds."""
+    """The operation goes on (its status says at what): look again after `again` seconds
+    (sooner if its deadline comes first)."""
 
     again: float
 
@@ -90,6 +103,8 @@ class OperationScope:
     status: NodeClusterOperationStatus
     """The status being built (a copy of the one read)."""
     now: datetime
+    deadline: datetime
+    """startTime + the timeout: the operation fails if it has not ended by then."""
 
     @property
     def key(self) -> NsName:
@@ -100,6 +115,11 @@ class OperationScope:
     def action(self) -> OperationAction:
         """What the operation asks for."""
         return self.op.spec.action
+
+    @property
+    def time_left(self) -> float:
+        """Seconds until the deadline."""
+        return (self.deadline - self.now).total_seconds()
 
 
 Action = Callable[[World, OperationScope], Awaitable[Outcome]]
@@ -129,16 +149,27 @@ async def reconcile_operations(world: World, key: NsName) -> float | None:
 
 
 async def advance(world: World, op: NodeClusterOperation) -> float | None:
-    """Take one step of an operation and record it; None once it is over."""
+    """Take one step of an operation and record it; None once it is over.
+
+    Past its deadline an operation takes no step: it fails with what its last step was
+    waiting for (that step looked at most a poll interval ago, as a wait never ends after
+    the deadline)."""
     now = world.now()
     status = op.status.model_copy(deep=True)
     if status.phase in (None, "Pending"):
         status.start_time = status.start_time or now
+    timeout = timeout_seconds(op)
+    deadline = (status.start_time or now) + timedelta(seconds=timeout)
     scope: OperationScope | None = None
     try:
-        cluster = await read_cluster(world, op)
-        scope = OperationScope(op=op, cluster=cluster, status=status, now=now)
-        outcome = await ACTIONS[op.spec.action](world, scope)
+        if now >= deadline:
+            outcome: Outcome = timed_out(op.spec.action, status, timeout)
+        else:
+            cluster = await read_cluster(world, op)
+            scope = OperationScope(
+                op=op, cluster=cluster, status=status, now=now, deadline=deadline
+            )
+            outcome = await ACTIONS[op.spec.action](world, scope)
     except OperationRefused as refused:
         outcome = Finished("Failed", str(refused))
     recorded = scope.op if scope is not None else op
@@ -149,11 +180,58 @@ async def advance(world: World, op: NodeClusterOperation) -> float | None:
             status.nodes = outcome.nodes
         status.completion_time = now
     else:
-        again = outcome.again
+        again = max(0.0, min(outcome.again, (deadline - now).total_seconds()))
     await write_status(world, recorded, status)
     if status.phase in ("Succeeded", "Failed") and op.status.phase != status.phase:
         await announce(world, op, status)
     return again
+
+
+def timeout_seconds(op: NodeClusterOperation) -> int:
+    """How long the operation may take from its start."""
+    return op.spec.timeout_seconds or DEFAULT_TIMEOUT_SECONDS
+
+
+POWER_VERBS: dict[OperationAction, str] = {
+    "StopNodes": "stop",
+    "StartNodes": "start",
+    "RebootNodes": "reboot",
+}
+
+
+def timed_out(
+    action: OperationAction, status: NodeClusterOperationStatus, timeout: int
+) -> Finished:
+    """The end of an operation past its deadline: what it was waiting for, from its last
+    recorded status; nodes still pending are failed."""
+    pending = [r for r in status.nodes if r.result == "Pending"]
+    if status.phase == "Running" and action in POWER_VERBS:
+        what = f" waiting for {len(pending)} of {len(status.nodes)} nodes to {POWER_VERBS[action]}"
+    elif status.phase == "Running" and action in ("ScaleOut", "ScaleIn"):
+        what = (
+            f" waiting for the cluster to be Ready with {status.new_target} nodes "
+            f"(target {status.previous_target} -> {status.new_target})"
+        )
+    elif status.message:
+        what = f"; {status.message}"
+    else:
+        what = " before its first step was done"
+    nodes = [
+        NodeResult(name=r.name, result="Error", message=f"timed out; {r.message}")
+        if r.result == "Pending"
+        else r
+        for r in status.nodes
+    ]
+    return Finished("Failed", f"timed out after {timeout}s{what}", nodes)
+
+
+def refuse_if_paused(scope: OperationScope) -> None:
+    """A paused cluster acts on nothing: refuse a change that would wait for it."""
+    if scope.cluster.spec.paused:
+        raise OperationRefused(
+            f"NodeCluster {scope.key[1]!r} is paused (spec.paused): it acts on nothing "
+            "until it is unpaused"
+        )
 
 
 async def record_intent(world: World, scope: OperationScope) -> None:
@@ -225,6 +303,7 @@ async def check_nodes(world: World, scope: OperationScope) -> Outcome:
 
 async def recover_nodes(world: World, scope: OperationScope) -> Outcome:
     """Recover: apply the health policy's recovery to the chosen nodes that are broken."""
+    refuse_if_paused(scope)
     chosen = choose(scope.op, await list_nodes(world, scope.op), require=False)
     # Ask the provider, not the cache: a Recover right after a failure must not wait for
     # the next health poll to notice it.
@@ -263,6 +342,7 @@ async def remove_nodes(world: World, scope: OperationScope) -> Outcome:
     """
     nc, status = scope.cluster, scope.status
     if status.new_target is None or status.previous_target is None:
+        refuse_if_paused(scope)
         chosen = choose(scope.op, await list_nodes(world, scope.op), require=True)
         target = nc.spec.target_nodes - len(chosen)
         low = nc.spec.min_nodes or 0
@@ -295,6 +375,7 @@ async def remove_nodes(world: World, scope: OperationScope) -> Outcome:
 
 async def replace_nodes(world: World, scope: OperationScope) -> Outcome:
     """ReplaceNodes: delete the chosen nodes; the cluster creates fresh ones."""
+    refuse_if_paused(scope)
     chosen = choose(scope.op, await list_nodes(world, scope.op), require=True)
     async with world.book.lock(scope.key):
         for n in chosen:
@@ -328,12 +409,40 @@ def power_patch(action: OperationAction, now: datetime) -> dict[str, Any]:
 
 async def power_nodes(world: World, scope: OperationScope) -> Outcome:
     """StopNodes / StartNodes / RebootNodes: ask each chosen node, then wait (phase
-    Running) until every one reports it done."""
+    Running) until every one reports it done.
+
+    Refused first if it could never be done. StartNodes on a Stopped cluster is refused
+    rather than made to stick (a hold of Running on the node would keep the planner off
+    it, but the cluster would then stay Stopping, never Ready, for as long as the node
+    runs): a Stopped cluster is one whose nodes are all off, and starting them is a
+    change of desiredState, which the spec shows, not an exception an operation hides."""
     nodes = await list_nodes(world, scope.op)
     status = scope.status
     if status.phase == "Running":
         return await_power(scope.action, nodes, status)
+    refuse_unpowerable(scope)
     chosen = choose(scope.op, nodes, require=True)
+    if scope.action == "RebootNodes":
+        held = [n.metadata.name for n in chosen if n.spec.power_state == "Stopped"]
+        if held:
+            raise OperationRefused(
+                "only a running machine can be rebooted, and these nodes are held stopped: "
+                f"{', '.join(held)} (StartNodes starts them)"
+            )
+    provider = scope.cluster.spec.provider_ref.name
+    try:
+        driver = await world.providers.driver(provider)
+    except ProviderUnavailable as err:
+        # Perhaps for a moment (a Secret being rotated, a NodeProvider being fixed); the
+        # timeout bounds the wait.
+        status.phase = "Pending"
+        status.message = f"waiting for the NodeProvider: {err}"
+        return Waiting(WAIT_POLL_SECONDS)
+    if not isinstance(driver, PowerControl):
+        raise OperationRefused(
+            f"the driver of NodeProvider {provider!r} has no power control: it cannot stop, "
+            "start or reboot machines"
+        )
     for n in chosen:
         await patch_node(world, n, power_patch(scope.action, scope.now))
     status.phase = "Running"
@@ -342,6 +451,23 @@ async def power_nodes(world: World, scope: OperationScope) -> Outcome:
     ]
     status.message = f"{scope.action}: waiting for {len(chosen)} nodes"
     return Waiting(WAIT_POLL_SECONDS)
+
+
+def refuse_unpowerable(scope: OperationScope) -> None:
+    """Refuse to start or reboot the nodes of a cluster that keeps them off."""
+    if scope.cluster.spec.desired_state != "Stopped":
+        return
+    name = scope.key[1]
+    if scope.action == "StartNodes":
+        raise OperationRefused(
+            f"NodeCluster {name!r} has desiredState Stopped: it would power the nodes off "
+            "again; set desiredState to Running to start them"
+        )
+    if scope.action == "RebootNodes":
+        raise OperationRefused(
+            f"NodeCluster {name!r} has desiredState Stopped: its nodes are off, and only a "
+            "running machine can be rebooted"
+        )
 
 
 def await_power(
@@ -391,11 +517,21 @@ def power_done(action: OperationAction, node: ClusterNode, started: datetime | N
 
 async def scale(world: World, scope: OperationScope) -> Outcome:
     """ScaleOut / ScaleIn: change the target by the scaling policy (after its cooldown),
-    then wait until the cluster is Ready for it, or fail if it stalls."""
+    then wait until the cluster is Ready for it, or fail if it stalls.
+
+    The cooldown is waited out within the operation's time: one that ends at or after
+    the deadline is refused at once (waiting it out could only end in a timeout)."""
     nc, status = scope.cluster, scope.status
     if status.phase != "Running":
         if status.new_target is None or status.previous_target is None:
+            refuse_if_paused(scope)
             left = cooldown_left(nc.spec, nc.status.last_scale_time, scope.now)
+            if left > 0 and left >= scope.time_left:
+                raise OperationRefused(
+                    f"the scaling cooldown ends in {left:.0f}s, after this operation's timeout "
+                    f"({timeout_seconds(scope.op)}s): create it once the cooldown is over, "
+                    "or with a longer spec.timeoutSeconds"
+                )
             if left > 0:
                 status.phase = "Pending"
                 status.message = f"waiting {left:.0f}s for the scaling cooldown"
