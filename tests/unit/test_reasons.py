@@ -12,6 +12,7 @@ STALLS = {
     "QuotaExceeded",
     "CapacityExceeded",
     "ProtectedFromScaleIn",
+    "APIRefused",
     "MachineOwnedElsewhere",
 }
 NODE_ERRORS = {

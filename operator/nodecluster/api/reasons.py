@@ -44,6 +44,13 @@ class Reason(StrEnum):
     """The machine answering to the node's name is tagged for another node, namespace or
     operator installation: refused, never adopted nor deleted. A person must look (a
     ClusterNode copied with its status, an installation id that changed)."""
+    API_REFUSED = "APIRefused"
+    """The API server refused a write of the operator's (400, 403, 404, 422): RBAC,
+    admission or a value it will not take. Needs a person."""
+    API_UNAVAILABLE = "APIUnavailable"
+    """An API call failed in passing (409, 429, 5xx, no answer): retried with backoff."""
+    RECONCILE_ERROR = "ReconcileError"
+    """The reconcile failed for a reason the operator does not know (a bug): retried."""
     DRIVER_READY = "DriverReady"
     """The NodeProvider's driver was built and answers."""
     MACHINE_RUNNING = "MachineRunning"
@@ -93,6 +100,7 @@ _STALLS = frozenset(
         Reason.CAPACITY_EXCEEDED,
         Reason.PROTECTED_FROM_SCALE_IN,
         Reason.MACHINE_OWNED_ELSEWHERE,
+        Reason.API_REFUSED,
     }
 )
 _NODE_ERRORS = frozenset(

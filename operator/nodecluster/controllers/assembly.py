@@ -12,6 +12,7 @@ from __future__ import annotations
 from nodecluster.api.nodeprovider import NodeProvider
 from nodecluster.clock import Clock
 from nodecluster.controllers.clusternode import reconcile_node
+from nodecluster.controllers.failures import reporting
 from nodecluster.controllers.kubeapi import NODEPROVIDERS, KubeApi
 from nodecluster.controllers.nodecluster import reconcile_cluster
 from nodecluster.controllers.nodeprovider import poll_provider, reconcile_provider
@@ -19,6 +20,13 @@ from nodecluster.controllers.operation import reconcile_operations
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.controllers.world import NodeIndex, ProviderBook, Queues, Settings, World
 from nodecluster.providers.registry import ProviderRegistry
+
+# The reconcilers as the queues run them: a failure they do not handle themselves is
+# written on the object and posted as one Warning Event before the retry (failures.py).
+_cluster = reporting("NodeCluster", reconcile_cluster)
+_node = reporting("ClusterNode", reconcile_node)
+_operations = reporting("NodeClusterOperation", reconcile_operations)
+_provider = reporting("NodeProvider", reconcile_provider)
 
 
 def build_world(
@@ -33,17 +41,23 @@ def build_world(
     # before any queue can run a handler (queues only run keys added to them).
     queues = Queues(
         cluster=WorkQueue(
-            "NodeCluster", lambda key: reconcile_cluster(world, key), settings.cluster_concurrency
+            "NodeCluster",
+            lambda key: _cluster(world, key),
+            settings.cluster_concurrency,
         ),
-        node=WorkQueue("ClusterNode", lambda key: reconcile_node(world, key), settings.concurrency),
+        node=WorkQueue(
+            "ClusterNode",
+            lambda key: _node(world, key),
+            settings.concurrency,
+        ),
         operation=WorkQueue(
             "NodeClusterOperation",
-            lambda key: reconcile_operations(world, key),
+            lambda key: _operations(world, key),
             settings.operation_concurrency,
         ),
         provider=WorkQueue(
             "NodeProvider",
-            lambda name: reconcile_provider(world, name),
+            lambda name: _provider(world, name),
             settings.provider_concurrency,
         ),
         poll=WorkQueue(

@@ -36,6 +36,7 @@ from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
     KubeConflict,
+    KubeError,
     KubeNotFound,
     status_patch,
 )
@@ -206,6 +207,12 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
                 machine = await power.start(name)
     except ProviderError as err:
         await report_provider_error(world, scope, err)
+    except ProviderUnavailable as err:
+        # The user data cannot be read: a person must fix the Secret or the permissions.
+        await write_status(
+            world, scope, status_from_error(node, err.reason, err.message, scope.now)
+        )
+        raise Backoff(err.message) from err
     scope.machine = machine
     return None
 
@@ -346,11 +353,22 @@ async def read_user_data(world: World, node: ClusterNode) -> str | None:
     ref = node.spec.profile.user_data_secret_ref
     if ref is None:
         return None
+    namespace = node.metadata.namespace or "default"
     try:
-        data = await world.api.read_secret(node.metadata.namespace or "default", ref)
+        data = await world.api.read_secret(namespace, ref)
     except KubeNotFound as err:
         raise ProviderUnavailable(
-            Reason.INVALID_PROVIDER_CONFIG, f"user data Secret {ref!r} does not exist"
+            Reason.INVALID_PROVIDER_CONFIG,
+            f"user data Secret {namespace}/{ref} (spec.profile.userDataSecretRef) does not exist",
+        ) from err
+    except KubeError as err:
+        if err.status != 403:
+            raise
+        raise ProviderUnavailable(
+            Reason.INVALID_PROVIDER_CONFIG,
+            f"the operator may not read the user data Secret {namespace}/{ref}: add "
+            f"{namespace!r} to the chart value rbac.secretNamespaces (and {ref!r} to "
+            "rbac.secretNames if that list is set)",
         ) from err
     return data.get("userData")
 

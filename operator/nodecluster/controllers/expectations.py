@@ -40,6 +40,14 @@ class Expectations:
         """A ClusterNode of cluster `key` is being deleted."""
         self._deletes.setdefault(key, {})[name] = self._clock.monotonic()
 
+    def refused(self, key: NsName, name: str) -> None:
+        """The API server refused a create or delete of node `name` (4xx): it did not
+        happen, so it is not expected. (A failure without an answer may have happened:
+        that one stays expected until the cache or the API shows it, see `overdue`.)"""
+        self._creates.get(key, {}).pop(name, None)
+        self._deletes.get(key, {}).pop(name, None)
+        self._tidy(key)
+
     def in_flight(self, key: NsName) -> int:
         """Creates and deletes of cluster `key` not yet confirmed (for tests and debugging)."""
         return len(self._creates.get(key, {})) + len(self._deletes.get(key, {}))

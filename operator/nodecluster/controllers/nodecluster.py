@@ -27,16 +27,17 @@ from nodecluster.api.clusternode import ClusterNode, ClusterNodeSpec, PowerState
 from nodecluster.api.nodecluster import ClusterState, NodeCluster, NodeClusterStatus
 from nodecluster.clock import rfc3339
 from nodecluster.controllers.expectations import NsName
+from nodecluster.controllers.failures import REFUSED
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
     KubeConflict,
+    KubeError,
     KubeNotFound,
     status_patch,
 )
 from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, run_phases
 from nodecluster.controllers.quota import cluster_headroom
-from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import (
     CLUSTER_FINALIZER,
     NODE_FINALIZER,
@@ -229,13 +230,23 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
     api = world.api
 
     async def create(c: CreateNode) -> None:
-        # A conflict means an earlier attempt created it: exactly what we wanted.
-        with contextlib.suppress(KubeConflict):
+        try:
             await api.create(CLUSTERNODES, namespace, child_body(nc, c, phash))
+        except KubeConflict:
+            pass  # an earlier attempt created it: exactly what we wanted
+        except KubeError as err:
+            if err.status in REFUSED:
+                world.expectations.refused(scope.key, c.name)
+            raise
 
     async def delete(name: str) -> None:
         world.expectations.expect_delete(scope.key, name)
-        await api.delete(CLUSTERNODES, namespace, name)
+        try:
+            await api.delete(CLUSTERNODES, namespace, name)
+        except KubeError as err:
+            if err.status in REFUSED:
+                world.expectations.refused(scope.key, name)
+            raise
 
     async def set_power(name: str, power: PowerState) -> None:
         with contextlib.suppress(KubeNotFound):
@@ -280,14 +291,16 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
                 f"node {d.name} is unhealthy; recreating it",
             )
     if failures:
-        log.warning(
+        log.info(
             "NodeCluster %s/%s: %d of %d writes failed: %s",
             *scope.key,
             len(failures),
             len(jobs),
             failures[0],
         )
-        raise Backoff(f"{len(failures)} writes failed")
+        # The first failure, as it is: the queue's reporting (failures.py) writes it on
+        # the cluster (Stalled when the API refused it, Degraded else) and in one Event.
+        raise failures[0]
     if p.creates or p.deletes:
         # The provider's usage figures changed; refresh them once things settle.
         world.queues.provider.add(nc.spec.provider_ref.name, delay=PROVIDER_REFRESH_SECONDS)
@@ -411,7 +424,12 @@ def child_body(nc: NodeCluster, create: CreateNode, phash: str) -> dict[str, Any
                     "name": nc.metadata.name,
                     "uid": nc.metadata.uid,
                     "controller": True,
-                    "blockOwnerDeletion": True,
+                    # No blockOwnerDeletion: where OwnerReferencesPermissionEnforcement is on
+                    # (OpenShift and others) it needs `update` on nodeclusters/finalizers, and
+                    # it would buy nothing. The NodeCluster keeps its own finalizer until every
+                    # ClusterNode and machine is gone, so foreground deletion's wait is already
+                    # there; the garbage collector deletes orphaned children of a controller
+                    # reference with or without it.
                 }
             ],
         },

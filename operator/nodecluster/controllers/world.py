@@ -255,6 +255,9 @@ class ClusterBook:
     """Each cluster's health.pollIntervalSeconds: its provider polls at the smallest."""
     orphans_suspected: set[NsName] = field(default_factory=set)
     """Clusters whose provider poll found machines without a ClusterNode."""
+    failures: dict[tuple[str, Any], tuple[Reason, str]] = field(default_factory=dict)
+    """The failure last reported per (kind, key), until a reconcile succeeds (failures.py):
+    a failure repeated by every retry is reported once."""
     orphan_checks_refused: set[str] = field(default_factory=set)
     """Namespaces whose NodeClusters the API refused to show the health poll (said once)."""
 
