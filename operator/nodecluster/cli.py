@@ -158,7 +158,9 @@ def parser() -> argparse.ArgumentParser:
     inv.set_defaults(func=_cmd_inventory)
     fail = sim_sub.add_parser("fail", help="break machines, to watch health remediation work")
     fail.add_argument("path", help="the SQLite file (config.path of the NodeProvider)")
-    fail.add_argument("names", nargs="+", help="machine (= ClusterNode) names")
+    fail.add_argument(
+        "names", nargs="+", help="machine names, or the names of the ClusterNodes they belong to"
+    )
     fail.set_defaults(func=_cmd_fail)
     return top
 

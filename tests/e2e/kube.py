@@ -156,11 +156,17 @@ class Inventory:
                 continue
             if cluster is not None and r["cluster"] != cluster:
                 continue
-            out.append(dict(r))
+            machine = dict(r)
+            # The ClusterNode it belongs to: its node tag (machine names are derived from the
+            # node's identity), or the name of a machine made before tags existed.
+            tags = json.loads(machine.get("tags") or "{}")
+            machine["node"] = tags.get("nodecluster.io/node") or machine["name"]
+            out.append(machine)
         return out
 
     def names(self, cluster: str | None = None) -> set[str]:
-        return {m["name"] for m in self.machines(cluster)}
+        """The ClusterNodes whose machines exist (optionally of one `<ns>/<cluster>`)."""
+        return {m["node"] for m in self.machines(cluster)}
 
     def calls(self, op: str | None = None) -> list[dict[str, Any]]:
         if not self.path.exists():

@@ -211,7 +211,8 @@ def test_helm_install_creates_a_pod_that_restricted_pod_security_admits(
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert container["args"][:3] == ["run", "--liveness", "http://0.0.0.0:8080/healthz"]
-    assert container["args"][3:] == ["--peering", PEERING]
+    assert container["args"][3:5] == ["--installation-id", f"{installed.namespace}.{RELEASE}"]
+    assert container["args"][5:] == ["--peering", PEERING]
     assert container["livenessProbe"]["httpGet"] == {
         "path": "/healthz",
         "port": "health",

@@ -79,14 +79,14 @@ def test_stop_keeps_machines_powered_off_then_start_runs_them_again(
     nc = scenario.wait_state("Stopped")
 
     machines = scenario.inventory.machines(scenario.tag())
-    assert {m["name"] for m in machines} == before, "stopping must not delete machines"
+    assert {m["node"] for m in machines} == before, "stopping must not delete machines"
     assert {m["power"] for m in machines} == {"Stopped"}
     assert nc["status"]["stoppedNodes"] == 3
 
     scenario.patch_spec(desiredState="Running")
     scenario.wait_converged(3)
     machines = scenario.inventory.machines(scenario.tag())
-    assert {m["name"] for m in machines} == before
+    assert {m["node"] for m in machines} == before
     assert {m["power"] for m in machines} == {"Running"}
 
 

@@ -139,13 +139,13 @@ def test_stop_and_start_nodes_by_label(scenario: Scenario, ops: Operations, kube
 
     op = ops.wait(ops.run("stop-nodes", nodes={"selector": {"matchLabels": {"role": "spare"}}}))
     assert [r["name"] for r in op["status"]["nodes"]] == [chosen]
-    power = {m["name"]: m["power"] for m in scenario.inventory.machines(scenario.tag())}
+    power = {m["node"]: m["power"] for m in scenario.inventory.machines(scenario.tag())}
     assert power[chosen] == "Stopped"
     assert sorted(p for n, p in power.items() if n != chosen) == ["Running", "Running"]
     scenario.wait_state("Deployed")
 
     ops.wait(ops.run("start-nodes", nodes={"selector": {"matchLabels": {"role": "spare"}}}))
-    power = {m["name"]: m["power"] for m in scenario.inventory.machines(scenario.tag())}
+    power = {m["node"]: m["power"] for m in scenario.inventory.machines(scenario.tag())}
     assert set(power.values()) == {"Running"}
 
 
