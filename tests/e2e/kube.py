@@ -168,6 +168,10 @@ class Inventory:
         """The ClusterNodes whose machines exist (optionally of one `<ns>/<cluster>`)."""
         return {m["node"] for m in self.machines(cluster)}
 
+    def machine_names(self, cluster: str | None = None) -> set[str]:
+        """The provider-side names of the machines that exist (what `calls` records)."""
+        return {m["name"] for m in self.machines(cluster)}
+
     def calls(self, op: str | None = None) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []

@@ -33,7 +33,7 @@ def test_failing_provider_is_reported_and_recovers(scenario: Scenario, kube: Kub
         c["name"] for c in scenario.inventory.calls("create") if c["outcome"] == "created"
     )
     assert all(n == 1 for n in created.values()), created
-    assert set(created) == scenario.inventory.names(scenario.tag())
+    assert set(created) == scenario.inventory.machine_names(scenario.tag())
 
 
 def test_kill_9_while_creating_twenty_machines_loses_and_doubles_nothing(
