@@ -532,6 +532,11 @@ class ControlPlane:
             f"--tls-private-key-file={pki.apiserver_key}",
             f"--client-ca-file={pki.ca_crt}",
             "--authorization-mode=Node,RBAC",
+            # Added to the default plugins (the flag only adds to them), as OpenShift and other
+            # hardened clusters do: setting blockOwnerDeletion on an ownerReference then needs
+            # `update` on the owner's `finalizers` subresource, so the operator's RBAC is
+            # tested against the stricter admission, not only the upstream default.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",

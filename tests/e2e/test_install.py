@@ -34,9 +34,16 @@ PEERING = "nodecluster-e2e"
 # while the Pod object is still created and admitted (or refused) by Pod Security.
 NEVER_STARTS = ("--set", "image.tag=e2e-never-pulled", "--set", "image.pullPolicy=Never")
 # What RBAC refusals look like in the operator's log: the API server's message for a denied
-# request, and kopf's warning when it lacks a permission it would use. (A 403 for writing
-# into a namespace being deleted is no refusal of RBAC.)
-REFUSED_IN_LOG = ("is forbidden: User ", "Not enough permissions")
+# request, kopf's warning when it lacks a permission it would use, and the refusals of
+# OwnerReferencesPermissionEnforcement (an ownerReference, or its blockOwnerDeletion, the
+# operator lacks the RBAC to set). (A 403 for writing into a namespace being deleted is no
+# refusal of RBAC.)
+REFUSED_IN_LOG = (
+    "is forbidden: User ",
+    "Not enough permissions",
+    "cannot set an ownerRef",
+    "cannot set blockOwnerDeletion",
+)
 
 
 @dataclass
@@ -93,8 +100,11 @@ def helm(install_or_kube: Install | Kube, binary: str, *args: str) -> str:
     return proc.stdout
 
 
-def api_status(as_kube: Kube, method: str, path: str) -> int:
-    """The HTTP status of one request made with as_kube's credentials (token and CA)."""
+def api_status(
+    as_kube: Kube, method: str, path: str, merge_patch: dict[str, object] | None = None
+) -> int:
+    """The HTTP status of one request made with as_kube's credentials (token and CA), with
+    a JSON merge patch as its body if one is given."""
     config = yaml.safe_load(as_kube.kubeconfig.read_text())
     cluster = config["clusters"][0]["cluster"]
     token = config["users"][0]["user"]["token"]
@@ -103,10 +113,13 @@ def api_status(as_kube: Kube, method: str, path: str) -> int:
         context = ssl.create_default_context(cadata=pem)
     else:
         context = ssl.create_default_context(cafile=cluster["certificate-authority"])
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    data = None
+    if merge_patch is not None:
+        headers["Content-Type"] = "application/merge-patch+json"
+        data = json.dumps(merge_patch).encode()
     request = urllib.request.Request(
-        cluster["server"].rstrip("/") + path,
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        cluster["server"].rstrip("/") + path, data=data, method=method, headers=headers
     )
     try:
         with urllib.request.urlopen(request, context=context, timeout=30) as response:
@@ -259,6 +272,8 @@ def test_permissions_the_chart_does_not_grant_are_refused(installed: Install, ns
     assert not installed.can_i("create", "nodeclusters", "-n", ns)
     assert not installed.can_i("delete", "nodeclusters", "-n", ns)
     assert not installed.can_i("update", "nodeclusters", "-n", ns)
+    # Children carry no blockOwnerDeletion, so the finalizers subresource is not needed.
+    assert not installed.can_i("update", "nodeclusters", "--subresource=finalizers", "-n", ns)
     assert not installed.can_i("patch", "nodeclusters", "--subresource=scale", "-n", ns)
     assert not installed.can_i("patch", "nodeclusteroperations", "-n", ns)
     assert not installed.can_i("deletecollection", "clusternodes", "-n", ns)
@@ -289,6 +304,74 @@ def test_permissions_the_chart_does_not_grant_are_refused(installed: Install, ns
     finally:
         kube.kubectl("delete", "nodeprovider", f"keep-{ns}", check=False)
         kube.kubectl("delete", "secret", "cloud", "-n", creds, check=False)
+
+
+def test_an_old_child_that_blocks_owner_deletion_stays_writable_without_finalizers_rights(
+    installed: Install, ns: str
+) -> None:
+    """ClusterNodes made by older versions (or where OwnerReferencesPermissionEnforcement
+    was off) carry `blockOwnerDeletion: true`. The plugin checks only writes that set or
+    change ownerReferences, so every write the operator makes to such a child is allowed."""
+    kube = installed.kube
+    kube.apply(
+        {
+            "apiVersion": "nodecluster.io/v1alpha1",
+            "kind": "NodeCluster",
+            "metadata": {"name": "old", "namespace": ns},
+            "spec": {
+                "providerRef": {"name": f"no-such-provider-{ns}"},
+                "profile": {"machineType": "small"},
+                "targetNodes": 1,
+                "paused": True,
+            },
+        }
+    )
+    owner = kube.get("nodecluster", "old", ns) or {}
+    child = {
+        "apiVersion": "nodecluster.io/v1alpha1",
+        "kind": "ClusterNode",
+        "metadata": {
+            "name": "old-1",
+            "namespace": ns,
+            "ownerReferences": [
+                {
+                    "apiVersion": "nodecluster.io/v1alpha1",
+                    "kind": "NodeCluster",
+                    "name": "old",
+                    "uid": owner["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "clusterName": "old",
+            "providerRef": {"name": f"no-such-provider-{ns}"},
+            "profile": {"machineType": "small"},
+            "powerState": "Running",
+        },
+    }
+    operator = installed.as_operator()
+
+    # Where the plugin is on (always in the local control plane; not in a default kind
+    # cluster) the operator may not create such a child itself.
+    created = operator.apply(child, check=False)
+    if created.returncode != 0 or kube.control_plane is not None:
+        assert "cannot set blockOwnerDeletion" in created.stderr, created.stderr or "created"
+        kube.apply(child)
+
+    # Each write the operator makes to an existing child, as the one request it sends.
+    node = f"/apis/nodecluster.io/v1alpha1/namespaces/{ns}/clusternodes/old-1"
+    writes = [
+        (node, {"metadata": {"finalizers": ["nodecluster.io/machine"]}}),
+        (node, {"metadata": {"annotations": {"nodecluster.io/e2e": "old"}}}),
+        (node, {"spec": {"powerState": "Stopped"}}),
+        (f"{node}/status", {"status": {"zone": "z1"}}),
+        (node, {"metadata": {"finalizers": None}}),
+    ]
+    for path, body in writes:
+        assert api_status(operator, "PATCH", path, body) == 200, body
+    assert api_status(operator, "DELETE", node) == 200
 
 
 def test_operator_with_only_the_charts_permissions_runs_the_core_scenarios(
