@@ -23,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from nodecluster import API_VERSION
 from nodecluster.api.common import Condition
 from nodecluster.api.reasons import Reason
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, Kind, KubeError
@@ -79,7 +80,7 @@ async def report(world: World, kind: str, key: Any, reason: Reason, message: str
         return  # reported already: the retries say nothing new
     namespace, name = ("", key) if isinstance(key, str) else key
     involved: dict[str, Any] = {
-        "apiVersion": "nodecluster.io/v1alpha1",
+        "apiVersion": API_VERSION,
         "kind": kind,
         "metadata": {"name": name, "namespace": namespace or None},
     }

@@ -27,6 +27,7 @@ from nodecluster.controllers.kubeapi import (
     Kind,
     KubeError,
     KubeNotFound,
+    event_body,
     kube_error,
 )
 
@@ -211,30 +212,8 @@ class KubeClient:
         """Post a core/v1 Event about an object. Failures are logged, never raised:
         an Event is a courtesy to people, not part of reconciliation."""
         meta = involved.get("metadata", {})
-        namespace = meta.get("namespace") or "default"
-        now = rfc3339(self._clock.now())
-        body = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion"),
-                "kind": involved.get("kind"),
-                "name": meta.get("name"),
-                "namespace": meta.get("namespace"),
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": etype,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": FIELD_MANAGER},
-            "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": FIELD_MANAGER,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+        body = event_body(involved, etype, reason, message, rfc3339(self._clock.now()))
+        namespace = body["metadata"]["namespace"]
         self.writes += 1
         try:
             await self._call("POST", f"/api/v1/namespaces/{namespace}/events", body)

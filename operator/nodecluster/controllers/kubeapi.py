@@ -60,6 +60,43 @@ NODEPROVIDERS = Kind("nodeproviders", namespaced=False)
 OPERATIONS = Kind("nodeclusteroperations")
 
 
+EVENT_MESSAGE_LIMIT = 1024
+"""Longer Event messages are cut to this (the API server refuses very long ones)."""
+
+
+def event_body(
+    involved: dict[str, Any], etype: str, reason: str, message: str, now: str
+) -> dict[str, Any]:
+    """The core/v1 Event the operator posts about `involved` at `now` (RFC 3339): one
+    builder for the real client and the fake, so what tests read is what is posted."""
+    meta = involved.get("metadata", {})
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "generateName": f"{meta.get('name', 'object')}.",
+            "namespace": meta.get("namespace") or "default",
+        },
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "type": etype,
+        "reason": str(reason),
+        "message": message[:EVENT_MESSAGE_LIMIT],
+        "source": {"component": FIELD_MANAGER},
+        "reportingComponent": FIELD_MANAGER,
+        "reportingInstance": FIELD_MANAGER,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """A merge patch turning status `old` into `new`: keys that disappeared are nulled,
     because a merge patch otherwise keeps whatever it does not mention."""

@@ -73,7 +73,7 @@ from typing import Any, Literal, TypeVar, cast, get_args
 
 from nodecluster import GROUP
 from nodecluster.clock import Clock, SystemClock, rfc3339
-from nodecluster.controllers.kubeapi import FIELD_MANAGER, Kind, KubeError, kube_error
+from nodecluster.controllers.kubeapi import Kind, KubeError, event_body, kube_error
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,6 @@ NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 MAX_GENERATE_NAME_PREFIX = 58
 """kube-apiserver cuts generateName to this, so that prefix + 5 characters fit in 63."""
-
-EVENT_MESSAGE_LIMIT = 1024
-"""As `KubeClient.event`: longer Event messages are cut to this."""
 
 ANNOTATIONS_SIZE_LIMIT = 256 * 1024
 """Bytes of all annotation keys and values of one object (TotalAnnotationSizeLimitB)."""
@@ -937,39 +934,17 @@ class FakeKube:
         self, involved: dict[str, Any], etype: str, reason: str, message: str
     ) -> dict[str, Any]:
         """The Event `KubeClient.event` posts, with what the server adds when storing it."""
-        meta = involved.get("metadata", {})
-        namespace = meta.get("namespace") or "default"
-        now = rfc3339(self.clock.now())
-        prefix = f"{meta.get('name', 'object')}."
-        return {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
+        body = event_body(involved, etype, reason, message, rfc3339(self.clock.now()))
+        prefix = body["metadata"]["generateName"]
+        body["metadata"].update(
+            {
                 "name": prefix + "".join(self._random.choice(NAME_ALPHABET) for _ in range(5)),
-                "generateName": prefix,
-                "namespace": namespace,
                 "uid": self._new_uid(),
-                "creationTimestamp": now,
+                "creationTimestamp": body["firstTimestamp"],
                 "resourceVersion": self._next_revision(),
-            },
-            "involvedObject": {
-                "apiVersion": involved.get("apiVersion"),
-                "kind": involved.get("kind"),
-                "name": meta.get("name"),
-                "namespace": meta.get("namespace"),
-                "uid": meta.get("uid"),
-                "resourceVersion": meta.get("resourceVersion"),
-            },
-            "type": etype,
-            "reason": reason,
-            "message": message[:EVENT_MESSAGE_LIMIT],
-            "source": {"component": FIELD_MANAGER},
-            "reportingComponent": FIELD_MANAGER,
-            "reportingInstance": FIELD_MANAGER,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+            }
+        )
+        return body
 
 
 # -- JSON merge patch, selectors, validation: pure functions --------------------------------
