@@ -87,7 +87,21 @@ class Kube:
         for f in files:
             args += ["-f", f]
         self.kubectl("apply", "--server-side", "--force-conflicts", *args)
-        self.kubectl("wait", "--for=condition=established", "--timeout=60s", *args)
+        # Polled, not `kubectl wait`: that fails at once ("status.conditions accessor error")
+        # when it reads a CRD the API server has not given any condition yet.
+        names = [yaml.safe_load(Path(f).read_text())["metadata"]["name"] for f in files]
+
+        def established() -> bool:
+            for name in names:
+                crd = self.get("customresourcedefinition", name) or {}
+                conditions = (crd.get("status") or {}).get("conditions") or []
+                if not any(
+                    c.get("type") == "Established" and c.get("status") == "True" for c in conditions
+                ):
+                    return False
+            return True
+
+        wait_for("the CRDs established", established, timeout=60)
 
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """One object as a dict, or None when it does not exist."""
