@@ -1,6 +1,7 @@
 """The `nodecluster-operator` command.
 
-nodecluster-operator run [--namespace NS ...] [--installation-id ID] [--verbose]
+nodecluster-operator run [--namespace NS ...] [--installation-id ID | --installation-name NAME]
+                         [--verbose]
                          [--liveness URL] [--peering NAME]
 nodecluster-operator crds [--write DIR | --check DIR]
 nodecluster-operator simulator inventory PATH
@@ -61,6 +62,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         debug=args.debug,
         installation_id=args.installation_id,
+        installation_name=args.installation_name,
     )
     return 0
 
@@ -119,15 +121,25 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         help="watch only this namespace (repeatable; globs allowed); default: all namespaces",
     )
-    run.add_argument(
+    which = run.add_mutually_exclusive_group()
+    which.add_argument(
         "--installation-id",
         metavar="ID",
-        default=os.environ.get("NODECLUSTER_INSTALLATION_ID") or "default",
+        default=os.environ.get("NODECLUSTER_INSTALLATION_ID") or None,
         type=installation_id,
         help="which installation this is: tags every machine, and only machines with this "
-        "id are collected as orphans; give each installation sharing a cloud account its "
-        "own, and never change it while it has machines "
-        "(env NODECLUSTER_INSTALLATION_ID; default: %(default)s)",
+        "id are collected as orphans; never change it while it has machines "
+        "(env NODECLUSTER_INSTALLATION_ID; default: NAME.<8 hex naming this Kubernetes "
+        "cluster>, from --installation-name and the uid of the kube-system Namespace)",
+    )
+    which.add_argument(
+        "--installation-name",
+        metavar="NAME",
+        default=os.environ.get("NODECLUSTER_INSTALLATION_NAME") or "default",
+        type=installation_id,
+        help="without --installation-id, the id is NAME followed by 8 hex digits naming the "
+        "Kubernetes cluster, so two clusters sharing a cloud account never share an id "
+        "(env NODECLUSTER_INSTALLATION_NAME; default: %(default)s)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log each reconcile")
     run.add_argument("--debug", action="store_true", help="log kopf internals too")

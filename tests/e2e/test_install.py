@@ -26,6 +26,7 @@ from kube import Kube, Operator, sample, service_account_kube, wait_for
 from scenario import Scenario
 
 import chart
+from nodecluster.providers.identity import default_installation_id
 
 RELEASE = "nodecluster-operator"
 PEERING = "nodecluster-e2e"
@@ -224,7 +225,8 @@ def test_helm_install_creates_a_pod_that_restricted_pod_security_admits(
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert container["args"][:3] == ["run", "--liveness", "http://0.0.0.0:8080/healthz"]
-    assert container["args"][3:5] == ["--installation-id", f"{installed.namespace}.{RELEASE}"]
+    # No operator.installationId: the operator appends this Kubernetes cluster's identity.
+    assert container["args"][3:5] == ["--installation-name", f"{installed.namespace}.{RELEASE}"]
     assert container["args"][5:] == ["--peering", PEERING]
     assert container["livenessProbe"]["httpGet"] == {
         "path": "/healthz",
@@ -281,6 +283,9 @@ def test_permissions_the_chart_does_not_grant_are_refused(installed: Install, ns
     assert not installed.can_i("list", "secrets", "-n", creds)
     assert not installed.can_i("watch", "secrets", "-n", creds)
     assert not installed.can_i("list", "namespaces")  # only needed with watchNamespaces
+    # The default installation id names the cluster by kube-system's uid: that one only.
+    assert installed.can_i("get", "namespaces/kube-system")
+    assert not installed.can_i("get", "namespaces/default")
     assert not installed.can_i("patch", "events", "-n", ns)
     assert not installed.can_i("get", "pods", "-n", ns)
     assert installed.can_i("patch", f"clusterkopfpeerings.kopf.dev/{PEERING}")
@@ -395,6 +400,12 @@ def test_operator_with_only_the_charts_permissions_runs_the_core_scenarios(
             "the NodeProvider to read its credentials and be Ready",
             lambda: kube.condition("nodeprovider", sc.provider, "Ready").get("status") == "True",
         )
+        # Its installation id: the default name and this Kubernetes cluster's identity.
+        cluster_uid = (kube.get("namespace", "kube-system") or {})["metadata"]["uid"]
+        installation = default_installation_id("default", cluster_uid)
+        provider = kube.get("nodeprovider", sc.provider) or {}
+        assert list(provider["status"]["installations"]) == [installation]
+        assert installation.startswith("default.") and len(installation) == len("default.") + 8
 
         sc.make_cluster(targetNodes=3)
         sc.wait_converged(3)

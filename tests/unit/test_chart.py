@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from nodecluster.cli import installation_id
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
@@ -32,6 +34,7 @@ CLUSTER_RULES: Rules = {
     ("nodecluster.io", "nodeproviders", ()): {"get", "list", "watch"},
     ("nodecluster.io", "nodeproviders/status", ()): {"patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions", ()): {"list", "watch"},
+    ("", "namespaces", ("kube-system",)): {"get"},
 }
 NAMESPACED_RULES: Rules = {
     ("nodecluster.io", "nodeclusters", ()): {"get", "list", "watch", "patch"},
@@ -137,18 +140,35 @@ def test_secrets_are_readable_one_by_one_and_only_in_the_listed_namespaces() -> 
     assert rules(role) == {("", "secrets", ("cloud",)): {"get"}}
 
 
-def test_the_installation_id_is_the_release_unless_set_and_always_fits_a_tag() -> None:
-    def installation_id(*values: str, release: str = "nc") -> str:
-        text = chart.render(HELM, *values, release=release, namespace="ops", include_crds=False)
+def test_the_installation_is_named_by_the_release_unless_its_id_is_set() -> None:
+    def installation(
+        *values: str, release: str = "nc", namespace: str = "ops"
+    ) -> tuple[list[str], Rules]:
+        text = chart.render(HELM, *values, release=release, namespace=namespace, include_crds=False)
         docs = [d for d in yaml.safe_load_all(text) if d]
-        args = one(docs, "Deployment", f"{release}-nodecluster-operator")["spec"]["template"]
-        found: list[str] = args["spec"]["containers"][0]["args"]
-        return found[found.index("--installation-id") + 1]
+        [deployment] = find(docs, "Deployment")
+        found: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        flag = [a for a in found if a.startswith("--installation-")]
+        [cluster_role, _] = find(docs, "ClusterRole")
+        cluster = rules(cluster_role)
+        return [*flag, found[found.index(flag[0]) + 1]], cluster
 
-    assert installation_id() == "ops.nc"
-    assert installation_id("--set", "operator.installationId=prod-eu") == "prod-eu"
-    long_id = installation_id("--set", f"operator.installationId={'x' * 63}")
-    assert long_id == "x" * 63
+    kube_system = ("", "namespaces", ("kube-system",))
+    # By default the operator appends the Kubernetes cluster's identity, read from
+    # kube-system: granted that one Namespace, nothing more.
+    args, cluster = installation()
+    assert args == ["--installation-name", "ops.nc"]
+    assert cluster[kube_system] == {"get"}
+    # A given id is taken verbatim, and then kube-system is none of the operator's business.
+    args, cluster = installation("--set", "operator.installationId=prod-eu")
+    assert args == ["--installation-id", "prod-eu"]
+    assert kube_system not in cluster
+    args, _ = installation("--set", f"operator.installationId={'x' * 63}")
+    assert args == ["--installation-id", "x" * 63]
+    # A long release name is cut to a valid name that keeps a hash of the whole.
+    args, _ = installation(release="r" * 53, namespace="n" * 20)
+    name = args[1]
+    assert len(name) == 63 and name.startswith("nnn") and installation_id(name) == name
 
 
 def test_watch_namespaces_narrow_the_namespaced_grants_to_those_namespaces() -> None:
@@ -210,7 +230,7 @@ def test_the_pod_runs_locked_down_with_probes_and_writable_scratch_only() -> Non
         "run",
         "--liveness",
         "http://0.0.0.0:8080/healthz",
-        "--installation-id",
+        "--installation-name",
         "ops.nc",
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}

@@ -214,6 +214,20 @@ async def test_delete_asks_for_the_objects_path(server: ApiServer, client: KubeC
     )
 
 
+async def test_the_cluster_uid_is_the_kube_system_namespaces(
+    server: ApiServer, client: KubeClient
+) -> None:
+    namespace = {"apiVersion": "v1", "kind": "Namespace"}
+    server.answer(
+        "GET",
+        "/api/v1/namespaces/kube-system",
+        body={**namespace, "metadata": {"name": "kube-system", "uid": "5f0c1c4e-3b1a"}},
+    )
+
+    assert await client.cluster_uid() == "5f0c1c4e-3b1a"
+    assert only(server).method == "GET"
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 

@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from nodecluster.cli import installation_id
 from nodecluster.controllers.world import serves
 from nodecluster.providers.base import Machine
 from nodecluster.providers.identity import (
     INSTALLATION_TAG,
     MachineIdentity,
     collected_by,
+    default_installation_id,
     machine_name,
     ownership_problem,
 )
@@ -120,3 +122,26 @@ def test_the_namespaces_served_are_matched_as_kopf_matches_them(
     patterns: tuple[str, ...], namespace: str, served: bool
 ) -> None:
     assert serves(patterns, namespace) is served
+
+
+def test_the_default_installation_id_tells_releases_and_kubernetes_clusters_apart() -> None:
+    east = "5f0c1c4e-3b1a-4c61-9a7e-0b6c2d9e8f11"
+    west = "a1d2e3f4-0000-4abc-8def-123456789abc"
+    ids = {
+        default_installation_id(name, uid)
+        for name in ("ops.nc", "ops.nc2", "team-a.nc")
+        for uid in (east, west)
+    }
+    assert len(ids) == 6
+    # Stable: the same release on the same cluster always gets the same id.
+    assert default_installation_id("ops.nc", east) == default_installation_id("ops.nc", east)
+    assert re.fullmatch(r"ops\.nc\.[0-9a-f]{8}", default_installation_id("ops.nc", east))
+
+
+@pytest.mark.parametrize("length", [1, 54, 55, 63])
+def test_a_default_installation_id_is_always_a_valid_one(length: int) -> None:
+    name = "n" * length
+    found = default_installation_id(name, "5f0c1c4e")
+    assert len(found) <= 63 and installation_id(found) == found
+    # Names cut to fit still differ by what was cut.
+    assert found != default_installation_id(name + "x", "5f0c1c4e") or length < 54

@@ -48,13 +48,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The operator's command-line arguments. */}}
 {{/*
-The installation id tagged on every machine: operator.installationId, else
-"<release namespace>.<release name>" (cut to 63 characters with a hash of the whole), which
-differs between two releases; on two Kubernetes clusters sharing a cloud account, releases
-of one name and namespace must set operator.installationId apart.
+Which installation this is. With operator.installationId: that id, verbatim. Without it,
+the name "<release namespace>.<release name>" (cut to 63 characters with a hash of the
+whole), to which the operator appends 8 hex digits naming the Kubernetes cluster (from the
+uid of the kube-system Namespace): two releases, or one release on two clusters sharing a
+cloud account, never share an id.
 */}}
-{{- define "nodecluster-operator.installationId" -}}
-{{- $id := .Values.operator.installationId | default (printf "%s.%s" .Release.Namespace .Release.Name) -}}
+{{- define "nodecluster-operator.installationName" -}}
+{{- $id := printf "%s.%s" .Release.Namespace .Release.Name -}}
 {{- if gt (len $id) 63 -}}
 {{- $id = printf "%s-%s" (trunc 52 $id) (trunc 10 (sha256sum $id)) -}}
 {{- end -}}
@@ -65,8 +66,13 @@ of one name and namespace must set operator.installationId apart.
 - run
 - --liveness
 - http://0.0.0.0:{{ .Values.operator.healthPort }}/healthz
+{{- if .Values.operator.installationId }}
 - --installation-id
-- {{ include "nodecluster-operator.installationId" . }}
+- {{ .Values.operator.installationId | quote }}
+{{- else }}
+- --installation-name
+- {{ include "nodecluster-operator.installationName" . }}
+{{- end }}
 {{- range .Values.operator.watchNamespaces }}
 - --namespace
 - {{ . }}

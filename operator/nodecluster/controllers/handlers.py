@@ -26,7 +26,9 @@ from nodecluster.controllers.events import (
 )
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kube import KubeClient
+from nodecluster.controllers.kubeapi import KubeApi, KubeError
 from nodecluster.controllers.world import IndexedNode, Settings, World, index_node
+from nodecluster.providers.identity import default_installation_id
 from nodecluster.providers.registry import ProviderRegistry
 
 log = logging.getLogger(__name__)
@@ -82,12 +84,19 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     """Build the world once, with every NodeProvider known, and hand it to every handler
     through memo."""
     configure(settings, memo.get("peering"))
-    tunables = Settings(
-        installation_id=memo.get("installation_id") or Settings.installation_id,
-        namespaces=tuple(memo.get("namespaces") or ()),
-    )
     clock = SystemClock()
-    api = await KubeClient.connect(max_connections=tunables.api_connections, clock=clock)
+    api = await KubeClient.connect(max_connections=Settings.api_connections, clock=clock)
+    try:
+        installation = memo.get("installation_id") or await installation_from_cluster(
+            api, memo.get("installation_name") or "default"
+        )
+    except Exception:
+        await api.close()
+        raise
+    log.info("Installation id: %s", installation)
+    tunables = Settings(
+        installation_id=installation, namespaces=tuple(memo.get("namespaces") or ())
+    )
     # kopf hands startup handlers the indexes already (empty; filled before any
     # resource handler runs), so the world is complete from the start.
     index = kwargs["clusternodes_by_cluster"]
@@ -100,6 +109,24 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         raise
     memo["world"] = world
     tune_garbage_collector()
+
+
+async def installation_from_cluster(api: KubeApi, name: str) -> str:
+    """The default installation id: `name` and the identity of this Kubernetes cluster
+    (identity.default_installation_id). Unreadable, the operator does not start: guessing
+    another id would make every node refuse its own machines."""
+    try:
+        uid = await api.cluster_uid()
+    except KubeError as err:
+        if err.status in (403, 404):
+            raise kopf.PermanentError(
+                "cannot read the kube-system Namespace, whose uid names this Kubernetes "
+                "cluster in the default installation id; grant `get` on it, or give the id "
+                "(--installation-id, the chart's operator.installationId): "
+                f"{err.status} {err.message}"
+            ) from err
+        raise
+    return default_installation_id(name, uid)
 
 
 GC_THRESHOLDS = (20_000, 20, 20)
@@ -169,10 +196,12 @@ def run_operator(
     peering: str | None,
     verbose: bool = False,
     debug: bool = False,
-    installation_id: str = Settings.installation_id,
+    installation_id: str | None = None,
+    installation_name: str = "default",
 ) -> None:
     """Run the operator until it is stopped: all namespaces when `namespaces` is empty.
-    `installation_id` tags every machine it makes (see providers/identity.py)."""
+    `installation_id` tags every machine it makes (see providers/identity.py); without it,
+    the id is `installation_name` and 8 hex digits naming the Kubernetes cluster."""
     kopf.configure(verbose=verbose, debug=debug)
     # The HTTP client logs whole response bodies at DEBUG, Secrets included: never let it.
     logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
@@ -183,6 +212,9 @@ def run_operator(
         standalone=not peering,
         peering_name=peering,
         memo=kopf.Memo(
-            peering=peering, installation_id=installation_id, namespaces=list(namespaces)
+            peering=peering,
+            installation_id=installation_id,
+            installation_name=installation_name,
+            namespaces=list(namespaces),
         ),
     )

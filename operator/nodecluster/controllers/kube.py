@@ -191,6 +191,16 @@ class KubeClient:
         with contextlib.suppress(KubeNotFound):
             await self._call("DELETE", self._path(kind, namespace, name))
 
+    async def cluster_uid(self) -> str:
+        """The uid of the kube-system Namespace: made with the Kubernetes cluster and never
+        changed, so it tells clusters apart (the default installation id)."""
+        try:
+            namespace = await self._core.read_namespace("kube-system")
+        except ApiException as err:
+            _raise(err)
+        uid: str = namespace.metadata.uid
+        return uid
+
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, base64-decoded. The values are never logged."""
         import base64

@@ -138,6 +138,10 @@ class KubeApi(Protocol):
         """Delete (an object with finalizers is only marked); a missing object is fine."""
         ...
 
+    async def cluster_uid(self) -> str:
+        """The uid of the kube-system Namespace, which names the Kubernetes cluster."""
+        ...
+
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's data, decoded. The values are never logged."""
         ...

@@ -86,6 +86,30 @@ class MachineIdentity:
         return f"{self.namespace}/{self.cluster}/{self.node} of installation {self.installation!r}"
 
 
+CLUSTER_DIGITS = 8
+"""Hex digits naming the Kubernetes cluster in a default installation id."""
+MAX_INSTALLATION = 63
+"""The longest installation id: a label value, which every cloud accepts as a tag value."""
+
+
+def default_installation_id(name: str, cluster_uid: str) -> str:
+    """The installation id when none is given: `<name>.<8 hex of the cluster's identity>`.
+
+    `name` tells releases apart (the chart passes `<release namespace>.<release name>`);
+    `cluster_uid`, the uid of the `kube-system` Namespace, tells Kubernetes clusters apart:
+    it is made with the cluster and never changes, while release names repeat on every
+    cluster of a fleet installed from one GitOps repository. Two installations then never
+    share an id unless a person gives them one. A name too long to fit is cut and keeps a
+    hash of its whole, so two long names still differ.
+    """
+    cluster = hashlib.sha256(cluster_uid.encode()).hexdigest()[:CLUSTER_DIGITS]
+    room = MAX_INSTALLATION - CLUSTER_DIGITS - 1
+    if len(name) > room:
+        whole = hashlib.sha256(name.encode()).hexdigest()[:HASH_DIGITS]
+        name = f"{name[: room - HASH_DIGITS - 1]}-{whole}"
+    return f"{name}.{cluster}"
+
+
 def machine_name(identity: MachineIdentity) -> str:
     """The provider-side name of a node's machine: `<node name, cut>-<10 hex>`.
 

@@ -96,6 +96,7 @@ ObjectKey = tuple[str, str, str]
 
 SECRETS = "secrets"
 EVENTS = "events"
+NAMESPACES = "namespaces"
 
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 """The alphabet of generated name suffixes, as kube-apiserver's (no vowels: no words)."""
@@ -374,6 +375,8 @@ class FakeKube:
         self._watches: builtins.list[Watch] = []
         self._revision = 0
         self._random = random.Random(seed)
+        self.cluster_identity = str(uuid.UUID(int=self._random.getrandbits(128), version=4))
+        """The uid of this fake cluster's kube-system Namespace (`cluster_uid`)."""
 
     def __repr__(self) -> str:
         return (
@@ -443,6 +446,11 @@ class FakeKube:
             self._delete_object(key)
 
         await self._serve(call, effect)
+
+    async def cluster_uid(self) -> str:
+        """See KubeApi.cluster_uid: `cluster_identity` (faults: verb get, "namespaces")."""
+        call = Call("get", NAMESPACES, None, "kube-system")
+        return await self._serve(call, lambda: self.cluster_identity)
 
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """See KubeApi.read_secret: the data given to `put_secret`."""

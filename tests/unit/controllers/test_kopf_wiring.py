@@ -23,6 +23,7 @@ from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.kubeapi import CLUSTERNODES
 from nodecluster.controllers.world import Settings, World
 from nodecluster.providers.base import ProviderConfig
+from nodecluster.providers.identity import default_installation_id
 from nodecluster.providers.registry import ProviderRegistry
 from nodecluster.testing import FakeKube, LocalNodeIndex
 
@@ -142,7 +143,9 @@ async def test_startup_builds_the_world_into_memo(
         assert world.api is fake
         assert world.node_index is index
         assert isinstance(world.clock, SystemClock)
-        assert world.settings == Settings()
+        # No id given: the default name and the (fake) Kubernetes cluster's identity.
+        installation = default_installation_id("default", fake.cluster_identity)
+        assert world.settings == Settings(installation_id=installation)
         assert "simulator" in world.providers.registry.names
         assert [c["max_connections"] for c in connected] == [Settings().api_connections]
         assert isinstance(connected[0]["clock"], SystemClock)
@@ -273,7 +276,12 @@ def test_run_operator_watches_every_namespace_standalone_by_default(
         "peering_name": None,
     }
     assert isinstance(memo, kopf.Memo)
-    assert memo == {"peering": None, "installation_id": "default", "namespaces": []}
+    assert memo == {
+        "peering": None,
+        "installation_id": None,
+        "installation_name": "default",
+        "namespaces": [],
+    }
 
 
 def test_run_operator_serves_the_given_namespaces_with_peering_and_a_probe(
@@ -292,7 +300,8 @@ def test_run_operator_serves_the_given_namespaces_with_peering_and_a_probe(
     kwargs = run["run"]
     assert kwargs.pop("memo") == {
         "peering": "nodecluster",
-        "installation_id": "default",
+        "installation_id": None,
+        "installation_name": "default",
         "namespaces": ["team-a", "team-b"],
     }
     assert kwargs == {

@@ -18,6 +18,7 @@ from conftest import provider_body
 from nodecluster.controllers import handlers
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.kubeapi import NODEPROVIDERS, KubeError
+from nodecluster.providers.identity import default_installation_id
 from nodecluster.testing import FakeKube, LocalNodeIndex
 
 
@@ -59,7 +60,11 @@ async def test_startup_loads_every_node_provider_before_any_watch_event(
         assert sorted(specs) == ["other", "sim"]
         assert specs["other"].spec.driver == "simulator"
         assert world.providers.problem("sim") is None  # no ProviderNotFound for its clusters
-        assert [(c.verb, c.resource) for c in fake.calls] == [("list", "nodeproviders")]
+        # The cluster's identity (for the default installation id), then the providers.
+        assert [(c.verb, c.resource) for c in fake.calls] == [
+            ("get", "namespaces"),
+            ("list", "nodeproviders"),
+        ]
         # Their own reconciles run when their watch events come, as before.
         assert world.queues.provider.pending() == 0
     finally:
@@ -73,6 +78,50 @@ async def test_startup_fails_and_closes_its_client_when_the_providers_cannot_be_
     memo = kopf.Memo()
 
     with pytest.raises(KubeError):
+        await start(memo)
+
+    assert "world" not in memo
+    assert fake.closed
+
+
+async def test_without_an_id_the_installation_is_named_by_its_kubernetes_cluster(
+    fake: FakeKube, connect_to_fake: None, gc_restored: None
+) -> None:
+    memo = kopf.Memo(installation_id=None, installation_name="ops.nc")
+
+    await start(memo)
+
+    world = memo["world"]
+    try:
+        expected = default_installation_id("ops.nc", fake.cluster_identity)
+        assert world.settings.installation_id == expected
+        assert expected.startswith("ops.nc.")
+    finally:
+        await world.queues.close()
+
+
+async def test_a_given_installation_id_is_used_verbatim_without_reading_the_cluster(
+    fake: FakeKube, connect_to_fake: None, gc_restored: None
+) -> None:
+    memo = kopf.Memo(installation_id="prod-eu", installation_name="ops.nc")
+
+    await start(memo)
+
+    world = memo["world"]
+    try:
+        assert world.settings.installation_id == "prod-eu"
+        assert ("get", "namespaces") not in [(c.verb, c.resource) for c in fake.calls]
+    finally:
+        await world.queues.close()
+
+
+async def test_an_unreadable_cluster_identity_stops_the_operator_with_what_to_do(
+    fake: FakeKube, connect_to_fake: None, gc_restored: None
+) -> None:
+    fake.fail("get", "namespaces", 403)
+    memo = kopf.Memo(installation_name="ops.nc")
+
+    with pytest.raises(kopf.PermanentError, match=r"operator\.installationId"):
         await start(memo)
 
     assert "world" not in memo
