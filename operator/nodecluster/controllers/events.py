@@ -29,7 +29,7 @@ def on_provider_event(world: World, type: str | None, body: Mapping[str, Any]) -
     _, name = _meta(body)
     if type == "DELETED":
         world.forget_provider(name)
-        for key in world.book.clusters_of(name):
+        for key in world.clusters_of(name):
             world.queues.cluster.add(key)
         return
     world.providers.specs[name] = NodeProvider.model_validate(dict(body))
@@ -46,8 +46,6 @@ def on_cluster_event(world: World, type: str | None, body: Mapping[str, Any]) ->
     if type == "DELETED":
         world.forget_cluster(key)
         return
-    provider = str(body.get("spec", {}).get("providerRef", {}).get("name", ""))
-    world.book.track(key, provider)
     if world.bodies.observe(("NodeCluster", namespace, name), dict(body)):
         world.queues.cluster.add(key)
 

@@ -94,7 +94,7 @@ async def reconcile_provider(world: World, name: str) -> float | None:
         if was != status.phase:
             await world.api.event(body, "Normal" if ok else "Warning", reason, message)
     if was != status.phase:
-        for key in world.book.clusters_of(name):
+        for key in world.clusters_of(name):
             world.queues.cluster.add(key)
     if driver is None:
         since = ready_c.last_transition_time or now
@@ -104,7 +104,7 @@ async def reconcile_provider(world: World, name: str) -> float | None:
             max(NOT_READY_FIRST_LOOK_SECONDS, not_ready_for),
         )
     await poll_health(world, name, driver)
-    intervals = [world.book.poll_intervals.get(k) for k in world.book.clusters_of(name)]
+    intervals = [world.book.poll_intervals.get(k) for k in world.clusters_of(name)]
     known = [i for i in intervals if i is not None]
     again = min(known) if known else world.settings.default_poll_seconds
     credentials_due = world.providers.next_read_in(name)
@@ -189,7 +189,7 @@ async def poll_health(world: World, provider: str, driver: ProviderDriver) -> bo
     # Clusters with neither machines nor cached nodes have nothing to compare: skipping
     # them keeps an idle fleet's poll proportional to its machines, not its clusters.
     index = world.node_index
-    known = world.book.clusters_of(provider)
+    known = world.clusters_of(provider)
     keys = set(by_cluster) | {k for k in known if k in index}
     settling = False
     for key in keys:

@@ -10,7 +10,8 @@ Nothing here is global. `World` is a set of named parts, each with one owner and
 - `providers`: the NodeProviders seen, their errors and credentials, and the way to a
   driver (through the provider registry);
 - `queues`: one work queue per controller;
-- `node_index`: the ClusterNodes by cluster, as kopf's index (or the test harness) keeps it.
+- `node_index`: the ClusterNodes by cluster, as kopf's index (or the test harness) keeps it;
+- `cluster_index`: the NodeClusters by provider, the same way.
 """
 
 from __future__ import annotations
@@ -194,6 +195,28 @@ class NodeIndex(Protocol):
     def items(self) -> Iterable[tuple[NsName, Iterable[IndexedNode]]]: ...
 
 
+def index_cluster(body: Mapping[str, Any]) -> dict[str, NsName]:
+    """The cluster index's entry for a NodeCluster body: provider -> (namespace, name)."""
+    meta = body.get("metadata", {})
+    provider = str(body.get("spec", {}).get("providerRef", {}).get("name", ""))
+    return {provider: (str(meta.get("namespace") or ""), str(meta.get("name", "")))}
+
+
+class ClusterIndex(Protocol):
+    """NodeClusters by the NodeProvider they name: what kopf's index is, and the harness's.
+
+    An index, not bookkeeping kept by the NodeCluster event handler, because kopf fills
+    every index from the initial listing before it runs any handler: after a restart a
+    NodeProvider's reconcile knows every cluster that uses it from its first run, so it
+    never counts too few users (and rewrites its status, or lets go of its finalizer)
+    while the NodeClusters are still being listed. A kopf index costs a handler call per
+    NodeCluster event, which are few next to ClusterNode events.
+    """
+
+    def __contains__(self, provider: object) -> bool: ...
+    def __getitem__(self, provider: str) -> Iterable[NsName]: ...
+
+
 def provider_reason(err: ProviderError) -> Reason:
     """The reason a provider error is reported with: its type's (`ProviderError.reason`),
     never its message. A third-party error naming a word outside the vocabulary is a
@@ -245,8 +268,6 @@ class ClusterBook:
     locks: dict[NsName, asyncio.Lock] = field(default_factory=dict)
     """Held by a cluster's reconcile and by operations that change its nodes, so an
     operation's deletes and target change are seen together, never half."""
-    by_provider: dict[str, set[NsName]] = field(default_factory=dict)
-    """The clusters of each NodeProvider, woken when it changes."""
     pending_operations: set[NsName] = field(default_factory=set)
     """Clusters with unfinished operations: their events also wake the operation queue."""
     progress_written: dict[NsName, float] = field(default_factory=dict)
@@ -268,14 +289,6 @@ class ClusterBook:
             lock = self.locks[key] = asyncio.Lock()
         return lock
 
-    def track(self, key: NsName, provider: str) -> None:
-        """Cluster `key` uses `provider`."""
-        self.by_provider.setdefault(provider, set()).add(key)
-
-    def clusters_of(self, provider: str) -> set[NsName]:
-        """The clusters known to use `provider`."""
-        return self.by_provider.get(provider, set())
-
     def settle(self, key: NsName) -> None:
         """Cluster `key` has converged: no pacing to remember until it changes again."""
         self.progress_written.pop(key, None)
@@ -283,8 +296,6 @@ class ClusterBook:
     def forget(self, key: NsName) -> None:
         """Cluster `key` is gone: drop everything remembered about it."""
         self.locks.pop(key, None)
-        for clusters in self.by_provider.values():
-            clusters.discard(key)
         self.pending_operations.discard(key)
         self.progress_written.pop(key, None)
         self.poll_intervals.pop(key, None)
@@ -487,6 +498,7 @@ class World:
     clock: Clock
     settings: Settings
     node_index: NodeIndex
+    cluster_index: ClusterIndex
     queues: Queues
     providers: ProviderBook
     bodies: BodyCache = field(default_factory=BodyCache)
@@ -511,6 +523,12 @@ class World:
             body = await self.api.get(kind, namespace or None, name)
             self.bodies.observe(key, body)
         return body
+
+    def clusters_of(self, provider: str) -> set[NsName]:
+        """The NodeClusters (served by this installation) that name `provider`."""
+        if provider not in self.cluster_index:
+            return set()
+        return set(self.cluster_index[provider])
 
     def nodes_of(self, key: NsName) -> list[NodeView]:
         """A cluster's nodes: the watch cache corrected by in-flight changes."""

@@ -18,7 +18,7 @@ from conftest import provider_body
 from nodecluster.controllers import handlers
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.kubeapi import NODEPROVIDERS, KubeError
-from nodecluster.testing import FakeKube, LocalNodeIndex
+from nodecluster.testing import FakeKube, LocalClusterIndex, LocalNodeIndex
 
 
 @pytest.fixture
@@ -40,7 +40,10 @@ def gc_restored() -> Iterator[None]:
 
 async def start(memo: kopf.Memo) -> None:
     await handlers.startup(
-        settings=kopf.OperatorSettings(), memo=memo, clusternodes_by_cluster=LocalNodeIndex()
+        settings=kopf.OperatorSettings(),
+        memo=memo,
+        clusternodes_by_cluster=LocalNodeIndex(),
+        nodeclusters_by_provider=LocalClusterIndex(),
     )
 
 
