@@ -32,6 +32,7 @@ from nodecluster.api.nodecluster import NodeCluster
 from nodecluster.api.reasons import Reason
 from nodecluster.controllers.bodies import ObjectKey
 from nodecluster.controllers.expectations import NsName
+from nodecluster.controllers.inuse import hold_for_create
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
@@ -45,6 +46,7 @@ from nodecluster.controllers.quota import reserve_machine
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import (
     NODE_FINALIZER,
+    PROVIDER_REFRESH_SECONDS,
     ProviderUnavailable,
     World,
     provider_reason,
@@ -180,6 +182,11 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
     name = machine_name_of(world, node)
     try:
         if node.status.provider_id is None and node.status.machine_name is None:
+            # Never a machine through a provider this installation does not hold, nor
+            # through one being deleted (inuse.py).
+            no_machine = await hold_for_create(world, node.spec.provider_ref.name)
+            if no_machine is not None:
+                raise ProviderUnavailable(*no_machine)
             await hold_quota(world, scope)
             user_data = await read_user_data(world, node)
             try:
@@ -208,7 +215,8 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
     except ProviderError as err:
         await report_provider_error(world, scope, err)
     except ProviderUnavailable as err:
-        # The user data cannot be read: a person must fix the Secret or the permissions.
+        # The provider gives no new machines, or the user data cannot be read: a person
+        # must act (delete the cluster, fix the Secret or the permissions).
         await write_status(
             world, scope, status_from_error(node, err.reason, err.message, scope.now)
         )
@@ -388,8 +396,10 @@ async def grace_left(world: World, node: ClusterNode, now: datetime) -> float:
 
 
 async def release(world: World, scope: NodeScope) -> float | None:
-    """The machine is gone: remove the finalizer so the ClusterNode can go too."""
+    """The machine is gone: remove the finalizer so the ClusterNode can go too. Its provider
+    looks again soon: this may have been what held it (inuse.py)."""
     meta = scope.node.metadata
+    world.queues.provider.add(scope.node.spec.provider_ref.name, delay=PROVIDER_REFRESH_SECONDS)
     finalizers = [f for f in meta.finalizers if f != NODE_FINALIZER]
     try:
         await world.api.patch(

@@ -24,6 +24,7 @@ from typing import Any
 
 from nodecluster import API_VERSION
 from nodecluster.api.clusternode import ClusterNode, ClusterNodeSpec, PowerState
+from nodecluster.api.common import Condition
 from nodecluster.api.nodecluster import ClusterState, NodeCluster, NodeClusterStatus
 from nodecluster.clock import rfc3339
 from nodecluster.controllers.expectations import NsName
@@ -41,6 +42,7 @@ from nodecluster.controllers.quota import cluster_headroom
 from nodecluster.controllers.world import (
     CLUSTER_FINALIZER,
     NODE_FINALIZER,
+    PROVIDER_REFRESH_SECONDS,
     IndexedNode,
     ProviderUnavailable,
     World,
@@ -78,9 +80,6 @@ TRANSITIONS_WORTH_AN_EVENT: dict[ClusterState, tuple[str, str]] = {
 SAFETY_NET_SECONDS = 30.0
 """How soon a cluster still changing is looked at without an event (child events
 normally come first)."""
-PROVIDER_REFRESH_SECONDS = 5.0
-"""After creates or deletes, the provider's usage figures are refreshed once this has
-passed (once for a burst)."""
 
 
 @dataclass
@@ -209,6 +208,7 @@ async def observe(world: World, scope: ClusterScope) -> Stop | None:
         previous=nc.status,
         headroom=None if scope.deleting else cluster_headroom(world, nc),
         provider_problem=world.providers.problem(nc.spec.provider_ref.name),
+        no_new_machines=world.providers.refuses_new_machines(nc.spec.provider_ref.name),
         seed=random.getrandbits(32),
     )
     return None
@@ -532,7 +532,25 @@ async def write_status(
     except KubeNotFound:
         return None
     world.bodies.wrote(scope.cache_key, patched)
+    warned = False
     if nc.status.state != status.state and status.state in TRANSITIONS_WORTH_AN_EVENT:
         etype, reason = TRANSITIONS_WORTH_AN_EVENT[status.state]
         await world.api.event(scope.body, etype, reason, status.message or status.state)
+        warned = etype == "Warning"
+    stalled = newly_stalled(nc.status, status)
+    if stalled is not None and not warned:
+        # Stalled with no change of state to say so (a converged cluster whose provider
+        # was deleted): a person must act, so it is said where people look.
+        await world.api.event(scope.body, "Warning", stalled.reason, stalled.message)
     return None
+
+
+def newly_stalled(old: NodeClusterStatus, new: NodeClusterStatus) -> Condition | None:
+    """The Stalled condition of `new` if it turned True (or changed its reason) since `old`."""
+    after = next((c for c in new.conditions if c.type == "Stalled"), None)
+    before = next((c for c in old.conditions if c.type == "Stalled"), None)
+    if after is None or after.status != "True":
+        return None
+    if before is not None and before.status == "True" and before.reason == after.reason:
+        return None
+    return after

@@ -59,6 +59,10 @@ CLUSTER_FINALIZER = "nodecluster.io/nodes"
 NODE_FINALIZER = "nodecluster.io/machine"
 """Held by a ClusterNode until its machine is gone at the provider."""
 
+PROVIDER_REFRESH_SECONDS = 5.0
+"""How long after its users or their machines changed a NodeProvider is looked at again
+(once for a burst): its usage figures and users in status, and its finalizer."""
+
 UNKNOWN_CREATION = datetime.max.replace(tzinfo=UTC)
 """The creation time of a node body without one (the API always sets it; a hand-made test
 body may not): the node counts as brand new, so no startup timeout runs out on it."""
@@ -356,6 +360,8 @@ class ProviderBook:
     _reads: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
     """One Secret read per provider at a time: thousands of node reconciles find expired
     credentials at once, and all of them wait for one read instead of making their own."""
+    _holds: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    """One change of this installation's finalizer on a provider at a time (inuse.py)."""
 
     def forget(self, name: str) -> None:
         """NodeProvider `name` is gone."""
@@ -363,12 +369,32 @@ class ProviderBook:
         self.credentials.pop(name, None)
         self.errors.pop(name, None)
         self._reads.pop(name, None)
+        self._holds.pop(name, None)
 
     def problem(self, name: str) -> tuple[Reason, str] | None:
         """Why clusters of provider `name` cannot get machines, if they cannot."""
         if name not in self.specs:
             return _not_found(name)
         return self.errors.get(name)
+
+    def refuses_new_machines(self, name: str) -> tuple[Reason, str] | None:
+        """Why provider `name` gives no new machines although it serves those that exist:
+        it is being deleted (see inuse.py). None when it gives them (or is not known)."""
+        np = self.specs.get(name)
+        if np is None or np.metadata.deletion_timestamp is None:
+            return None
+        return (
+            Reason.PROVIDER_DELETING,
+            f"NodeProvider {name!r} is being deleted: it gives no new machines (its "
+            "machines are still stopped, started and deleted through it)",
+        )
+
+    def hold_lock(self, name: str) -> asyncio.Lock:
+        """The lock under which this installation's finalizer on provider `name` changes."""
+        lock = self._holds.get(name)
+        if lock is None:
+            lock = self._holds[name] = asyncio.Lock()
+        return lock
 
     def cores_by_type(self, name: str) -> dict[str, int]:
         """Cores per machine type of a provider's buckets."""
@@ -529,6 +555,20 @@ class World:
         if provider not in self.cluster_index:
             return set()
         return set(self.cluster_index[provider])
+
+    def loose_nodes(self, provider: str) -> list[NsName]:
+        """(namespace, name) of the ClusterNodes that name `provider` outside the NodeClusters
+        that do: made by hand, or left by a NodeCluster removed without its finalizer.
+        No NodeCluster speaks for them, so they count as users of the provider of their own.
+        O(nodes outside the provider's clusters): for a provider's reconcile, not per node."""
+        clusters = self.clusters_of(provider)
+        return [
+            (key[0], node.name)
+            for key, store in self.node_index.items()
+            if key not in clusters
+            for node in store
+            if node.provider == provider
+        ]
 
     def nodes_of(self, key: NsName) -> list[NodeView]:
         """A cluster's nodes: the watch cache corrected by in-flight changes."""

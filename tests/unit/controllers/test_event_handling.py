@@ -29,6 +29,7 @@ from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROV
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.controllers.world import (
     NODE_FINALIZER,
+    PROVIDER_REFRESH_SECONDS,
     ProviderBook,
     Queues,
     Settings,
@@ -198,13 +199,26 @@ async def test_a_deleted_provider_is_forgotten_and_its_clusters_are_woken(
 # -- NodeCluster -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("etype", [None, "MODIFIED"])
 async def test_a_cluster_event_remembers_its_newest_body_and_wakes_it(
-    world: World, woken: Woken
+    world: World, woken: Woken, etype: str | None
 ) -> None:
-    on_cluster_event(world, "ADDED", cluster())
+    on_cluster_event(world, etype, cluster())
 
     assert world.bodies.get(("NodeCluster", *CLUSTER)) == cluster()
-    assert await runs(woken) == {"cluster": [CLUSTER]}
+    assert await runs(woken, after=60) == {"cluster": [CLUSTER]}
+
+
+async def test_a_cluster_added_wakes_it_and_soon_its_provider_which_it_now_uses(
+    world: World, woken: Woken
+) -> None:
+    start = asyncio.get_running_loop().time()
+
+    on_cluster_event(world, "ADDED", cluster())
+
+    assert await runs(woken, after=60) == {"cluster": [CLUSTER], "provider": ["sim"]}
+    [(_, when)] = woken["provider"]
+    assert when - start == pytest.approx(PROVIDER_REFRESH_SECONDS)
 
 
 async def test_a_cluster_event_also_wakes_the_clusters_unfinished_operations(
@@ -238,6 +252,7 @@ async def test_a_deleted_cluster_is_forgotten_everywhere(
     await runs(woken)
     world.queues.cluster.add(CLUSTER, delay=3600)  # its idle resync
     woken["cluster"].clear()
+    woken["provider"].clear()
 
     on_cluster_event(world, "DELETED", cluster())
 
@@ -248,13 +263,14 @@ async def test_a_deleted_cluster_is_forgotten_everywhere(
     assert world.expectations.in_flight(CLUSTER) == 0
     assert world.bodies.get(("NodeCluster", *CLUSTER)) is None
     assert not world.queues.cluster.knows(CLUSTER)
-    assert await runs(woken, after=4000) == {}
+    # Its provider looks again: it may have been its last user.
+    assert await runs(woken, after=4000) == {"provider": ["sim"]}
 
 
 async def test_a_deleted_cluster_with_unfinished_operations_wakes_them_to_fail(
     world: World, woken: Woken
 ) -> None:
-    on_cluster_event(world, "ADDED", cluster())
+    on_cluster_event(world, "MODIFIED", cluster())
     world.book.pending_operations.add(CLUSTER)
     await runs(woken)
     woken["cluster"].clear()
@@ -263,7 +279,7 @@ async def test_a_deleted_cluster_with_unfinished_operations_wakes_them_to_fail(
     on_cluster_event(world, "DELETED", cluster())
 
     assert CLUSTER not in world.book.pending_operations
-    assert await runs(woken) == {"operation": [CLUSTER]}
+    assert (await runs(woken))["operation"] == [CLUSTER]
 
 
 # -- ClusterNode -----------------------------------------------------------------------------
