@@ -285,6 +285,9 @@ class ClusterBook:
     a failure repeated by every retry is reported once."""
     orphan_checks_refused: set[str] = field(default_factory=set)
     """Namespaces whose NodeClusters the API refused to show the health poll (said once)."""
+    abandoning: set[NsName] = field(default_factory=set)
+    """Clusters deleted with nodecluster.io/abandon-machines that have said so in an Event
+    (once per process: a restart in the middle says it again, which is harmless)."""
 
     def lock(self, key: NsName) -> asyncio.Lock:
         """The lock that serialises changes to one cluster's nodes."""
@@ -304,6 +307,7 @@ class ClusterBook:
         self.progress_written.pop(key, None)
         self.poll_intervals.pop(key, None)
         self.orphans_suspected.discard(key)
+        self.abandoning.discard(key)
 
 
 def _not_found(provider: str) -> tuple[Reason, str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 
+from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION
 from nodecluster.api.nodecluster import ClusterState, NodeClusterStatus
 from nodecluster.api.reasons import Reason
 from nodecluster.planning.conditions import condition
@@ -125,8 +126,9 @@ def provider_lost(declared: Declared, observed: Observed, plan: Plan) -> Blocker
     A provider deleted anyway (its finalizer removed by hand, or never created) leaves the
     cluster's machines out of reach: nothing scales, heals, stops or deletes them, and a
     deletion of the cluster waits for ever. So even a converged cluster is not Ready then,
-    and says Stalled: a person must bring the provider back. A cluster with nothing left
-    of its own (Terminated, or deleting with no node left) needs no provider.
+    and says Stalled: a person must bring the provider back, or let the machines go. A
+    cluster with nothing left of its own (Terminated, or deleting with no node left) needs
+    no provider. A deleting one is told how to let them go (the abandon annotation).
     """
     problem = observed.provider_problem
     if problem is None or problem[0] is not Reason.PROVIDER_NOT_FOUND:
@@ -134,6 +136,13 @@ def provider_lost(declared: Declared, observed: Observed, plan: Plan) -> Blocker
     nodes = len(observed.nodes)
     if plan.terminating and not nodes:
         return None
+    if declared.deleting:
+        return Blocker(
+            problem[0],
+            f"{problem[1]}: the machines of its nodes ({nodes}) cannot be deleted; create the "
+            f"NodeProvider again, or annotate the NodeCluster {ABANDON_MACHINES_ANNOTATION}="
+            '"true" to finish deleting it without deleting them',
+        )
     return Blocker(*problem)
 
 

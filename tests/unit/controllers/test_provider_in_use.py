@@ -5,7 +5,8 @@ Each installation holds the providers it uses with a finalizer of its own
 provider's status; a provider being deleted keeps serving what exists (so clusters can
 still be deleted cleanly) but gives no new machines, and goes once the last user is gone.
 A provider deleted anyway (its finalizer removed by hand) makes its clusters and nodes say
-so at once, converged or not.
+so at once, converged or not; `nodecluster.io/abandon-machines` lets a deletion stuck on it
+finish, naming each machine it leaves.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from nodecluster.testing.drivers import DriverFaults, faulty_simulator
 
 HELD = "in-use.nodecluster.io/default"
 """The finalizer of the default installation."""
+ABANDON = "nodecluster.io/abandon-machines"
 
 
 def provider(fake: FakeKube) -> dict[str, Any] | None:
@@ -220,6 +222,57 @@ async def test_a_hand_made_node_whose_provider_is_deleted_anyway_says_so(
         lambda: node_ready(fake, "lone-x1").get("reason") == "ProviderNotFound", within=1
     )
     assert node_ready(fake, "lone-x1")["status"] == "False"
+
+
+async def test_a_cluster_stuck_deleting_without_its_provider_is_let_go_by_abandoning(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await deployed(fake, harness, inventory)
+    left = sorted(m["name"] for m in machines(inventory))
+    await delete_anyway(fake)
+    await fake.delete(NODECLUSTERS, NS, "web")
+    await harness.wait_for(lambda: state(fake) == "Terminating")
+    await asyncio.sleep(600)  # stuck: its nodes cannot delete their machines
+    assert len(nodes(fake)) == 3
+    stalled = condition(fake, "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", "ProviderNotFound")
+    assert ABANDON in stalled["message"]
+
+    await fake.patch(NODECLUSTERS, NS, "web", {"metadata": {"annotations": {ABANDON: "true"}}})
+
+    await harness.wait_for(lambda: fake.stored(NODECLUSTERS, NS, "web") is None, within=10)
+    assert nodes(fake) == []
+    assert sorted(m["name"] for m in machines(inventory)) == left  # left, not deleted
+    abandoned = fake.events_about(reason="MachineAbandoned")
+    assert sorted(e["involvedObject"]["kind"] for e in abandoned) == ["ClusterNode"] * 3
+    for name in left:
+        [said] = [e for e in abandoned if name in e["message"]]
+        assert said["type"] == "Warning"
+        assert "its NodeCluster team-a/web is annotated" in said["message"]
+    [summary] = fake.events_about("web", reason="AbandoningMachines")
+    assert summary["type"] == "Warning"
+    assert "the machines of 3 nodes are left at NodeProvider 'sim'" in summary["message"]
+
+
+async def test_a_hand_made_node_stuck_deleting_is_let_go_by_its_own_annotation(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    fake.add(NODEPROVIDERS, provider_body(inventory))
+    await fake.create(CLUSTERNODES, NS, hand_made_node())
+    await harness.wait_for(lambda: len(machines(inventory)) == 1)
+    [machine] = machines(inventory)
+    await delete_anyway(fake)
+    await fake.delete(CLUSTERNODES, NS, "lone-x1")
+    await asyncio.sleep(600)
+    assert fake.stored(CLUSTERNODES, NS, "lone-x1") is not None
+
+    await fake.patch(CLUSTERNODES, NS, "lone-x1", {"metadata": {"annotations": {ABANDON: "1"}}})
+
+    await harness.wait_for(lambda: fake.stored(CLUSTERNODES, NS, "lone-x1") is None, within=10)
+    [said] = fake.events_about("lone-x1", reason="MachineAbandoned")
+    assert said["type"] == "Warning"
+    assert f"machine {machine['name']} ({machine['providerId']})" in said["message"]
+    assert "the ClusterNode is annotated" in said["message"]
 
 
 async def test_a_restart_writes_nothing_over_a_held_provider_nor_one_waiting_to_go(
