@@ -163,6 +163,21 @@ async def test_a_hand_made_node_holds_the_provider_before_its_machine_is_made(
     ]
 
 
+async def test_a_hold_that_meets_a_newer_provider_reads_it_again_and_holds_it(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    fake.add(NODEPROVIDERS, provider_body(inventory))
+    await harness.idle()
+    fake.fail("patch", "nodeproviders", 409)  # someone wrote it since the operator read it
+
+    await fake.create(CLUSTERNODES, NS, hand_made_node())
+
+    await harness.wait_for(lambda: len(machines(inventory)) == 1, what="its machine")
+    assert finalizers(fake) == [HELD]
+    assert [c.status for c in fake.calls_of("patch", "nodeproviders")] == [409, 200]
+    assert [c.status for c in fake.calls_of("get", "nodeproviders")] == [200]
+
+
 async def test_a_provider_being_deleted_gives_no_new_machines_and_says_why(
     fake: FakeKube, harness: Harness, inventory: Path
 ) -> None:
