@@ -3,6 +3,8 @@ terminate, delete. Every step is checked both in the API and at the provider."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from kube import Kube, wait_for
 from scenario import Scenario
 
@@ -124,3 +126,42 @@ def test_deleting_the_cluster_removes_every_machine_first(scenario: Scenario, ku
     wait_for("the NodeCluster to be gone", lambda: scenario.nc() == {}, timeout=90)
     assert scenario.nodes() == []
     assert scenario.inventory.names(scenario.tag()) == set()
+
+
+def test_a_provider_in_use_waits_for_its_clusters_then_goes(scenario: Scenario, kube: Kube) -> None:
+    scenario.make_provider(deleteLatencySeconds=1)
+    scenario.make_cluster(targetNodes=2)
+    scenario.wait_converged(2)
+    held = "in-use.nodecluster.io/default"  # the finalizer of the suite's installation
+
+    def provider() -> dict[str, Any]:
+        return kube.get("nodeprovider", scenario.provider) or {}
+
+    def entry() -> dict[str, Any]:
+        installations = (provider().get("status") or {}).get("installations", {})
+        return dict(installations.get("default", {}))
+
+    wait_for("the provider held", lambda: held in provider()["metadata"].get("finalizers", []))
+
+    kube.kubectl("delete", "nodeprovider", scenario.provider, "--wait=false")
+
+    wait_for("the deletion to wait", lambda: entry().get("reason") == "ProviderInUse")
+    np = provider()
+    assert np["metadata"]["deletionTimestamp"]
+    assert np["metadata"]["finalizers"] == [held]
+    users = entry()["users"]
+    assert users["nodeClusters"] == 1
+    assert users["first"] == [{"kind": "NodeCluster", "namespace": scenario.ns, "name": "workers"}]
+    assert f"1 NodeCluster ({scenario.ns}/workers)" in entry()["message"]
+    events = kube.items("events", "default")
+    assert any(
+        e["reason"] == "ProviderInUse" and e["involvedObject"]["name"] == scenario.provider
+        for e in events
+    )
+    assert scenario.nc()["status"]["state"] == "Deployed"  # used as before
+
+    kube.kubectl("delete", "nodecluster/workers", "-n", scenario.ns, "--wait=false")
+
+    wait_for("the NodeCluster to be gone", lambda: scenario.nc() == {}, timeout=90)
+    assert scenario.inventory.names(scenario.tag()) == set()
+    wait_for("the NodeProvider to be gone", lambda: provider() == {}, timeout=30)

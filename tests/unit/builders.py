@@ -104,9 +104,10 @@ def observed(
     **fields: Any,
 ) -> Observed:
     """The world at `now` with these nodes."""
-    problem = fields.get("provider_problem")
-    if problem is not None:
-        fields["provider_problem"] = (Reason(problem[0]), problem[1])
+    for which in ("provider_problem", "no_new_machines"):
+        problem = fields.get(which)
+        if problem is not None:
+            fields[which] = (Reason(problem[0]), problem[1])
     return Observed(
         nodes=tuple(nodes),
         now=now,

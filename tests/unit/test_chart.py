@@ -31,7 +31,7 @@ pytestmark = pytest.mark.needs_tool("helm")  # skip or fail: tests/unit/conftest
 Rules = dict[tuple[str, str, tuple[str, ...]], set[str]]
 
 CLUSTER_RULES: Rules = {
-    ("nodecluster.io", "nodeproviders", ()): {"get", "list", "watch"},
+    ("nodecluster.io", "nodeproviders", ()): {"get", "list", "watch", "patch"},
     ("nodecluster.io", "nodeproviders/status", ()): {"patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions", ()): {"list", "watch"},
     ("", "namespaces", ("kube-system",)): {"get"},

@@ -276,3 +276,22 @@ def test_provider_problem_blocks_creates_with_its_reason(
     assert len(p.creates) == creates
     assert len(p.deletes) == deletes
     assert list(p.blockers) == ([Blocker(*problem)] if blocked else [])
+
+
+@pytest.mark.parametrize(
+    ("existing", "target", "creates", "deletes", "blocked"),
+    [(3, 5, 0, 0, True), (3, 3, 0, 0, False), (4, 2, 0, 2, False)],
+    ids=["blocks-creates", "nothing-needed", "scale-in-still-works"],
+)
+def test_a_provider_being_deleted_blocks_only_creates(
+    existing: int, target: int, creates: int, deletes: int, blocked: bool
+) -> None:
+    refused = ("ProviderDeleting", "NodeProvider 'sim' is being deleted")
+    p = plan(
+        declared(spec(targetNodes=target)),
+        observed(ready_nodes(existing), no_new_machines=refused),
+    )
+
+    assert len(p.creates) == creates
+    assert len(p.deletes) == deletes
+    assert list(p.blockers) == ([Blocker(*refused)] if blocked else [])

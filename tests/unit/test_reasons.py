@@ -9,6 +9,7 @@ from nodecluster.api.reasons import Reason, reason_of
 STALLS = {
     "InvalidProviderConfig",
     "ProviderNotFound",
+    "ProviderDeleting",
     "QuotaExceeded",
     "CapacityExceeded",
     "ProtectedFromScaleIn",
@@ -22,6 +23,7 @@ NODE_ERRORS = {
     "QuotaExceeded",
     "InvalidProviderConfig",
     "ProviderNotFound",
+    "ProviderDeleting",
     "MachineMissing",
     "ProviderError",
     "MachineOwnedElsewhere",
@@ -31,6 +33,7 @@ NOT_THE_MACHINE = {
     "CapacityExceeded",
     "InvalidProviderConfig",
     "ProviderUnauthorized",
+    "ProviderDeleting",
     "MachineOwnedElsewhere",
 }
 

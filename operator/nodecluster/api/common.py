@@ -7,6 +7,7 @@ text: a field without one is a field users must guess about.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,19 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 """RFC 1123 label: what Kubernetes accepts as a name of most things."""
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+ABANDON_MACHINES_ANNOTATION = f"{GROUP}/abandon-machines"
+"""Set to "true" on a NodeCluster or a ClusterNode being deleted to let its deletion finish
+without deleting its machines: the way out when they cannot be deleted (their NodeProvider
+deleted anyway, credentials revoked for good). On a NodeCluster it counts only once the
+NodeCluster itself is being deleted, so that it cannot make an ordinary scale-in leave
+machines behind. Each machine left is named in a Warning Event (`MachineAbandoned`)."""
+
+
+def annotated_true(annotations: Mapping[str, str], key: str) -> bool:
+    """Whether annotation `key` says yes ("true", "1" or "yes", any case), as the operator's
+    boolean annotations are read."""
+    return annotations.get(key, "false").strip().lower() in ("true", "1", "yes")
 
 
 class CamelModel(BaseModel):

@@ -11,8 +11,27 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from nodecluster import API_VERSION
+from nodecluster import API_VERSION, GROUP
 from nodecluster.api.common import DNS_LABEL, CamelModel, Condition, ObjectMeta, SecretRef
+
+IN_USE_DOMAIN = f"in-use.{GROUP}"
+"""The prefix of the finalizers by which operator installations hold NodeProviders."""
+
+
+def provider_finalizer(installation: str) -> str:
+    """The finalizer by which installation `installation` holds a NodeProvider it uses.
+
+    A NodeProvider deleted while NodeClusters or ClusterNodes use it would leave their
+    machines without a way to be deleted (and their deletion stuck), so each installation
+    holds the providers it uses with a finalizer of its own: several installations may
+    share one API server, and one's clusters going must not release another's hold.
+
+    The installation id is the name part: `run --installation-id` takes 1-63 letters,
+    digits, '.', '_' and '-', alphanumeric at both ends, which is exactly a qualified
+    name's name part, so every valid id makes a finalizer the API server accepts. The
+    prefix, a subdomain of the API group, keeps these apart from anyone else's.
+    """
+    return f"{IN_USE_DOMAIN}/{installation}"
 
 
 class Quotas(CamelModel):
@@ -89,6 +108,38 @@ class NodeProviderSpec(CamelModel):
 
 ProviderPhase = Literal["Ready", "NotReady"]
 
+LISTED_USERS = 10
+"""How many users a NodeProvider's status names per installation: a provider may serve
+thousands of clusters, and the status (one object, rewritten as they come and go) must
+stay small. The counts are always whole."""
+
+
+class ProviderUser(CamelModel):
+    """One object that uses the provider."""
+
+    kind: Literal["NodeCluster", "ClusterNode"] = Field(description="NodeCluster or ClusterNode.")
+    namespace: str = Field(description="Its namespace.")
+    name: str = Field(description="Its name.")
+
+
+class ProviderUsers(CamelModel):
+    """What uses the provider, as one installation sees it: what its finalizer holds it for."""
+
+    node_clusters: int = Field(
+        default=0, ge=0, description="NodeClusters of this installation that name the provider."
+    )
+    cluster_nodes: int = Field(
+        default=0,
+        ge=0,
+        description="ClusterNodes that name it outside those NodeClusters: made by hand, or "
+        "left by a NodeCluster removed without its finalizer.",
+    )
+    first: list[ProviderUser] = Field(
+        default_factory=list,
+        max_length=LISTED_USERS,
+        description=f"The first {LISTED_USERS} of them, NodeClusters first, by namespace and name.",
+    )
+
 
 class InstallationView(CamelModel):
     """What one operator installation sees of the provider."""
@@ -101,8 +152,20 @@ class InstallationView(CamelModel):
     cores: int | None = Field(
         default=None, description="Cores this installation holds through the provider."
     )
-    reason: str | None = Field(default=None, description="Why it is (not) Ready, in one word.")
-    message: str | None = Field(default=None, description="Why it is (not) Ready, for people.")
+    reason: str | None = Field(
+        default=None,
+        description="Why it is (not) Ready, in one word; ProviderInUse while it is being "
+        "deleted and this installation still holds it.",
+    )
+    message: str | None = Field(
+        default=None,
+        description="Why it is (not) Ready, or why its deletion waits, for people.",
+    )
+    users: ProviderUsers | None = Field(
+        default=None,
+        description="What of this installation uses the provider (absent: nothing); while "
+        f"anything does, the finalizer {IN_USE_DOMAIN}/<installation id> holds it.",
+    )
 
 
 class NodeProviderStatus(CamelModel):

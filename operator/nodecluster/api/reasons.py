@@ -30,6 +30,13 @@ class Reason(StrEnum):
     """The provider refused the credentials (expired, revoked, not yet valid). Not a stall:
     the Secret is read again before the next call, so a rotation clears by itself;
     credentials that stay refused are reported until a person fixes the Secret."""
+    PROVIDER_DELETING = "ProviderDeleting"
+    """The NodeProvider is being deleted: it gives no new machines (as a namespace being
+    deleted takes no new objects), while what exists is still stopped, started and
+    deleted through it. A cluster that needs new machines cannot get them there again."""
+    PROVIDER_IN_USE = "ProviderInUse"
+    """A NodeProvider being deleted is held by this installation's finalizer until its
+    NodeClusters and ClusterNodes are gone (its status names them)."""
     PROVIDER_ERROR = "ProviderError"
     """A provider error of no more specific type."""
     QUOTA_EXCEEDED = "QuotaExceeded"
@@ -96,6 +103,7 @@ _STALLS = frozenset(
     {
         Reason.INVALID_PROVIDER_CONFIG,
         Reason.PROVIDER_NOT_FOUND,
+        Reason.PROVIDER_DELETING,
         Reason.QUOTA_EXCEEDED,
         Reason.CAPACITY_EXCEEDED,
         Reason.PROTECTED_FROM_SCALE_IN,
@@ -111,6 +119,7 @@ _NODE_ERRORS = frozenset(
         Reason.QUOTA_EXCEEDED,
         Reason.INVALID_PROVIDER_CONFIG,
         Reason.PROVIDER_NOT_FOUND,
+        Reason.PROVIDER_DELETING,
         Reason.MACHINE_MISSING,
         Reason.PROVIDER_ERROR,
         Reason.MACHINE_OWNED_ELSEWHERE,
@@ -122,6 +131,7 @@ _NOT_THE_MACHINES_FAULT = frozenset(
         Reason.CAPACITY_EXCEEDED,
         Reason.INVALID_PROVIDER_CONFIG,
         Reason.PROVIDER_UNAUTHORIZED,
+        Reason.PROVIDER_DELETING,
         # Replacing the node would leave the machine to its owner and make a new one:
         # after an installation id changed, a second fleet. A person decides.
         Reason.MACHINE_OWNED_ELSEWHERE,

@@ -18,7 +18,14 @@ from nodecluster.controllers.nodecluster import reconcile_cluster
 from nodecluster.controllers.nodeprovider import poll_provider, reconcile_provider
 from nodecluster.controllers.operation import reconcile_operations
 from nodecluster.controllers.workqueue import WorkQueue
-from nodecluster.controllers.world import NodeIndex, ProviderBook, Queues, Settings, World
+from nodecluster.controllers.world import (
+    ClusterIndex,
+    NodeIndex,
+    ProviderBook,
+    Queues,
+    Settings,
+    World,
+)
 from nodecluster.providers.registry import ProviderRegistry
 
 # The reconcilers as the queues run them: a failure they do not handle themselves is
@@ -35,6 +42,7 @@ def build_world(
     registry: ProviderRegistry,
     clock: Clock,
     node_index: NodeIndex,
+    cluster_index: ClusterIndex,
 ) -> World:
     """The controllers' world. Must be called inside the event loop that will run it."""
     # The queues' handlers reach the world through this closure; it is assigned below,
@@ -69,6 +77,7 @@ def build_world(
         clock=clock,
         settings=settings,
         node_index=node_index,
+        cluster_index=cluster_index,
         queues=queues,
         providers=ProviderBook(
             api=api,

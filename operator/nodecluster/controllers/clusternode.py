@@ -11,7 +11,8 @@ deleted: deleting such a node lets it go without touching the machine.
 
 A reconcile is a short list of phases over one `NodeScope`:
 
-    read -> connect (the provider's driver) -> delete_machine (a deleting node)
+    read -> abandon_machine (a deleting node told to) -> connect (the provider's driver)
+         -> delete_machine (a deleting node)
          -> converge_machine (create, power, reboot; or report a vanished machine)
          -> report -> next_look
 
@@ -23,15 +24,17 @@ condition, then retried with backoff.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn
 
 from nodecluster.api.clusternode import ClusterNode, ClusterNodeStatus
+from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION, annotated_true
 from nodecluster.api.nodecluster import NodeCluster
 from nodecluster.api.reasons import Reason
 from nodecluster.controllers.bodies import ObjectKey
 from nodecluster.controllers.expectations import NsName
+from nodecluster.controllers.inuse import hold_for_create
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
@@ -45,6 +48,7 @@ from nodecluster.controllers.quota import reserve_machine
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import (
     NODE_FINALIZER,
+    PROVIDER_REFRESH_SECONDS,
     ProviderUnavailable,
     World,
     provider_reason,
@@ -88,6 +92,8 @@ class NodeScope:
     key: ObjectKey
     node: ClusterNode
     now: datetime
+    body: dict[str, Any] = field(default_factory=dict)
+    """The body it was read from (what Events are about)."""
     driver: ProviderDriver | None = None
     machine: Machine | None = None
     """The machine as the provider last answered; None while it cannot be known."""
@@ -121,10 +127,65 @@ async def read(world: World, cache_key: ObjectKey) -> NodeScope | None:
         body = await world.body(CLUSTERNODES, cache_key)
     except KubeNotFound:
         return None
-    scope = NodeScope(key=cache_key, node=ClusterNode.model_validate(body), now=world.now())
+    scope = NodeScope(
+        key=cache_key, node=ClusterNode.model_validate(body), now=world.now(), body=body
+    )
     if scope.deleting and NODE_FINALIZER not in scope.node.metadata.finalizers:
         return None
     return scope
+
+
+async def abandon_machine(world: World, scope: NodeScope) -> Stop | None:
+    """A deleting node told to abandon its machine lets go without calling the provider.
+
+    The way out of a deletion that cannot finish: the machine cannot be deleted (its
+    NodeProvider deleted anyway, credentials revoked for good), so the node would wait for
+    ever. `nodecluster.io/abandon-machines: "true"` on the node, or on its NodeCluster
+    once that is being deleted, says to stop waiting; the machine left is named in a
+    Warning Event, for a person to delete by hand if it still exists. (If the provider
+    does work, this installation's orphan collection deletes it later: abandoning is a way
+    to stop waiting, not a way to keep a machine.)
+    """
+    if not scope.deleting:
+        return None
+    node = scope.node
+    by = await abandoned_by(world, node)
+    if by is None:
+        return None
+    again = await release(world, scope)
+    if again is None and not owned_elsewhere(node):  # (one never ours is not left by us)
+        name = machine_name_of(world, node)
+        status = node.status
+        known = f" ({status.provider_id})" if status.provider_id else " (if it was created)"
+        await world.api.event(
+            scope.body,
+            "Warning",
+            "MachineAbandoned",
+            f"machine {name}{known} of NodeProvider {node.spec.provider_ref.name!r} is left "
+            f"as it is, not deleted: {by} is annotated {ABANDON_MACHINES_ANNOTATION}; delete "
+            "it at the provider if it still exists",
+        )
+    return Stop(again)
+
+
+async def abandoned_by(world: World, node: ClusterNode) -> str | None:
+    """What tells a deleting node to abandon its machine ("the ClusterNode", "NodeCluster
+    ns/name"), if anything does. Its NodeCluster's annotation counts only while that is
+    being deleted, so that it cannot make a scale-in leave machines behind."""
+    if annotated_true(node.metadata.annotations, ABANDON_MACHINES_ANNOTATION):
+        return "the ClusterNode"
+    namespace = node.metadata.namespace or ""
+    key = ("NodeCluster", namespace, node.spec.cluster_name)
+    try:
+        cluster = NodeCluster.model_validate(await world.body(NODECLUSTERS, key))
+    except KubeNotFound:
+        return None
+    meta = cluster.metadata
+    if meta.deletion_timestamp is None:
+        return None
+    if not annotated_true(meta.annotations, ABANDON_MACHINES_ANNOTATION):
+        return None
+    return f"its NodeCluster {namespace}/{meta.name}"
 
 
 async def connect(world: World, scope: NodeScope) -> Stop | None:
@@ -180,6 +241,11 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
     name = machine_name_of(world, node)
     try:
         if node.status.provider_id is None and node.status.machine_name is None:
+            # Never a machine through a provider this installation does not hold, nor
+            # through one being deleted (inuse.py).
+            no_machine = await hold_for_create(world, node.spec.provider_ref.name)
+            if no_machine is not None:
+                raise ProviderUnavailable(*no_machine)
             await hold_quota(world, scope)
             user_data = await read_user_data(world, node)
             try:
@@ -208,7 +274,8 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
     except ProviderError as err:
         await report_provider_error(world, scope, err)
     except ProviderUnavailable as err:
-        # The user data cannot be read: a person must fix the Secret or the permissions.
+        # The provider gives no new machines, or the user data cannot be read: a person
+        # must act (delete the cluster, fix the Secret or the permissions).
         await write_status(
             world, scope, status_from_error(node, err.reason, err.message, scope.now)
         )
@@ -263,6 +330,7 @@ async def next_look(world: World, scope: NodeScope) -> Stop | None:
 
 
 PHASES: tuple[Phase[NodeScope], ...] = (
+    abandon_machine,
     connect,
     delete_machine,
     converge_machine,
@@ -388,8 +456,10 @@ async def grace_left(world: World, node: ClusterNode, now: datetime) -> float:
 
 
 async def release(world: World, scope: NodeScope) -> float | None:
-    """The machine is gone: remove the finalizer so the ClusterNode can go too."""
+    """The machine is gone: remove the finalizer so the ClusterNode can go too. Its provider
+    looks again soon: this may have been what held it (inuse.py)."""
     meta = scope.node.metadata
+    world.queues.provider.add(scope.node.spec.provider_ref.name, delay=PROVIDER_REFRESH_SECONDS)
     finalizers = [f for f in meta.finalizers if f != NODE_FINALIZER]
     try:
         await world.api.patch(

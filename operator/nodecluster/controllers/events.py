@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nodecluster.api.nodeprovider import NodeProvider
-from nodecluster.controllers.world import World
+from nodecluster.controllers.world import PROVIDER_REFRESH_SECONDS, World
 
 
 def _meta(body: Mapping[str, Any]) -> tuple[str, str]:
@@ -25,29 +25,40 @@ def _meta(body: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def on_provider_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
-    """Keep the provider cache current and wake its reconcile."""
+    """Keep the provider cache current and wake its reconcile. A deleted provider wakes
+    what used it, to say it is gone: its clusters, and the nodes no cluster speaks for."""
     _, name = _meta(body)
     if type == "DELETED":
         world.forget_provider(name)
-        for key in world.book.clusters_of(name):
+        for key in world.clusters_of(name):
             world.queues.cluster.add(key)
+        for node in world.loose_nodes(name):
+            world.queues.node.add(node)
         return
-    world.providers.specs[name] = NodeProvider.model_validate(dict(body))
-    if world.bodies.observe(("NodeProvider", "", name), dict(body)):
+    cache_key = ("NodeProvider", "", name)
+    fresh = world.bodies.observe(cache_key, dict(body))
+    # The newest known, not this event's: a watch behind our own finalizer write must
+    # not make the cache forget the finalizer (inuse.hold_for_create reads it there).
+    world.providers.specs[name] = NodeProvider.model_validate(
+        world.bodies.get(cache_key) or dict(body)
+    )
+    if fresh:
         world.queues.provider.add(name)
 
 
 def on_cluster_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
-    """Wake the cluster's reconcile with the newest body."""
+    """Wake the cluster's reconcile with the newest body. A cluster added or gone changes
+    what uses its provider: the provider looks again soon (inuse.py)."""
     namespace, name = _meta(body)
     key = (namespace, name)
     if key in world.book.pending_operations:
         world.queues.operation.add(key)
+    if type in ("ADDED", "DELETED"):  # (the initial listing's provider reconcile counts it)
+        provider = str(body.get("spec", {}).get("providerRef", {}).get("name", ""))
+        world.queues.provider.add(provider, delay=PROVIDER_REFRESH_SECONDS)
     if type == "DELETED":
         world.forget_cluster(key)
         return
-    provider = str(body.get("spec", {}).get("providerRef", {}).get("name", ""))
-    world.book.track(key, provider)
     if world.bodies.observe(("NodeCluster", namespace, name), dict(body)):
         world.queues.cluster.add(key)
 

@@ -27,7 +27,13 @@ from nodecluster.controllers.events import (
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.kubeapi import KubeApi, KubeError
-from nodecluster.controllers.world import IndexedNode, Settings, World, index_node
+from nodecluster.controllers.world import (
+    IndexedNode,
+    Settings,
+    World,
+    index_cluster,
+    index_node,
+)
 from nodecluster.providers.identity import default_installation_id
 from nodecluster.providers.registry import ProviderRegistry
 
@@ -99,8 +105,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     )
     # kopf hands startup handlers the indexes already (empty; filled before any
     # resource handler runs), so the world is complete from the start.
-    index = kwargs["clusternodes_by_cluster"]
-    world = build_world(tunables, api, ProviderRegistry(), clock, index)
+    nodes = kwargs["clusternodes_by_cluster"]
+    clusters = kwargs["nodeclusters_by_provider"]
+    world = build_world(tunables, api, ProviderRegistry(), clock, nodes, clusters)
     try:
         # Before kopf starts the watches: see load_providers.
         await load_providers(world)
@@ -164,6 +171,13 @@ async def clusternodes_by_cluster(body: kopf.Body, **_: Any) -> dict[NsName, Ind
     """(namespace, cluster) -> the node's planning view: the controllers' node cache,
     also the provider usage counted against quotas."""
     return index_node(body)
+
+
+@kopf.index(GROUP, VERSION, "nodeclusters")
+async def nodeclusters_by_provider(body: kopf.Body, **_: Any) -> dict[str, NsName]:
+    """provider -> (namespace, name) of each NodeCluster naming it: who uses a NodeProvider,
+    complete before any handler runs (see world.ClusterIndex)."""
+    return index_cluster(body)
 
 
 @kopf.on.event(GROUP, VERSION, "nodeproviders")

@@ -2,7 +2,9 @@
 
 A reconcile is a short list of phases over one `ClusterScope`, as Cluster API's are:
 
-    read -> ensure_finalizer -> observe -> decide -> act -> sweep_orphans -> report
+    read -> ensure_finalizer -> observe -> decide -> act
+         -> abandon_machines (a cluster deleted with nodecluster.io/abandon-machines)
+         -> sweep_orphans -> report
          -> release (a deleted cluster whose machines are all gone) -> next_look
 
 Each phase is a small function that reads and fills the scope, and may end the reconcile
@@ -24,6 +26,7 @@ from typing import Any
 
 from nodecluster import API_VERSION
 from nodecluster.api.clusternode import ClusterNode, ClusterNodeSpec, PowerState
+from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION, Condition, annotated_true
 from nodecluster.api.nodecluster import ClusterState, NodeCluster, NodeClusterStatus
 from nodecluster.clock import rfc3339
 from nodecluster.controllers.expectations import NsName
@@ -41,6 +44,7 @@ from nodecluster.controllers.quota import cluster_headroom
 from nodecluster.controllers.world import (
     CLUSTER_FINALIZER,
     NODE_FINALIZER,
+    PROVIDER_REFRESH_SECONDS,
     IndexedNode,
     ProviderUnavailable,
     World,
@@ -75,12 +79,11 @@ TRANSITIONS_WORTH_AN_EVENT: dict[ClusterState, tuple[str, str]] = {
 }
 """State transitions a person watching `kubectl describe` wants to see, as Events."""
 
+LISTED_NODES = 10
+"""How many nodes an Event names (the count is always whole)."""
 SAFETY_NET_SECONDS = 30.0
 """How soon a cluster still changing is looked at without an event (child events
 normally come first)."""
-PROVIDER_REFRESH_SECONDS = 5.0
-"""After creates or deletes, the provider's usage figures are refreshed once this has
-passed (once for a burst)."""
 
 
 @dataclass
@@ -115,6 +118,14 @@ class ClusterScope:
     def deleting(self) -> bool:
         """Whether the NodeCluster itself is being deleted."""
         return self.declared.deleting
+
+    @property
+    def abandons(self) -> bool:
+        """Whether it is being deleted with `nodecluster.io/abandon-machines`: its machines
+        are left, not deleted (clusternode.abandon_machine)."""
+        return self.deleting and annotated_true(
+            self.cluster.metadata.annotations, ABANDON_MACHINES_ANNOTATION
+        )
 
     @property
     def cache_key(self) -> tuple[str, str, str]:
@@ -209,6 +220,7 @@ async def observe(world: World, scope: ClusterScope) -> Stop | None:
         previous=nc.status,
         headroom=None if scope.deleting else cluster_headroom(world, nc),
         provider_problem=world.providers.problem(nc.spec.provider_ref.name),
+        no_new_machines=world.providers.refuses_new_machines(nc.spec.provider_ref.name),
         seed=random.getrandbits(32),
     )
     return None
@@ -307,14 +319,43 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
     return None
 
 
+async def abandon_machines(world: World, scope: ClusterScope) -> Stop | None:
+    """A cluster deleted with `nodecluster.io/abandon-machines`: its nodes let go of their
+    machines without deleting them (clusternode.abandon_machine). They are woken (one
+    waiting on a provider that is gone retries only with backoff), and the cluster says
+    once which nodes leave their machines; each node's Event names its machine."""
+    if not scope.abandons:
+        return None
+    names = sorted(n.name for n in scope.nodes)
+    if names and scope.key not in world.book.abandoning:
+        world.book.abandoning.add(scope.key)
+        shown = ", ".join(names[:LISTED_NODES]) + (
+            f" and {len(names) - LISTED_NODES} more" if len(names) > LISTED_NODES else ""
+        )
+        await world.api.event(
+            scope.body,
+            "Warning",
+            "AbandoningMachines",
+            f"deleted with {ABANDON_MACHINES_ANNOTATION}: the machines of {len(names)} nodes "
+            f"are left at NodeProvider {scope.cluster.spec.provider_ref.name!r}, not deleted "
+            f"({shown}); each node's MachineAbandoned Event names its machine",
+        )
+    for name in names:
+        world.queues.node.add((scope.key[0], name))
+    return None
+
+
 async def sweep_orphans(world: World, scope: ClusterScope) -> Stop | None:
     """Keep the provider's health poll at the cluster's interval; delete orphan machines
-    when the poll suspects some, and before a terminating cluster lets go."""
+    when the poll suspects some, and before a terminating cluster lets go (unless it
+    abandons its machines: then none is deleted)."""
     nc = scope.cluster
     interval = float(nc.spec.policies.health.poll_interval_seconds)
     if world.book.poll_intervals.get(scope.key) != interval:
         world.book.poll_intervals[scope.key] = interval
         world.queues.provider.add(nc.spec.provider_ref.name, delay=interval)
+    if scope.abandons:
+        return None
     final = scope.decided().terminating and not scope.nodes
     if final or scope.key in world.book.orphans_suspected:
         world.book.orphans_suspected.discard(scope.key)
@@ -386,6 +427,7 @@ PHASES: tuple[Phase[ClusterScope], ...] = (
     observe,
     decide,
     act,
+    abandon_machines,
     sweep_orphans,
     report,
     release,
@@ -532,7 +574,25 @@ async def write_status(
     except KubeNotFound:
         return None
     world.bodies.wrote(scope.cache_key, patched)
+    warned = False
     if nc.status.state != status.state and status.state in TRANSITIONS_WORTH_AN_EVENT:
         etype, reason = TRANSITIONS_WORTH_AN_EVENT[status.state]
         await world.api.event(scope.body, etype, reason, status.message or status.state)
+        warned = etype == "Warning"
+    stalled = newly_stalled(nc.status, status)
+    if stalled is not None and not warned:
+        # Stalled with no change of state to say so (a converged cluster whose provider
+        # was deleted): a person must act, so it is said where people look.
+        await world.api.event(scope.body, "Warning", stalled.reason, stalled.message)
     return None
+
+
+def newly_stalled(old: NodeClusterStatus, new: NodeClusterStatus) -> Condition | None:
+    """The Stalled condition of `new` if it turned True (or changed its reason) since `old`."""
+    after = next((c for c in new.conditions if c.type == "Stalled"), None)
+    before = next((c for c in old.conditions if c.type == "Stalled"), None)
+    if after is None or after.status != "True":
+        return None
+    if before is not None and before.status == "True" and before.reason == after.reason:
+        return None
+    return after

@@ -7,6 +7,11 @@ person says Stalled (a bad config, a Secret that is not there); a passing fault 
 building the driver (a token endpoint timing out, a refused key mid-rotation) is
 Ready=False and Stalled=False, and clears by itself.
 
+It also holds the provider with this installation's finalizer while anything uses it, and
+lets go once nothing does (inuse.py); while it is being deleted and still held, its entry
+of `status.installations` says what holds it (`ProviderInUse`) and one Warning Event why
+its deletion waits.
+
 A provider that is not Ready is looked at again, 30 s after it stopped being Ready and then
 about as long again as it has been not Ready, up to `Settings.credentials_refresh_seconds`:
 the Secret it names cannot be watched, so this is how one created (or fixed) after the
@@ -24,18 +29,21 @@ from nodecluster.api.nodeprovider import (
     InstallationView,
     NodeProvider,
     NodeProviderStatus,
-    ProviderPhase,
+    provider_finalizer,
 )
 from nodecluster.api.reasons import Reason
 from nodecluster.controllers.clusternode import POLL_SETTLING_SECONDS, POLLED_STATES
 from nodecluster.controllers.expectations import NsName
+from nodecluster.controllers.inuse import deletion_waits, settle_hold
 from nodecluster.controllers.kubeapi import (
     NODECLUSTERS,
     NODEPROVIDERS,
+    KubeConflict,
     KubeError,
     KubeNotFound,
     status_patch,
 )
+from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS
 from nodecluster.controllers.quota import provider_usage
 from nodecluster.controllers.world import ProviderUnavailable, World
 from nodecluster.planning.conditions import condition
@@ -49,14 +57,23 @@ NOT_READY_FIRST_LOOK_SECONDS = 30.0
 
 
 async def reconcile_provider(world: World, name: str) -> float | None:
-    """Validate one NodeProvider and publish its status."""
+    """Validate one NodeProvider, hold it while it is used (inuse.py), publish its status."""
     # Providers are few: their bodies stay cached, so a health poll reads nothing.
+    key = ("NodeProvider", "", name)
     try:
-        body = await world.body(NODEPROVIDERS, ("NodeProvider", "", name))
+        body = await world.body(NODEPROVIDERS, key)
     except KubeNotFound:
         return None
     np = NodeProvider.model_validate(body)
     world.providers.specs[name] = np
+    try:
+        held = await settle_hold(world, np)
+    except KubeConflict:
+        world.bodies.drop(key)  # written meanwhile: read it again
+        return CONFLICT_RETRY_SECONDS
+    if held is None:
+        return None  # it held nothing but this installation's finalizer: gone
+    np, users = held
     now = world.now()
     driver: ProviderDriver | None = None
     reason: Reason
@@ -82,20 +99,41 @@ async def reconcile_provider(world: World, name: str) -> float | None:
             ),
         ],
     )
-    patch, was = installation_status_patch(
-        world.settings.installation_id, old, status, reason, message
+    # This installation's entry says why it is (not) Ready, or, while the provider is being
+    # deleted and this installation still holds it, why the deletion waits.
+    said: tuple[Reason, str] = (reason, message)
+    holds = provider_finalizer(world.settings.installation_id) in np.metadata.finalizers
+    if np.metadata.deletion_timestamp is not None and users is not None and holds:
+        said = (Reason.PROVIDER_IN_USE, deletion_waits(world, name, users))
+    mine = InstallationView(
+        observed_generation=gen,
+        phase=status.phase,
+        nodes=nodes,
+        cores=cores,
+        reason=str(said[0]),
+        message=said[1],
+        users=users,
+    )
+    patch, before = installation_status_patch(world.settings.installation_id, old, status, mine)
+    was = before.phase if before is not None else old.phase
+    # Said once, when it begins (the entry remembers it, so a restart does not say it again).
+    newly_waits = said[0] == Reason.PROVIDER_IN_USE and (
+        before is None or before.reason != Reason.PROVIDER_IN_USE
     )
     if patch is not None:
         try:
             patched = await world.api.patch(NODEPROVIDERS, None, name, patch, status=True)
         except KubeNotFound:
             return None
-        world.bodies.wrote(("NodeProvider", "", name), patched)
+        world.bodies.wrote(key, patched)
         if was != status.phase:
             await world.api.event(body, "Normal" if ok else "Warning", reason, message)
-    if was != status.phase:
-        for key in world.book.clusters_of(name):
-            world.queues.cluster.add(key)
+        if newly_waits:
+            await world.api.event(body, "Warning", *said)
+    if was != status.phase or newly_waits:
+        # Its clusters say what changed: not Ready, or no new machines while it goes.
+        for cluster in world.clusters_of(name):
+            world.queues.cluster.add(cluster)
     if driver is None:
         since = ready_c.last_transition_time or now
         not_ready_for = (now - since).total_seconds()
@@ -104,7 +142,7 @@ async def reconcile_provider(world: World, name: str) -> float | None:
             max(NOT_READY_FIRST_LOOK_SECONDS, not_ready_for),
         )
     await poll_health(world, name, driver)
-    intervals = [world.book.poll_intervals.get(k) for k in world.book.clusters_of(name)]
+    intervals = [world.book.poll_intervals.get(k) for k in world.clusters_of(name)]
     known = [i for i in intervals if i is not None]
     again = min(known) if known else world.settings.default_poll_seconds
     credentials_due = world.providers.next_read_in(name)
@@ -115,10 +153,9 @@ def installation_status_patch(
     installation: str,
     old: NodeProviderStatus,
     new: NodeProviderStatus,
-    reason: Reason,
-    message: str,
-) -> tuple[dict[str, Any] | None, ProviderPhase | None]:
-    """The status patch of one installation (None: nothing changed), and the phase it saw
+    mine: InstallationView,
+) -> tuple[dict[str, Any] | None, InstallationView | None]:
+    """The status patch of one installation (None: nothing changed), and the entry it had
     before.
 
     Every installation on the API server reconciles each NodeProvider (cluster-scoped), and
@@ -127,14 +164,6 @@ def installation_status_patch(
     `status.installations` (a merge patch of one key leaves the others' alone), and the
     top-level fields only the installation of the smallest id among the entries writes.
     """
-    mine = InstallationView(
-        observed_generation=new.observed_generation,
-        phase=new.phase,
-        nodes=new.nodes,
-        cores=new.cores,
-        reason=str(reason),
-        message=message,
-    ).wire()
     before = old.installations.get(installation)
     others = [other for other in old.installations if other != installation]
     patch: dict[str, Any] = {}
@@ -144,11 +173,11 @@ def installation_status_patch(
         if old_top != new_top:
             patch.update(status_patch(old_top, new_top)["status"])
     old_mine = before.wire() if before is not None else None
-    if old_mine != mine:
-        gone = {key: None for key in old_mine or {} if key not in mine}
-        patch["installations"] = {installation: {**gone, **mine}}
-    was = before.phase if before is not None else old.phase
-    return ({"status": patch} if patch else None), was
+    new_mine = mine.wire()
+    if old_mine != new_mine:
+        gone = {key: None for key in old_mine or {} if key not in new_mine}
+        patch["installations"] = {installation: {**gone, **new_mine}}
+    return ({"status": patch} if patch else None), before
 
 
 async def poll_provider(world: World, name: str) -> float | None:
@@ -189,7 +218,7 @@ async def poll_health(world: World, provider: str, driver: ProviderDriver) -> bo
     # Clusters with neither machines nor cached nodes have nothing to compare: skipping
     # them keeps an idle fleet's poll proportional to its machines, not its clusters.
     index = world.node_index
-    known = world.book.clusters_of(provider)
+    known = world.clusters_of(provider)
     keys = set(by_cluster) | {k for k in known if k in index}
     settling = False
     for key in keys:

@@ -10,7 +10,8 @@ Nothing here is global. `World` is a set of named parts, each with one owner and
 - `providers`: the NodeProviders seen, their errors and credentials, and the way to a
   driver (through the provider registry);
 - `queues`: one work queue per controller;
-- `node_index`: the ClusterNodes by cluster, as kopf's index (or the test harness) keeps it.
+- `node_index`: the ClusterNodes by cluster, as kopf's index (or the test harness) keeps it;
+- `cluster_index`: the NodeClusters by provider, the same way.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ CLUSTER_FINALIZER = "nodecluster.io/nodes"
 """Held by a NodeCluster until every one of its machines is gone."""
 NODE_FINALIZER = "nodecluster.io/machine"
 """Held by a ClusterNode until its machine is gone at the provider."""
+
+PROVIDER_REFRESH_SECONDS = 5.0
+"""How long after its users or their machines changed a NodeProvider is looked at again
+(once for a burst): its usage figures and users in status, and its finalizer."""
 
 UNKNOWN_CREATION = datetime.max.replace(tzinfo=UTC)
 """The creation time of a node body without one (the API always sets it; a hand-made test
@@ -194,6 +199,28 @@ class NodeIndex(Protocol):
     def items(self) -> Iterable[tuple[NsName, Iterable[IndexedNode]]]: ...
 
 
+def index_cluster(body: Mapping[str, Any]) -> dict[str, NsName]:
+    """The cluster index's entry for a NodeCluster body: provider -> (namespace, name)."""
+    meta = body.get("metadata", {})
+    provider = str(body.get("spec", {}).get("providerRef", {}).get("name", ""))
+    return {provider: (str(meta.get("namespace") or ""), str(meta.get("name", "")))}
+
+
+class ClusterIndex(Protocol):
+    """NodeClusters by the NodeProvider they name: what kopf's index is, and the harness's.
+
+    An index, not bookkeeping kept by the NodeCluster event handler, because kopf fills
+    every index from the initial listing before it runs any handler: after a restart a
+    NodeProvider's reconcile knows every cluster that uses it from its first run, so it
+    never counts too few users (and rewrites its status, or lets go of its finalizer)
+    while the NodeClusters are still being listed. A kopf index costs a handler call per
+    NodeCluster event, which are few next to ClusterNode events.
+    """
+
+    def __contains__(self, provider: object) -> bool: ...
+    def __getitem__(self, provider: str) -> Iterable[NsName]: ...
+
+
 def provider_reason(err: ProviderError) -> Reason:
     """The reason a provider error is reported with: its type's (`ProviderError.reason`),
     never its message. A third-party error naming a word outside the vocabulary is a
@@ -245,8 +272,6 @@ class ClusterBook:
     locks: dict[NsName, asyncio.Lock] = field(default_factory=dict)
     """Held by a cluster's reconcile and by operations that change its nodes, so an
     operation's deletes and target change are seen together, never half."""
-    by_provider: dict[str, set[NsName]] = field(default_factory=dict)
-    """The clusters of each NodeProvider, woken when it changes."""
     pending_operations: set[NsName] = field(default_factory=set)
     """Clusters with unfinished operations: their events also wake the operation queue."""
     progress_written: dict[NsName, float] = field(default_factory=dict)
@@ -260,6 +285,9 @@ class ClusterBook:
     a failure repeated by every retry is reported once."""
     orphan_checks_refused: set[str] = field(default_factory=set)
     """Namespaces whose NodeClusters the API refused to show the health poll (said once)."""
+    abandoning: set[NsName] = field(default_factory=set)
+    """Clusters deleted with nodecluster.io/abandon-machines that have said so in an Event
+    (once per process: a restart in the middle says it again, which is harmless)."""
 
     def lock(self, key: NsName) -> asyncio.Lock:
         """The lock that serialises changes to one cluster's nodes."""
@@ -268,14 +296,6 @@ class ClusterBook:
             lock = self.locks[key] = asyncio.Lock()
         return lock
 
-    def track(self, key: NsName, provider: str) -> None:
-        """Cluster `key` uses `provider`."""
-        self.by_provider.setdefault(provider, set()).add(key)
-
-    def clusters_of(self, provider: str) -> set[NsName]:
-        """The clusters known to use `provider`."""
-        return self.by_provider.get(provider, set())
-
     def settle(self, key: NsName) -> None:
         """Cluster `key` has converged: no pacing to remember until it changes again."""
         self.progress_written.pop(key, None)
@@ -283,12 +303,11 @@ class ClusterBook:
     def forget(self, key: NsName) -> None:
         """Cluster `key` is gone: drop everything remembered about it."""
         self.locks.pop(key, None)
-        for clusters in self.by_provider.values():
-            clusters.discard(key)
         self.pending_operations.discard(key)
         self.progress_written.pop(key, None)
         self.poll_intervals.pop(key, None)
         self.orphans_suspected.discard(key)
+        self.abandoning.discard(key)
 
 
 def _not_found(provider: str) -> tuple[Reason, str]:
@@ -345,6 +364,8 @@ class ProviderBook:
     _reads: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
     """One Secret read per provider at a time: thousands of node reconciles find expired
     credentials at once, and all of them wait for one read instead of making their own."""
+    _holds: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    """One change of this installation's finalizer on a provider at a time (inuse.py)."""
 
     def forget(self, name: str) -> None:
         """NodeProvider `name` is gone."""
@@ -352,12 +373,32 @@ class ProviderBook:
         self.credentials.pop(name, None)
         self.errors.pop(name, None)
         self._reads.pop(name, None)
+        self._holds.pop(name, None)
 
     def problem(self, name: str) -> tuple[Reason, str] | None:
         """Why clusters of provider `name` cannot get machines, if they cannot."""
         if name not in self.specs:
             return _not_found(name)
         return self.errors.get(name)
+
+    def refuses_new_machines(self, name: str) -> tuple[Reason, str] | None:
+        """Why provider `name` gives no new machines although it serves those that exist:
+        it is being deleted (see inuse.py). None when it gives them (or is not known)."""
+        np = self.specs.get(name)
+        if np is None or np.metadata.deletion_timestamp is None:
+            return None
+        return (
+            Reason.PROVIDER_DELETING,
+            f"NodeProvider {name!r} is being deleted: it gives no new machines (its "
+            "machines are still stopped, started and deleted through it)",
+        )
+
+    def hold_lock(self, name: str) -> asyncio.Lock:
+        """The lock under which this installation's finalizer on provider `name` changes."""
+        lock = self._holds.get(name)
+        if lock is None:
+            lock = self._holds[name] = asyncio.Lock()
+        return lock
 
     def cores_by_type(self, name: str) -> dict[str, int]:
         """Cores per machine type of a provider's buckets."""
@@ -487,6 +528,7 @@ class World:
     clock: Clock
     settings: Settings
     node_index: NodeIndex
+    cluster_index: ClusterIndex
     queues: Queues
     providers: ProviderBook
     bodies: BodyCache = field(default_factory=BodyCache)
@@ -511,6 +553,26 @@ class World:
             body = await self.api.get(kind, namespace or None, name)
             self.bodies.observe(key, body)
         return body
+
+    def clusters_of(self, provider: str) -> set[NsName]:
+        """The NodeClusters (served by this installation) that name `provider`."""
+        if provider not in self.cluster_index:
+            return set()
+        return set(self.cluster_index[provider])
+
+    def loose_nodes(self, provider: str) -> list[NsName]:
+        """(namespace, name) of the ClusterNodes that name `provider` outside the NodeClusters
+        that do: made by hand, or left by a NodeCluster removed without its finalizer.
+        No NodeCluster speaks for them, so they count as users of the provider of their own.
+        O(nodes outside the provider's clusters): for a provider's reconcile, not per node."""
+        clusters = self.clusters_of(provider)
+        return [
+            (key[0], node.name)
+            for key, store in self.node_index.items()
+            if key not in clusters
+            for node in store
+            if node.provider == provider
+        ]
 
     def nodes_of(self, key: NsName) -> list[NodeView]:
         """A cluster's nodes: the watch cache corrected by in-flight changes."""

@@ -79,5 +79,8 @@ class Observed:
     """How many more machines the NodeProvider's quotas allow; None = no limit."""
     provider_problem: tuple[Reason, str] | None = None
     """(reason, message) when the provider cannot be used at all."""
+    no_new_machines: tuple[Reason, str] | None = None
+    """(reason, message) when the provider serves the machines that exist but gives no new
+    ones (it is being deleted): only creates are blocked."""
     seed: int = 0
     """Seeds the choice of new names and of the Random deletion criteria."""

@@ -320,9 +320,9 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         room = ceiling - count
         creates_needed = max(creates_needed, min(room, desired - still_updated))
 
-    if creates_needed and observed.provider_problem is not None:
-        reason, message = observed.provider_problem
-        blockers.append(Blocker(reason, message))
+    refused = observed.provider_problem or observed.no_new_machines
+    if creates_needed and refused is not None:
+        blockers.append(Blocker(*refused))
         creates_needed = 0
     # Compare with the clamped headroom: a quota lowered below usage (negative headroom)
     # blocks only when something is actually needed.

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 
+from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION
 from nodecluster.api.nodecluster import ClusterState, NodeClusterStatus
 from nodecluster.api.reasons import Reason
 from nodecluster.planning.conditions import condition
@@ -118,6 +119,33 @@ def _error_summary(nodes: list[NodeView]) -> str:
     )
 
 
+def provider_lost(declared: Declared, observed: Observed, plan: Plan) -> Blocker | None:
+    """Why the cluster can change nothing, its deletion included, when its NodeProvider does
+    not exist; None while it does (or while the cluster has nothing left to change).
+
+    A provider deleted anyway (its finalizer removed by hand, or never created) leaves the
+    cluster's machines out of reach: nothing scales, heals, stops or deletes them, and a
+    deletion of the cluster waits for ever. So even a converged cluster is not Ready then,
+    and says Stalled: a person must bring the provider back, or let the machines go. A
+    cluster with nothing left of its own (Terminated, or deleting with no node left) needs
+    no provider. A deleting one is told how to let them go (the abandon annotation).
+    """
+    problem = observed.provider_problem
+    if problem is None or problem[0] is not Reason.PROVIDER_NOT_FOUND:
+        return None
+    nodes = len(observed.nodes)
+    if plan.terminating and not nodes:
+        return None
+    if declared.deleting:
+        return Blocker(
+            problem[0],
+            f"{problem[1]}: the machines of its nodes ({nodes}) cannot be deleted; create the "
+            f"NodeProvider again, or annotate the NodeCluster {ABANDON_MACHINES_ANNOTATION}="
+            '"true" to finish deleting it without deleting them',
+        )
+    return Blocker(*problem)
+
+
 def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClusterStatus:
     """The whole status a reconcile writes."""
     nodes = list(observed.nodes)
@@ -129,7 +157,13 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
 
     converged = state in CONVERGED_STATES and plan.empty
     stall = next((b for b in plan.blockers if b.reason.stalls), None)
-    if stall is None and observed.provider_problem is not None:
+    lost = provider_lost(declared, observed, plan)
+    if lost is not None:
+        # Converged or not, nothing can be changed any more: not even its deletion.
+        stall = lost
+    elif stall is None and observed.provider_problem is not None:
+        # A misconfigured provider that still exists stops only changes: a converged
+        # cluster stays Ready meanwhile (its provider's own status says it is stalled).
         stall = None if converged else Blocker(*observed.provider_problem)
     node_errors = _node_errors(active)
     if stall is None and node_errors and state in ("Error", "PartlyDeployed"):
@@ -141,9 +175,9 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
     ready_c = condition(
         prev,
         "Ready",
-        converged and not paused,
-        Reason.CONVERGED if converged else state,
-        message,
+        converged and not paused and lost is None,
+        lost.reason if lost else (Reason.CONVERGED if converged else state),
+        lost.message if lost else message,
         generation,
         now,
     )

@@ -16,12 +16,13 @@ It needs the `testing` extra (pytest, pytest-asyncio).
 from nodecluster.clock import LoopClock
 from nodecluster.testing.contract import MakeDriver, ProviderContract, Scenario
 from nodecluster.testing.fakekube import FakeKube, Fault, Watch, WatchEvent
-from nodecluster.testing.harness import Harness, LocalNodeIndex
+from nodecluster.testing.harness import Harness, LocalClusterIndex, LocalNodeIndex
 
 __all__ = [
     "FakeKube",
     "Fault",
     "Harness",
+    "LocalClusterIndex",
     "LocalNodeIndex",
     "LoopClock",
     "MakeDriver",

@@ -3,8 +3,9 @@
 What runs is what runs in production, minus kopf: `build_world` builds the world, the
 work queues run the reconcilers, and the fake's watch events go to the same functions
 kopf calls (`controllers/events.py`), after the node index is updated as kopf updates
-its index. As with kopf, the node index is complete before any handler sees the initial
-listing, so a cluster never plans from half of its nodes; and as the startup handler does,
+its index. As with kopf, the indexes (nodes by cluster, clusters by provider) are complete
+before any handler sees the initial listing, so a cluster never plans from half of its
+nodes, nor a provider counts half of its users; and as the startup handler does,
 `start` loads every NodeProvider (`load_providers`) before delivering anything.
 
     async with Harness(fake) as harness:
@@ -31,7 +32,13 @@ from nodecluster.clock import Clock, LoopClock
 from nodecluster.controllers.assembly import build_world, load_providers
 from nodecluster.controllers.events import WATCHED
 from nodecluster.controllers.expectations import NsName
-from nodecluster.controllers.world import IndexedNode, Settings, World, index_node
+from nodecluster.controllers.world import (
+    IndexedNode,
+    Settings,
+    World,
+    index_cluster,
+    index_node,
+)
 from nodecluster.providers.registry import ProviderRegistry
 from nodecluster.testing.fakekube import FakeKube, Watch, WatchEvent
 
@@ -72,6 +79,36 @@ class LocalNodeIndex:
         return ((key, list(store.values())) for key, store in self._stores.items())
 
 
+class LocalClusterIndex:
+    """NodeClusters by provider, kept from watch events as kopf keeps its index."""
+
+    def __init__(self) -> None:
+        self._stores: dict[str, set[NsName]] = {}
+        self._entries: dict[NsName, dict[str, NsName]] = {}
+
+    def apply(self, event: WatchEvent) -> None:
+        """Update the index with one NodeCluster event: its entry replaces the one before."""
+        meta = event.body.get("metadata", {})
+        key = (str(meta.get("namespace") or ""), str(meta.get("name", "")))
+        for provider, value in self._entries.pop(key, {}).items():
+            store = self._stores[provider]
+            store.discard(value)
+            if not store:
+                del self._stores[provider]
+        if event.type == "DELETED":
+            return
+        entry = index_cluster(event.body)
+        self._entries[key] = entry
+        for provider, value in entry.items():
+            self._stores.setdefault(provider, set()).add(value)
+
+    def __contains__(self, provider: object) -> bool:
+        return provider in self._stores
+
+    def __getitem__(self, provider: str) -> Iterable[NsName]:
+        return list(self._stores[provider])
+
+
 class Harness:
     """The controllers, running on a FakeKube until the harness is stopped.
 
@@ -108,6 +145,7 @@ class Harness:
         self.clock: Clock = clock if clock is not None else LoopClock()
         self.settings = settings if settings is not None else Settings()
         self.index = LocalNodeIndex()
+        self.cluster_index = LocalClusterIndex()
         self._world: World | None = None
         self._watch: Watch | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -123,13 +161,14 @@ class Harness:
         # A LoopClock binds to the loop on its first reading; read it here, on the loop,
         # before a driver's worker thread (the simulator's file access) reads it.
         self.clock.monotonic()
-        self._world = build_world(self.settings, self.api, self.registry, self.clock, self.index)
+        self._world = build_world(
+            self.settings, self.api, self.registry, self.clock, self.index, self.cluster_index
+        )
         await load_providers(self._world)
         self._watch = self.api.watch(*WATCHED, initial=True, lag=self.watch_lag)
         initial = [e for e in self._watch.drain() if self._serves(e)]
         for event in initial:
-            if event.kind == "clusternodes":
-                self.index.apply(event)
+            self._index(event)
         if self.initial_order is None:
             for event in initial:
                 WATCHED[event.kind](self.world, None, event.body)
@@ -164,6 +203,7 @@ class Harness:
         provider state, remembering nothing."""
         await self.stop(kill=kill)
         self.index = LocalNodeIndex()
+        self.cluster_index = LocalClusterIndex()
         await self.start()
 
     async def __aenter__(self) -> Harness:
@@ -178,6 +218,13 @@ class Harness:
     ) -> None:
         await self.stop()
 
+    def _index(self, event: WatchEvent) -> None:
+        """Update the indexes with one event, before any handler sees it (as kopf does)."""
+        if event.kind == "clusternodes":
+            self.index.apply(event)
+        elif event.kind == "nodeclusters":
+            self.cluster_index.apply(event)
+
     def _serves(self, event: WatchEvent) -> bool:
         """Whether kopf would deliver the event: `settings.namespaces` as `run --namespace`
         (cluster-scoped kinds always)."""
@@ -188,8 +235,7 @@ class Harness:
         async for event in watch:
             if not self._serves(event):
                 continue
-            if event.kind == "clusternodes":
-                self.index.apply(event)
+            self._index(event)
             WATCHED[event.kind](self.world, event.type, event.body)
 
     def _queues_idle(self) -> bool:

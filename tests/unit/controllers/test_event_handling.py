@@ -29,6 +29,7 @@ from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROV
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.controllers.world import (
     NODE_FINALIZER,
+    PROVIDER_REFRESH_SECONDS,
     ProviderBook,
     Queues,
     Settings,
@@ -37,7 +38,7 @@ from nodecluster.controllers.world import (
 from nodecluster.planning.model import NodeView
 from nodecluster.providers.base import CapacityExceeded
 from nodecluster.providers.registry import ProviderRegistry
-from nodecluster.testing import FakeKube, Harness, LocalNodeIndex
+from nodecluster.testing import FakeKube, Harness, LocalClusterIndex, LocalNodeIndex, WatchEvent
 from nodecluster.testing.drivers import DriverFaults
 
 NS = "team-a"
@@ -57,7 +58,15 @@ def woken() -> Woken:
 
 
 @pytest.fixture
-async def world(fake: FakeKube, clock: LoopClock, woken: Woken) -> AsyncIterator[World]:
+def clusters() -> LocalClusterIndex:
+    """The NodeClusters by provider, as kopf's index keeps them (before any handler runs)."""
+    return LocalClusterIndex()
+
+
+@pytest.fixture
+async def world(
+    fake: FakeKube, clock: LoopClock, woken: Woken, clusters: LocalClusterIndex
+) -> AsyncIterator[World]:
     """A world whose queues record what they run instead of reconciling."""
 
     def queue(name: str) -> WorkQueue[Any]:
@@ -72,6 +81,7 @@ async def world(fake: FakeKube, clock: LoopClock, woken: Woken) -> AsyncIterator
         clock=clock,
         settings=Settings(),
         node_index=LocalNodeIndex(),
+        cluster_index=clusters,
         queues=queues,
         providers=ProviderBook(api=fake, registry=ProviderRegistry({}), clock=clock),
     )
@@ -162,13 +172,16 @@ async def test_the_echo_of_the_providers_own_write_wakes_nothing(
 
 
 async def test_a_deleted_provider_is_forgotten_and_its_clusters_are_woken(
-    world: World, woken: Woken
+    world: World, woken: Woken, clusters: LocalClusterIndex
 ) -> None:
     on_provider_event(world, "ADDED", provider())
     world.providers.credentials["sim"] = ("10", {"token": "s3cret"})
     world.providers.errors["sim"] = (Reason.INVALID_PROVIDER_CONFIG, "bad")
-    world.book.track(CLUSTER, "sim")
-    world.book.track((NS, "api"), "elsewhere")
+    clusters.apply(WatchEvent("nodeclusters", "ADDED", cluster()))
+    elsewhere = cluster()
+    elsewhere["metadata"]["name"] = "api"
+    elsewhere["spec"]["providerRef"]["name"] = "elsewhere"
+    clusters.apply(WatchEvent("nodeclusters", "ADDED", elsewhere))
     await runs(woken)
     world.queues.provider.add("sim", delay=60)  # its next poll
     woken["provider"].clear()
@@ -186,14 +199,26 @@ async def test_a_deleted_provider_is_forgotten_and_its_clusters_are_woken(
 # -- NodeCluster -----------------------------------------------------------------------------
 
 
-async def test_a_cluster_event_tracks_the_cluster_under_its_provider_and_wakes_it(
+@pytest.mark.parametrize("etype", [None, "MODIFIED"])
+async def test_a_cluster_event_remembers_its_newest_body_and_wakes_it(
+    world: World, woken: Woken, etype: str | None
+) -> None:
+    on_cluster_event(world, etype, cluster())
+
+    assert world.bodies.get(("NodeCluster", *CLUSTER)) == cluster()
+    assert await runs(woken, after=60) == {"cluster": [CLUSTER]}
+
+
+async def test_a_cluster_added_wakes_it_and_soon_its_provider_which_it_now_uses(
     world: World, woken: Woken
 ) -> None:
+    start = asyncio.get_running_loop().time()
+
     on_cluster_event(world, "ADDED", cluster())
 
-    assert world.book.clusters_of("sim") == {CLUSTER}
-    assert world.bodies.get(("NodeCluster", *CLUSTER)) == cluster()
-    assert await runs(woken) == {"cluster": [CLUSTER]}
+    assert await runs(woken, after=60) == {"cluster": [CLUSTER], "provider": ["sim"]}
+    [(_, when)] = woken["provider"]
+    assert when - start == pytest.approx(PROVIDER_REFRESH_SECONDS)
 
 
 async def test_a_cluster_event_also_wakes_the_clusters_unfinished_operations(
@@ -227,24 +252,25 @@ async def test_a_deleted_cluster_is_forgotten_everywhere(
     await runs(woken)
     world.queues.cluster.add(CLUSTER, delay=3600)  # its idle resync
     woken["cluster"].clear()
+    woken["provider"].clear()
 
     on_cluster_event(world, "DELETED", cluster())
 
     assert CLUSTER not in book.locks
-    assert book.clusters_of("sim") == set()
     assert CLUSTER not in book.progress_written
     assert CLUSTER not in book.poll_intervals
     assert CLUSTER not in book.orphans_suspected
     assert world.expectations.in_flight(CLUSTER) == 0
     assert world.bodies.get(("NodeCluster", *CLUSTER)) is None
     assert not world.queues.cluster.knows(CLUSTER)
-    assert await runs(woken, after=4000) == {}
+    # Its provider looks again: it may have been its last user.
+    assert await runs(woken, after=4000) == {"provider": ["sim"]}
 
 
 async def test_a_deleted_cluster_with_unfinished_operations_wakes_them_to_fail(
     world: World, woken: Woken
 ) -> None:
-    on_cluster_event(world, "ADDED", cluster())
+    on_cluster_event(world, "MODIFIED", cluster())
     world.book.pending_operations.add(CLUSTER)
     await runs(woken)
     woken["cluster"].clear()
@@ -253,7 +279,7 @@ async def test_a_deleted_cluster_with_unfinished_operations_wakes_them_to_fail(
     on_cluster_event(world, "DELETED", cluster())
 
     assert CLUSTER not in world.book.pending_operations
-    assert await runs(woken) == {"operation": [CLUSTER]}
+    assert (await runs(woken))["operation"] == [CLUSTER]
 
 
 # -- ClusterNode -----------------------------------------------------------------------------

@@ -20,12 +20,12 @@ from nodecluster.clock import LoopClock, SystemClock
 from nodecluster.controllers import handlers
 from nodecluster.controllers.assembly import build_world
 from nodecluster.controllers.kube import KubeClient
-from nodecluster.controllers.kubeapi import CLUSTERNODES
+from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS
 from nodecluster.controllers.world import Settings, World
 from nodecluster.providers.base import ProviderConfig
 from nodecluster.providers.identity import default_installation_id
 from nodecluster.providers.registry import ProviderRegistry
-from nodecluster.testing import FakeKube, LocalNodeIndex
+from nodecluster.testing import FakeKube, LocalClusterIndex, LocalNodeIndex
 
 NODE_BODY: dict[str, Any] = {
     "apiVersion": API_VERSION,
@@ -134,14 +134,21 @@ async def test_startup_builds_the_world_into_memo(
     settings = kopf.OperatorSettings()
     memo = kopf.Memo(peering="nodecluster")
     index = LocalNodeIndex()
+    clusters = LocalClusterIndex()
 
-    await handlers.startup(settings=settings, memo=memo, clusternodes_by_cluster=index)
+    await handlers.startup(
+        settings=settings,
+        memo=memo,
+        clusternodes_by_cluster=index,
+        nodeclusters_by_provider=clusters,
+    )
 
     world = memo["world"]
     try:
         assert isinstance(world, World)
         assert world.api is fake
         assert world.node_index is index
+        assert world.cluster_index is clusters
         assert isinstance(world.clock, SystemClock)
         # No id given: the default name and the (fake) Kubernetes cluster's identity.
         installation = default_installation_id("default", fake.cluster_identity)
@@ -173,7 +180,7 @@ async def test_cleanup_finishes_running_reconciles_then_closes_queues_drivers_an
     fake: FakeKube, clock: LoopClock, tmp_path: Path
 ) -> None:
     registry = ProviderRegistry()
-    world = build_world(Settings(), fake, registry, clock, LocalNodeIndex())
+    world = build_world(Settings(), fake, registry, clock, LocalNodeIndex(), LocalClusterIndex())
     config = ProviderConfig(name="sim", config={"path": str(tmp_path / "sim.db")}, clock=clock)
     await registry.driver_for("simulator", config)
     fake.add(CLUSTERNODES, NODE_BODY)
@@ -228,6 +235,17 @@ async def test_the_node_index_keys_each_node_by_its_namespace_and_cluster() -> N
     assert not view.has_machine
 
 
+async def test_the_cluster_index_keys_each_cluster_by_its_provider() -> None:
+    body = {
+        "metadata": {"name": "web", "namespace": "team-a"},
+        "spec": {"providerRef": {"name": "sim"}},
+    }
+
+    assert await handlers.nodeclusters_by_provider(body=kopf.Body(body)) == {
+        "sim": ("team-a", "web")
+    }
+
+
 def test_every_watched_kind_has_its_handler_registered_with_kopf() -> None:
     # kopf keeps its registrations in private attributes (kopf is pinned in pyproject).
     registry = kopf.get_default_registry()
@@ -242,7 +260,10 @@ def test_every_watched_kind_has_its_handler_registered_with_kopf() -> None:
         "operation_event": ("nodecluster.io", "v1alpha1", "nodeclusteroperations"),
     }
     indexes = {h.id: h.selector.any_name for h in registry._indexing.get_all_handlers()}
-    assert indexes == {"clusternodes_by_cluster": CLUSTERNODES.plural}
+    assert indexes == {
+        "clusternodes_by_cluster": CLUSTERNODES.plural,
+        "nodeclusters_by_provider": NODECLUSTERS.plural,
+    }
 
 
 # -- run_operator ----------------------------------------------------------------------------

@@ -329,7 +329,9 @@ async def test_a_deleted_provider_wakes_its_clusters_which_report_provider_not_f
     await harness.idle()
     assert cluster_state(fake) == "Deploying"
 
+    # Deleted anyway: its finalizer removed by hand, so nothing holds it.
     await fake.delete(NODEPROVIDERS, None, "sim")
+    await fake.patch(NODEPROVIDERS, None, "sim", {"metadata": {"finalizers": None}})
 
     # At once, not at the next look of the cluster (its safety net is 30 s) or its nodes.
     await harness.wait_for(

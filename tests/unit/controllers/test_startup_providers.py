@@ -19,7 +19,7 @@ from nodecluster.controllers import handlers
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.kubeapi import NODEPROVIDERS, KubeError
 from nodecluster.providers.identity import default_installation_id
-from nodecluster.testing import FakeKube, LocalNodeIndex
+from nodecluster.testing import FakeKube, LocalClusterIndex, LocalNodeIndex
 
 
 @pytest.fixture
@@ -41,7 +41,10 @@ def gc_restored() -> Iterator[None]:
 
 async def start(memo: kopf.Memo) -> None:
     await handlers.startup(
-        settings=kopf.OperatorSettings(), memo=memo, clusternodes_by_cluster=LocalNodeIndex()
+        settings=kopf.OperatorSettings(),
+        memo=memo,
+        clusternodes_by_cluster=LocalNodeIndex(),
+        nodeclusters_by_provider=LocalClusterIndex(),
     )
 
 
