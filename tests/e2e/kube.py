@@ -103,6 +103,14 @@ class Kube:
 
         wait_for("the CRDs established", established, timeout=60)
 
+    def installation_id(self, name: str = "default") -> str:
+        """The id an operator started with `--installation-name name` (the default) has on
+        this cluster: the name and 8 hex digits of the kube-system Namespace's uid."""
+        from nodecluster.providers.identity import default_installation_id
+
+        uid = (self.get("namespace", "kube-system") or {})["metadata"]["uid"]
+        return default_installation_id(name, uid)
+
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """One object as a dict, or None when it does not exist."""
         args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])

@@ -26,7 +26,6 @@ from kube import Kube, Operator, sample, service_account_kube, wait_for
 from scenario import Scenario
 
 import chart
-from nodecluster.providers.identity import default_installation_id
 
 RELEASE = "nodecluster-operator"
 PEERING = "nodecluster-e2e"
@@ -402,8 +401,7 @@ def test_operator_with_only_the_charts_permissions_runs_the_core_scenarios(
             lambda: kube.condition("nodeprovider", sc.provider, "Ready").get("status") == "True",
         )
         # Its installation id: the default name and this Kubernetes cluster's identity.
-        cluster_uid = (kube.get("namespace", "kube-system") or {})["metadata"]["uid"]
-        installation = default_installation_id("default", cluster_uid)
+        installation = kube.installation_id()
         provider = kube.get("nodeprovider", sc.provider) or {}
         assert list(provider["status"]["installations"]) == [installation]
         assert installation.startswith("default.") and len(installation) == len("default.") + 8

@@ -132,14 +132,15 @@ def test_a_provider_in_use_waits_for_its_clusters_then_goes(scenario: Scenario, 
     scenario.make_provider(deleteLatencySeconds=1)
     scenario.make_cluster(targetNodes=2)
     scenario.wait_converged(2)
-    held = "in-use.nodecluster.io/default"  # the finalizer of the suite's installation
+    installation = kube.installation_id()  # the suite's operator's
+    held = f"in-use.nodecluster.io/{installation}"
 
     def provider() -> dict[str, Any]:
         return kube.get("nodeprovider", scenario.provider) or {}
 
     def entry() -> dict[str, Any]:
         installations = (provider().get("status") or {}).get("installations", {})
-        return dict(installations.get("default", {}))
+        return dict(installations.get(installation, {}))
 
     wait_for("the provider held", lambda: held in provider()["metadata"].get("finalizers", []))
 
