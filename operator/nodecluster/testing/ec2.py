@@ -56,6 +56,8 @@ REGION = "us-east-1"
 TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 """moto accepts any key; these are what the tests put in a credentials Secret."""
 LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
+MOTO_SERVER = (sys.executable, "-m", "moto.server")
+"""moto's standalone server (the `moto_server` command), run by this interpreter."""
 
 
 class MotoUnavailable(RuntimeError):
@@ -84,7 +86,9 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, log_dir: Path, timeout: float = 60.0) -> MotoServer:
+    def start(
+        cls, log_dir: Path, timeout: float = 60.0, program: Sequence[str] = MOTO_SERVER
+    ) -> MotoServer:
         """Start the server and wait until it answers; MotoUnavailable (with the end of
         its log) if it exits or does not answer within `timeout` seconds."""
         log_path = log_dir / "moto_server.log"
@@ -93,7 +97,7 @@ class MotoServer:
             log: IO[bytes]
             with log_path.open("wb") as log:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                    [*program, "-H", "127.0.0.1", "-p", str(port)],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -105,8 +109,8 @@ class MotoServer:
             if "Address already in use" not in server.log_tail():
                 break
         raise MotoUnavailable(
-            f"moto's server did not start ({sys.executable} -m moto.server; is moto[server] "
-            f"installed? pip install -e '.[dev]'): {server.log_tail()}"
+            f"moto's server did not start ({' '.join(program)}; is moto[server] installed? "
+            f"pip install -e '.[dev]'):\n{server.log_tail()}"
         )
 
     def _wait_ready(self, timeout: float) -> bool:

@@ -24,9 +24,9 @@ The event loop is never held for long: the SDK's service models (megabytes of JS
 read in a worker thread before the client is built, and instances are listed in pages of
 `PAGE_SIZE`, as parsing a page happens on the loop (about a millisecond per instance).
 
-Secrets stay out of logs: the SDK logs request bodies (the user data) and signing material
-(a session token) at DEBUG, so its loggers are held at INFO whatever the operator's
-`--debug` says.
+Secrets stay out of logs: the SDK logs request bodies (the user data) and signed headers
+(a session token) at DEBUG, so its loggers are held at WARNING whatever the operator's
+`--debug` says (`SDK_LOGGERS`).
 """
 
 from __future__ import annotations
@@ -89,10 +89,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-for _sdk_logger in ("botocore", "aiobotocore"):
-    # Their DEBUG lines hold request bodies (user data) and canonical requests (tokens).
-    if logging.getLogger(_sdk_logger).getEffectiveLevel() < logging.INFO:
-        logging.getLogger(_sdk_logger).setLevel(logging.INFO)
+SDK_LOGGERS = ("botocore", "aiobotocore")
+"""Held at WARNING: their DEBUG lines hold request bodies (the user data) and the signed
+request's headers (a session token), and the operator's --debug turns the root logger to
+DEBUG. Their INFO lines (which credential source was found) are not worth the exception."""
+
+for _name in SDK_LOGGERS:
+    _sdk_log = logging.getLogger(_name)
+    if _sdk_log.level < logging.WARNING:  # NOTSET (0) included: it would follow the root
+        _sdk_log.setLevel(logging.WARNING)
 
 EC2_FAILURES = (ClientError, BotoCoreError, aiohttp.ClientError, OSError)
 """What an EC2 call raises when EC2, the network or the credentials fail (TimeoutError and

@@ -140,6 +140,7 @@ INVALID_CONFIG = frozenset(
         "UnsupportedOperation",
         "TagLimitExceeded",
         "InvalidTagKey.Malformed",
+        "NoSuchEntity",
     }
 )
 """A permission the IAM policy lacks, or an AMI, subnet, security group, key pair,
