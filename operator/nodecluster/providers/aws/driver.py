@@ -104,6 +104,21 @@ EC2_FAILURES = (ClientError, BotoCoreError, aiohttp.ClientError, OSError)
 ConnectionError are OSErrors): translated into the typed errors. Anything else is a bug
 and is left to show as one."""
 
+EC2_ACTIONS = frozenset(
+    {
+        "DescribeInstances",
+        "RunInstances",
+        "CreateTags",
+        "TerminateInstances",
+        "StopInstances",
+        "StartInstances",
+        "RebootInstances",
+    }
+)
+"""Every EC2 action the driver needs permission for (CreateTags: the tags given at launch).
+The README's IAM policy grants exactly these; tests hold the policy, this set and the calls
+the driver makes together."""
+
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 30.0
 """Seconds; shorter than the default call deadline (120 s), so a stuck connection fails as
