@@ -229,3 +229,24 @@ async def test_stop_and_start_report_the_state_ec2_answers_and_call_only_when_ne
     stub.add_response("describe_instances", listing(instance("web-1", "running")))
     stub.add_response("reboot_instances", {})
     assert (await driver.reboot("web-1")).state == "Rebooting"
+
+
+async def test_answers_without_the_tags_still_name_the_machine_and_its_owner(
+    stubbed: Stubbed,
+) -> None:
+    stub, driver = stubbed.stub, stubbed.driver
+    untagged = {k: v for k, v in instance("web-1", "pending").items() if k != "Tags"}
+    spec = machine_spec("web-1")
+    stub.add_response("describe_instances", listing())
+    stub.add_response(
+        "run_instances", {"Instances": [untagged], "ReservationId": "r-1", "OwnerId": "1"}
+    )
+    created = await driver.create(spec)
+
+    stub.add_response("describe_instances", listing())  # the tags do not find it yet,
+    stub.add_response("describe_instances", listing(untagged))  # its id does, still untagged
+    got = await driver.get("web-1")
+
+    for machine in (created, got):
+        assert (machine.name, machine.cluster) == ("web-1", CLUSTER)
+        assert dict(machine.tags) == dict(spec.tags)  # the identity the operator checks

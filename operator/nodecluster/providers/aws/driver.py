@@ -189,6 +189,9 @@ class AwsDriver:
         async with self._opening:
             if self._client is None:
                 self._client = await self._open()
+            if self._closed:  # closed while it was being opened: close it too
+                await self._stack.aclose()
+                raise Retryable(f"the aws driver of NodeProvider {self._provider!r} was closed")
         return self._client
 
     async def _open(self) -> EC2Client:
@@ -265,7 +268,10 @@ class AwsDriver:
         for reservation in response.get("Reservations", []):
             for instance in reservation.get("Instances", []):
                 if instance.get("State", {}).get("Name") in LIVE_STATES:
-                    return instance
+                    found = instance.copy()
+                    if not found.get("Tags"):  # they may lag behind the instance
+                        found["Tags"] = launch.instance.get("Tags", [])
+                    return found
         return None
 
     async def _find(self, name: str) -> InstanceTypeDef | None:
@@ -299,7 +305,10 @@ class AwsDriver:
         client = await self._ec2()
         with calling("RunInstances"):
             response = await client.run_instances(**request)
-        instance = response["Instances"][0]
+        # As launched, with the tags asked for: whether EC2's answer repeats them or not,
+        # the instance has them, and a machine is known by them.
+        instance = response["Instances"][0].copy()
+        instance["Tags"] = list(request["TagSpecifications"][0].get("Tags", []))
         state = machine_state(instance)
         if state is None or state == "Deleting":
             # EC2 answered the token with an instance of this name it had launched before
