@@ -4,11 +4,13 @@ is launched with, how far `list` reaches, paging, closing, and EC2 out of reach.
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
+from nodecluster.providers.aws import driver as aws_driver
 from nodecluster.providers.aws.driver import AwsDriver
 from nodecluster.providers.aws.instances import CLUSTER_REF_TAG, MACHINE_TAG, PROVIDER_TAG
 from nodecluster.providers.base import (
@@ -193,6 +195,23 @@ async def test_close_closes_the_sdk_client_and_later_calls_are_retryable(make: M
     assert all(s.closed for s in sessions)  # aiohttp's sessions, connections and all
     with pytest.raises(Retryable, match="closed"):
         await driver.list()
+
+
+async def test_the_sdk_models_are_read_off_the_event_loop(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_the_loop: list[bool] = []
+    load = aws_driver._load_models
+
+    def spy(session: Any) -> None:
+        on_the_loop.append(threading.current_thread() is threading.main_thread())
+        load(session)
+
+    monkeypatch.setattr(aws_driver, "_load_models", spy)
+
+    await make().list()
+
+    assert on_the_loop == [False]  # megabytes of JSON, read in a worker thread
 
 
 async def test_the_registry_builds_it_by_name_with_a_deadline_and_power_control(

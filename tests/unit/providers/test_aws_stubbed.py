@@ -47,7 +47,7 @@ class Stubbed:
 
 
 @pytest.fixture
-async def ec2() -> AsyncIterator[EC2Client]:
+async def stubbed_client() -> AsyncIterator[EC2Client]:
     config = AioConfig(retries={"mode": "standard", "total_max_attempts": 1})
     async with sdk_session().create_client(
         "ec2",
@@ -61,11 +61,13 @@ async def ec2() -> AsyncIterator[EC2Client]:
 
 
 @pytest.fixture
-def stubbed(ec2: EC2Client) -> Iterator[Stubbed]:
+def stubbed(stubbed_client: EC2Client) -> Iterator[Stubbed]:
     clock = FakeClock()
     config = {"region": "eu-west-1", "subnets": SUBNETS, "imageId": "ami-0123456789abcdef0"}
-    driver = AwsDriver(ProviderConfig(name="aws", config=config, clock=clock), client=ec2)
-    with AioStubber(ec2) as stub:
+    driver = AwsDriver(
+        ProviderConfig(name="aws", config=config, clock=clock), client=stubbed_client
+    )
+    with AioStubber(stubbed_client) as stub:
         yield Stubbed(driver, stub, clock)
         stub.assert_no_pending_responses()
 
