@@ -252,3 +252,15 @@ async def test_answers_without_the_tags_still_name_the_machine_and_its_owner(
     for machine in (created, got):
         assert (machine.name, machine.cluster) == ("web-1", CLUSTER)
         assert dict(machine.tags) == dict(spec.tags)  # the identity the operator checks
+
+
+async def test_of_two_instances_of_one_name_the_first_launched_is_the_machine(
+    stubbed: Stubbed,
+) -> None:
+    # Possible only where ClientTokens are ignored (moto) and two creates raced.
+    first = instance("web-1", instance_id="i-0000000000000000a")
+    second = instance("web-1", instance_id="i-0000000000000000b")
+    second["NetworkInterfaces"][0]["Attachment"]["AttachTime"] = FIRST_LAUNCH + timedelta(seconds=5)
+    stubbed.stub.add_response("describe_instances", listing(second, first))
+
+    assert (await stubbed.driver.get("web-1")).provider_id.endswith("i-0000000000000000a")

@@ -56,6 +56,7 @@ from nodecluster.providers.aws.instances import (
     PROVIDER_TAG,
     STATES,
     client_token,
+    first_launch,
     instance_tags,
     machine_state,
     tags_of,
@@ -281,7 +282,7 @@ class AwsDriver:
             self._launched.pop(name, None)  # visible now: the tags will keep finding it
             # One at most, unless a create raced another without a token (moto): the
             # oldest is the one a retry would have returned.
-            return min(instances, key=lambda i: (i.get("LaunchTime") is None, i.get("LaunchTime")))
+            return min(instances, key=first_launch)
         launch = self._recent().get(name)
         return None if launch is None else await self._by_id(launch)
 
