@@ -13,7 +13,8 @@ WORKDIR /src
 # Metadata first, so that a code change does not invalidate the dependency layer.
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN pip install . \
+# With the `aws` extra: the EC2 driver (aiobotocore) is part of the image.
+RUN pip install '.[aws]' \
  && python -m compileall -q /opt/venv
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -9,7 +9,7 @@ fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
 if [[ ! -f .venv/.installed || pyproject.toml -nt .venv/.installed ]] \
-   || ! python -c 'import nodecluster, pytest, mypy, ruff' 2>/dev/null; then
+   || ! python -c 'import nodecluster, pytest, mypy, ruff, aiobotocore, moto' 2>/dev/null; then
   _venv_say "installing the project and its dev tools into .venv"
   python -m pip install --quiet --upgrade pip
   python -m pip install --quiet -e ".[dev]"

@@ -21,6 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 
 import chart
 
+# EC2 on moto's standalone server, for the aws driver's tests (nodecluster.testing.ec2, so
+# that the end-to-end suite can share them): `moto_server` per session, `ec2` per test.
+from nodecluster.testing.ec2 import ec2, moto_server
+
 REQUIRE_TOOLS = "NODECLUSTER_REQUIRE_TOOLS"
 
 
@@ -34,6 +38,8 @@ def find_tool(name: str) -> str | None:
     """chart.find_tool, once per name: it runs tools/build-control-plane to ask."""
     return chart.find_tool(name)
 
+
+__all__ = ["ec2", "moto_server"]
 
 _skipped: list[str] = []
 """Node ids of tests under tests/unit that skipped in this session."""
