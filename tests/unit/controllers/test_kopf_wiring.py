@@ -302,6 +302,7 @@ def test_run_operator_watches_every_namespace_standalone_by_default(
         "installation_id": None,
         "installation_name": "default",
         "namespaces": [],
+        "nodes": False,
     }
 
 
@@ -324,6 +325,7 @@ def test_run_operator_serves_the_given_namespaces_with_peering_and_a_probe(
         "installation_id": None,
         "installation_name": "default",
         "namespaces": ["team-a", "team-b"],
+        "nodes": False,
     }
     assert kwargs == {
         "clusterwide": False,
