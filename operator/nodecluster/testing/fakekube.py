@@ -34,6 +34,14 @@ What behaves as on the real server (checked by that honesty test):
   whose every owner is gone are deleted (and, as the garbage collector does, references
   to gone owners are removed from dependents that keep another owner).
 
+- evictions (`evict`) as the eviction subresource decides them against the
+  PodDisruptionBudgets stored (pods not running or already deleting ignore the budget; an
+  unobserved budget is a 429, one allowing nothing a 429 with the `DisruptionBudget`
+  cause, two budgets a 500), and the graceful deletion of a pod bound to a Node: it stays
+  terminating for its kubelet (`vanish`) unless its grace period is 0; pods listed by
+  field selector (`spec.nodeName=`). The budget's status is a test's to set: the
+  disruption controller is not modelled.
+
 What it deliberately does not do: validate or prune against the CRD schemas (the CRDs
 are tested on their own), managedFields and server-side apply, namespaces (every
 namespace exists), admission and RBAC, set-based label selectors. Garbage collection
