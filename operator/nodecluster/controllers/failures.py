@@ -9,11 +9,18 @@ where people look before the reconcile is retried with backoff:
   403, 404, 422 — RBAC, admission, a bad value), else `Degraded` (retried: 409, 429, 5xx,
   timeouts, anything unexpected), with the server's message;
 - on a ClusterNode, its `Ready` condition and `status.message`;
+- on a NodeClusterOperation, `Stalled` or `Degraded` as on a NodeCluster, and its
+  `status.message`, its phase unchanged: it is retried until its timeout, which is the
+  only thing (besides a refusal) that fails it (`report_operation_failure`, called by the
+  operation controller itself: its queue is keyed by cluster, and only it knows which
+  operation was running);
 - on every kind, one Warning Event per distinct failure: a failure repeated by every
   retry is reported once, and reported again only when it changes or after it cleared.
+  Where the object's status already shows the failure, that is the memory, so a restarted
+  operator neither posts it again nor rewrites anything.
 
 A successful reconcile writes the status its controller derives, which replaces the
-failure's condition.
+failure's condition (an operation's next successful step sets it False: `cleared`).
 """
 
 from __future__ import annotations
@@ -21,15 +28,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from nodecluster import API_VERSION
 from nodecluster.api.common import Condition
+from nodecluster.api.operation import NodeClusterOperation
 from nodecluster.api.reasons import Reason
-from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, Kind, KubeError
+from nodecluster.clock import rfc3339
+from nodecluster.controllers.kubeapi import (
+    CLUSTERNODES,
+    NODECLUSTERS,
+    OPERATIONS,
+    Kind,
+    KubeError,
+)
 from nodecluster.controllers.workqueue import Backoff
-from nodecluster.controllers.world import World
+from nodecluster.controllers.world import ProviderUnavailable, World, provider_reason
 from nodecluster.planning.conditions import condition
+from nodecluster.providers.base import ProviderError
 
 K = TypeVar("K")
 
@@ -41,8 +58,18 @@ REFUSED = frozenset({400, 403, 404, 422})
 KINDS: dict[str, Kind] = {"NodeCluster": NODECLUSTERS, "ClusterNode": CLUSTERNODES}
 
 
+FAILING = ("Stalled", "Degraded")
+"""The condition types a failure sets True (see `failing_condition`)."""
+RESTING: dict[str, Reason] = {"Stalled": Reason.PROGRESSING, "Degraded": Reason.AS_EXPECTED}
+"""The reason each of them gives once False again."""
+
+
 def classify(err: BaseException) -> tuple[Reason, str]:
     """The reason a failure is reported with, and its message."""
+    if isinstance(err, ProviderUnavailable):
+        return err.reason, err.message
+    if isinstance(err, ProviderError):
+        return provider_reason(err), str(err)
     if isinstance(err, KubeError):
         if err.status in REFUSED:
             return (
@@ -84,12 +111,19 @@ async def report(world: World, kind: str, key: Any, reason: Reason, message: str
         "kind": kind,
         "metadata": {"name": name, "namespace": namespace or None},
     }
+    said = message
     try:
         if kind in KINDS:
             involved = await _write_condition(world, kind, namespace, name, reason, message)
+        elif kind == "NodeClusterOperation":
+            # Keyed by cluster, and failed before it knew which operation runs (listing
+            # them): said on the cluster, as `kubectl describe` shows it (with its uid).
+            said = f"the operations of this cluster cannot run: {message}"
+            involved = {**involved, "kind": "NodeCluster"}
+            involved = await world.api.get(NODECLUSTERS, namespace, name)
     except KubeError as err:
         log.warning("%s %s/%s: could not report %s: %s", kind, namespace, name, reason, err)
-    await world.api.event(involved, "Warning", reason, message)
+    await world.api.event(involved, "Warning", reason, said)
     world.book.failures[(kind, key)] = (reason, message)
 
 
@@ -125,3 +159,86 @@ async def _write_condition(
     )
     world.bodies.wrote(cache_key, patched)
     return patched
+
+
+def failing_condition(reason: Reason) -> str:
+    """Stalled for what needs a person, Degraded for what passes by itself."""
+    return "Stalled" if reason.stalls else "Degraded"
+
+
+def shows_failure(conditions: list[Condition], reason: Reason, message: str) -> bool:
+    """Whether conditions already say this failure (it was reported before)."""
+    ctype = failing_condition(reason)
+    return any(
+        c.type == ctype and c.status == "True" and c.reason == reason and c.message == message
+        for c in conditions
+    )
+
+
+def cleared(conditions: list[Condition], generation: int | None, now: datetime) -> list[Condition]:
+    """Conditions with every failure set False again (unchanged if none is True): what a
+    successful step of an operation writes, in the write it makes anyway."""
+    return [
+        condition(conditions, c.type, False, RESTING[c.type], "", generation, now)
+        if c.type in FAILING and c.status == "True"
+        else c
+        for c in conditions
+    ]
+
+
+async def report_operation_failure(
+    world: World, op: NodeClusterOperation, start_time: datetime | None, err: BaseException
+) -> str:
+    """Write a failure of an operation's step on the operation, and post one Event for it;
+    the message to back off with.
+
+    `op` is the operation as last recorded. The patch carries only what the failure
+    changes (conditions, message, and the start time if the failed step was its first, so
+    that its timeout runs): a step may have recorded more than `op` shows (an intent whose
+    answer was lost), and that must stay. An operation whose status already shows the
+    failure, or whose failure this process reported, is not written nor announced again.
+    """
+    reason, message = classify(err)
+    log.debug("operation %s/%s failed", op.metadata.namespace, op.metadata.name, exc_info=err)
+    namespace, name = op.metadata.namespace or "default", op.metadata.name
+    book_key = ("NodeClusterOperation", (namespace, name))
+    if world.book.failures.get(book_key) == (reason, message) or shows_failure(
+        op.status.conditions, reason, message
+    ):
+        return f"{reason}: {message}"
+    now = world.now()
+    generation = op.metadata.generation
+    ctype = failing_condition(reason)
+    previous = op.status.conditions
+    conditions = [c for c in previous if c.type != ctype] + [
+        condition(previous, ctype, True, reason, message, generation, now)
+    ]
+    patch: dict[str, Any] = {
+        "message": f"retrying after a failure ({reason}): {message}",
+        "conditions": [
+            c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in conditions
+        ],
+    }
+    if op.status.start_time is None and start_time is not None:
+        patch["startTime"] = rfc3339(start_time)
+    try:
+        await world.api.patch(OPERATIONS, namespace, name, {"status": patch}, status=True)
+    except KubeError as patch_err:
+        log.warning(
+            "NodeClusterOperation %s/%s: could not report %s: %s",
+            namespace,
+            name,
+            reason,
+            patch_err,
+        )
+    body = op.model_dump(by_alias=True, mode="json")
+    await world.api.event(body, "Warning", reason, message)
+    world.book.failures[book_key] = (reason, message)
+    return f"{reason}: {message}"
+
+
+def forget_operation_failure(world: World, op: NodeClusterOperation) -> None:
+    """A step of the operation succeeded: a failure like the last is news again."""
+    world.book.failures.pop(
+        ("NodeClusterOperation", (op.metadata.namespace or "default", op.metadata.name)), None
+    )

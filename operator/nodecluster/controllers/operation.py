@@ -48,6 +48,11 @@ from nodecluster.api.operation import (
 from nodecluster.clock import rfc3339
 from nodecluster.controllers.clusternode import identity_of, machine_name_of
 from nodecluster.controllers.expectations import NsName
+from nodecluster.controllers.failures import (
+    cleared,
+    forget_operation_failure,
+    report_operation_failure,
+)
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
@@ -56,6 +61,7 @@ from nodecluster.controllers.kubeapi import (
     KubeNotFound,
     status_patch,
 )
+from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import ProviderUnavailable, World
 from nodecluster.planning.model import CLUSTER_LABEL, POWER_HOLD_ANNOTATION
 from nodecluster.planning.operations import (
@@ -153,7 +159,8 @@ async def advance(world: World, op: NodeClusterOperation) -> float | None:
 
     Past its deadline an operation takes no step: it fails with what its last step was
     waiting for (that step looked at most a poll interval ago, as a wait never ends after
-    the deadline)."""
+    the deadline). A step that fails (an API call refused or failing, a bug) is reported
+    on the operation and retried with backoff (failures.py); its phase stays as it was."""
     now = world.now()
     status = op.status.model_copy(deep=True)
     if status.phase in (None, "Pending"):
@@ -162,28 +169,36 @@ async def advance(world: World, op: NodeClusterOperation) -> float | None:
     deadline = (status.start_time or now) + timedelta(seconds=timeout)
     scope: OperationScope | None = None
     try:
-        if now >= deadline:
-            outcome: Outcome = timed_out(op.spec.action, status, timeout)
+        try:
+            if now >= deadline:
+                outcome: Outcome = timed_out(op.spec.action, status, timeout)
+            else:
+                cluster = await read_cluster(world, op)
+                scope = OperationScope(
+                    op=op, cluster=cluster, status=status, now=now, deadline=deadline
+                )
+                outcome = await ACTIONS[op.spec.action](world, scope)
+        except OperationRefused as refused:
+            outcome = Finished("Failed", str(refused))
+        recorded = scope.op if scope is not None else op
+        again: float | None = None
+        status.conditions = cleared(status.conditions, op.metadata.generation, now)
+        if isinstance(outcome, Finished):
+            status.phase, status.message = outcome.phase, outcome.message
+            if outcome.nodes is not None:
+                status.nodes = outcome.nodes
+            status.completion_time = now
         else:
-            cluster = await read_cluster(world, op)
-            scope = OperationScope(
-                op=op, cluster=cluster, status=status, now=now, deadline=deadline
-            )
-            outcome = await ACTIONS[op.spec.action](world, scope)
-    except OperationRefused as refused:
-        outcome = Finished("Failed", str(refused))
-    recorded = scope.op if scope is not None else op
-    again: float | None = None
-    if isinstance(outcome, Finished):
-        status.phase, status.message = outcome.phase, outcome.message
-        if outcome.nodes is not None:
-            status.nodes = outcome.nodes
-        status.completion_time = now
-    else:
-        again = max(0.0, min(outcome.again, (deadline - now).total_seconds()))
-    await write_status(world, recorded, status)
-    if status.phase in ("Succeeded", "Failed") and op.status.phase != status.phase:
-        await announce(world, op, status)
+            again = max(0.0, min(outcome.again, (deadline - now).total_seconds()))
+        await write_status(world, recorded, status)
+        if status.phase in ("Succeeded", "Failed") and op.status.phase != status.phase:
+            await announce(world, op, status)
+    except Exception as err:
+        recorded = scope.op if scope is not None else op
+        raise Backoff(
+            await report_operation_failure(world, recorded, status.start_time, err)
+        ) from err
+    forget_operation_failure(world, op)
     return again
 
 
@@ -550,6 +565,9 @@ async def scale(world: World, scope: OperationScope) -> Outcome:
         status.message = f"target {previous} -> {target}"
         world.queues.cluster.add(scope.key)
         return Waiting(WAIT_POLL_SECONDS)
+    # Said again on every look (a write only if it changed): after a failed step, whose
+    # message said the failure, this says what the operation waits for once more.
+    status.message = f"target {status.previous_target} -> {status.new_target}"
     if (nc.status.observed_generation or 0) < (status.cluster_generation or 0):
         return Waiting(WAIT_POLL_SECONDS)
     stalled = next(

@@ -295,7 +295,9 @@ async def test_an_operation_whose_status_write_fails_is_retried_and_still_ends(
 
     assert fault.fired == 1
     outcomes = [c.status for c in fake.calls_of("patch_status", "nodeclusteroperations", "check")]
-    assert outcomes == [500, 200]
+    assert outcomes == [500, 200, 200], "failed, the failure written, then the retry"
+    degraded = [c["status"] for s in statuses(fake, "check") for c in s.get("conditions", [])]
+    assert degraded == ["True", "False"], "said while it failed, cleared with the retry"
     assert status["phase"] == "Succeeded"
     assert sorted(results(status)) == names
     assert len(events(fake, "check", "OperationSucceeded")) == 1
