@@ -9,6 +9,10 @@ where people look before the reconcile is retried with backoff:
   403, 404, 422 — RBAC, admission, a bad value), else `Degraded` (retried: 409, 429, 5xx,
   timeouts, anything unexpected), with the server's message;
 - on a ClusterNode, its `Ready` condition and `status.message`;
+- on a NodeProvider (cluster-scoped, shared by every installation on the API server), this
+  installation's entry of `status.installations` (NotReady, with the reason and message),
+  and the top-level phase, `Ready` and `Stalled` only where this installation writes them
+  (the smallest id: `nodeprovider.installation_status_patch`, the one rule for both);
 - on a NodeClusterOperation, `Stalled` or `Degraded` as on a NodeCluster, and its
   `status.message`, its phase unchanged: it is retried until its timeout, which is the
   only thing (besides a refusal) that fails it (`report_operation_failure`, called by the
@@ -33,16 +37,19 @@ from typing import Any, TypeVar
 
 from nodecluster import API_VERSION
 from nodecluster.api.common import Condition
+from nodecluster.api.nodeprovider import NodeProvider, NodeProviderStatus
 from nodecluster.api.operation import NodeClusterOperation
 from nodecluster.api.reasons import Reason
 from nodecluster.clock import rfc3339
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
+    NODEPROVIDERS,
     OPERATIONS,
     Kind,
     KubeError,
 )
+from nodecluster.controllers.nodeprovider import installation_status_patch
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import ProviderUnavailable, World, provider_reason
 from nodecluster.planning.conditions import condition
@@ -103,7 +110,8 @@ def reporting(
 
 async def report(world: World, kind: str, key: Any, reason: Reason, message: str) -> None:
     """Write a failure on the object, and post one Event for it (once per failure)."""
-    if world.book.failures.get((kind, key)) == (reason, message):
+    repeated = world.book.failures.get((kind, key)) == (reason, message)
+    if repeated and kind != "NodeProvider":
         return  # reported already: the retries say nothing new
     namespace, name = ("", key) if isinstance(key, str) else key
     involved: dict[str, Any] = {
@@ -115,6 +123,11 @@ async def report(world: World, kind: str, key: Any, reason: Reason, message: str
     try:
         if kind in KINDS:
             involved = await _write_condition(world, kind, namespace, name, reason, message)
+        elif kind == "NodeProvider":
+            involved, shown = await _write_provider_failure(world, name, reason, message, repeated)
+            if shown or repeated:  # said already (before a restart, too: its entry says so)
+                world.book.failures[(kind, key)] = (reason, message)
+                return
         elif kind == "NodeClusterOperation":
             # Keyed by cluster, and failed before it knew which operation runs (listing
             # them): said on the cluster, as `kubectl describe` shows it (with its uid).
@@ -159,6 +172,67 @@ async def _write_condition(
     )
     world.bodies.wrote(cache_key, patched)
     return patched
+
+
+async def _write_provider_failure(
+    world: World, name: str, reason: Reason, message: str, repeated: bool
+) -> tuple[dict[str, Any], bool]:
+    """Write a failure in this installation's view of a NodeProvider; the body, and whether
+    that view said it already.
+
+    A failure repeated by a retry is written again only where another installation wrote
+    over it (the top-level fields, from a view read before this one's entry existed), never
+    where this installation's own reconcile did: that reconcile got as far as its status
+    write (it is what failed after it), and writing over it on every retry would make both
+    rewrite the status, and announce it Ready, over and over."""
+    cache_key = ("NodeProvider", "", name)
+    body = world.bodies.get(cache_key) or await world.api.get(NODEPROVIDERS, None, name)
+    old = NodeProvider.model_validate(body).status
+    installation = world.settings.installation_id
+    mine = old.installations.get(installation)
+    shown = (
+        mine is not None
+        and mine.phase == "NotReady"
+        and (mine.reason, mine.message) == (reason, message)
+    )
+    if repeated and not shown:
+        return body, shown
+    failing = provider_failure(old, installation, reason, message, world.now())
+    patch, _ = installation_status_patch(installation, old, failing, reason, message)
+    if patch is not None:
+        body = await world.api.patch(NODEPROVIDERS, None, name, patch, status=True)
+        world.bodies.wrote(cache_key, body)
+    return body, shown
+
+
+def provider_failure(
+    old: NodeProviderStatus, installation: str, reason: Reason, message: str, now: datetime
+) -> NodeProviderStatus:
+    """A NodeProvider's status as one installation sees it while its reconcile fails: what
+    it saw before (generation, usage), NotReady for `reason`; Stalled if that needs a
+    person. The reconcile's next success derives the status afresh, which replaces it."""
+    mine = old.installations.get(installation)
+    seen = mine if mine is not None else old
+    generation = seen.observed_generation
+    stalled = reason.stalls
+    return NodeProviderStatus(
+        observed_generation=generation,
+        phase="NotReady",
+        nodes=seen.nodes,
+        cores=seen.cores,
+        conditions=[
+            condition(old.conditions, "Ready", False, reason, message, generation, now),
+            condition(
+                old.conditions,
+                "Stalled",
+                stalled,
+                reason,
+                message if stalled else "",
+                generation,
+                now,
+            ),
+        ],
+    )
 
 
 def failing_condition(reason: Reason) -> str:
