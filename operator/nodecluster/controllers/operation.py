@@ -64,6 +64,7 @@ from nodecluster.controllers.kubeapi import (
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import ProviderUnavailable, World
 from nodecluster.planning.model import CLUSTER_LABEL, POWER_HOLD_ANNOTATION
+from nodecluster.planning.nodestatus import SETTLING_STATES
 from nodecluster.planning.operations import (
     NodeFacts,
     OperationRefused,
@@ -309,7 +310,8 @@ async def read_cluster(world: World, op: NodeClusterOperation) -> NodeCluster:
 async def check_nodes(world: World, scope: OperationScope) -> Outcome:
     """Check: ask the provider about every chosen node; wake the broken ones' controllers."""
     chosen = choose(scope.op, await list_nodes(world, scope.op), require=False)
-    results = await asyncio.gather(*(ask_provider(world, n) for n in chosen))
+    looks = await asyncio.gather(*(ask_provider(world, n) for n in chosen))
+    results = [look.result for look in looks]
     bad = sum(1 for r in results if r.result == "Error")
     for n in chosen:
         world.queues.node.add((scope.key[0], n.metadata.name))
@@ -317,14 +319,43 @@ async def check_nodes(world: World, scope: OperationScope) -> Outcome:
 
 
 async def recover_nodes(world: World, scope: OperationScope) -> Outcome:
-    """Recover: apply the health policy's recovery to the chosen nodes that are broken."""
+    """Recover: apply the health policy's recovery to the chosen nodes that are broken.
+
+    Only to nodes the provider was asked about and answered for: a node whose machine
+    could not be looked at is not known to be broken. When the provider fails to answer
+    for a passing reason, every node is asked again (the operation waits, within its
+    timeout); when it cannot answer at all (the NodeProvider is gone or misconfigured),
+    the operation fails having recovered none. A node still being created, or whose
+    machine is settling (provisioning, starting, rebooting), is not broken either: it is
+    left to finish (the health policy's startup timeout watches it)."""
     refuse_if_paused(scope)
     chosen = choose(scope.op, await list_nodes(world, scope.op), require=False)
     # Ask the provider, not the cache: a Recover right after a failure must not wait for
     # the next health poll to notice it.
-    checks = await asyncio.gather(*(ask_provider(world, n) for n in chosen))
+    looks = await asyncio.gather(*(ask_provider(world, n) for n in chosen))
+    unknowable = [(n, look) for n, look in zip(chosen, looks, strict=True) if look.unknowable]
+    if unknowable:
+        raise OperationRefused(
+            f"could not check the nodes, so none was recovered: {unknowable[0][1].result.message}"
+        )
+    unknown = [(n, look) for n, look in zip(chosen, looks, strict=True) if look.unknown]
+    if unknown:
+        first, look = unknown[0]
+        scope.status.phase = "Pending"
+        scope.status.message = (
+            f"could not check {len(unknown)} of {len(chosen)} nodes "
+            f"({first.metadata.name}: {look.result.message}); asking again"
+        )
+        return Waiting(WAIT_POLL_SECONDS)
+    settling = {
+        n.metadata.name: why
+        for n, look in zip(chosen, looks, strict=True)
+        if (why := settling_because(n, look)) is not None
+    }
     broken = [
-        n for n, c in zip(chosen, checks, strict=True) if c.result == "Error" or not healthy(n)
+        n
+        for n, look in zip(chosen, looks, strict=True)
+        if n.metadata.name not in settling and (look.result.result == "Error" or not healthy(n))
     ]
     recovery = scope.cluster.spec.policies.health.recovery
     if broken and recovery == "None":
@@ -341,7 +372,11 @@ async def recover_nodes(world: World, scope: OperationScope) -> Outcome:
         for n in broken
     ]
     results += [
-        NodeResult(name=n.metadata.name, result="OK", message="healthy")
+        NodeResult(
+            name=n.metadata.name,
+            result="OK",
+            message=settling.get(n.metadata.name, "healthy"),
+        )
         for n in chosen
         if n not in broken
     ]
@@ -675,26 +710,62 @@ def healthy(node: ClusterNode) -> bool:
     )
 
 
-async def ask_provider(world: World, node: ClusterNode) -> NodeResult:
+@dataclass(frozen=True)
+class MachineLook:
+    """What the provider said of a node's machine: the node's result, and for Recover
+    whether the machine was looked at at all."""
+
+    result: NodeResult
+    state: str | None = None
+    """The machine's state, when the provider answered with it."""
+    unknown: bool = False
+    """The provider failed to answer, for a reason that passes (asking again may work)."""
+    unknowable: bool = False
+    """The provider cannot be asked (gone, misconfigured) or refuses the question."""
+
+
+NODE_SETTLING_STATES = frozenset({"Pending", "Provisioning", "Starting", "Stopping", "Rebooting"})
+"""The node's own states on the way to where it was asked to be (status.state)."""
+
+
+def settling_because(node: ClusterNode, look: MachineLook) -> str | None:
+    """Why a node is not broken but on its way (None: it is not settling)."""
+    if node.status.provider_id is None and node.status.machine_name is None:
+        return "no machine yet: being created, left to settle"
+    if look.state in SETTLING_STATES:
+        return f"machine is {look.state}: not broken, left to settle"
+    if node.status.state is None or node.status.state in NODE_SETTLING_STATES:
+        return f"node is {node.status.state or 'Pending'}: not broken, left to settle"
+    return None
+
+
+async def ask_provider(world: World, node: ClusterNode) -> MachineLook:
     """Ask the provider itself (not the cache) how the machine is."""
     name = node.metadata.name
     try:
         driver = await world.providers.driver(node.spec.provider_ref.name)
         machine = await driver.get(machine_name_of(world, node))
     except NotFound:
-        return NodeResult(
-            name=name, result="Error", message="machine does not exist at the provider"
+        return MachineLook(
+            NodeResult(name=name, result="Error", message="machine does not exist at the provider")
         )
-    except (ProviderUnavailable, ProviderError) as err:
-        return NodeResult(name=name, result="Error", message=str(err))
+    except ProviderUnavailable as err:
+        result = NodeResult(name=name, result="Error", message=str(err))
+        return MachineLook(result, unknown=not err.reason.stalls, unknowable=err.reason.stalls)
+    except ProviderError as err:
+        result = NodeResult(name=name, result="Error", message=str(err))
+        return MachineLook(result, unknown=err.retryable, unknowable=not err.retryable)
     refused = ownership_problem(identity_of(world, node), machine)
     if refused is not None:
-        return NodeResult(
-            name=name, result="Error", message=f"machine is not this node's: {refused}"
+        return MachineLook(
+            NodeResult(name=name, result="Error", message=f"machine is not this node's: {refused}")
         )
     ok = machine.state == node.spec.power_state
-    return NodeResult(
-        name=name, result="OK" if ok else "Error", message=f"machine is {machine.state}"
+    return MachineLook(
+        NodeResult(
+            name=name, result="OK" if ok else "Error", message=f"machine is {machine.state}"
+        ),
+        state=machine.state,
     )
 
 
