@@ -45,6 +45,7 @@ from nodecluster.api.operation import (
     NodeResult,
     OperationAction,
 )
+from nodecluster.api.reasons import reason_of
 from nodecluster.clock import rfc3339
 from nodecluster.controllers.clusternode import identity_of, machine_name_of
 from nodecluster.controllers.expectations import NsName
@@ -72,7 +73,15 @@ from nodecluster.planning.operations import (
     new_target,
     select_nodes,
 )
-from nodecluster.providers.base import NotFound, PowerControl, ProviderError
+from nodecluster.providers.base import (
+    CapacityExceeded,
+    NotFound,
+    PowerControl,
+    ProviderError,
+    QuotaExceeded,
+    Retryable,
+    Unauthorized,
+)
 from nodecluster.providers.identity import ownership_problem
 
 WAIT_POLL_SECONDS = 5.0
@@ -531,7 +540,12 @@ def await_power(
         if node is None:
             results.append(NodeResult(name=r.name, result="Error", message="node disappeared"))
         elif node.status.message and node.status.observed_generation == node.metadata.generation:
-            results.append(NodeResult(name=r.name, result="Error", message=node.status.message))
+            if retried(node):
+                message = f"retrying: {node.status.message}"
+                results.append(NodeResult(name=r.name, result="Pending", message=message))
+            else:
+                message = node.status.message
+                results.append(NodeResult(name=r.name, result="Error", message=message))
         elif power_done(action, node, status.start_time):
             results.append(
                 NodeResult(name=r.name, result="OK", message=f"machine is {node.status.state}")
@@ -551,6 +565,21 @@ def await_power(
         f"{action}: {len(results) - errors} OK, {errors} failed",
         results,
     )
+
+
+RETRIED_REASONS = frozenset(
+    error.reason for error in (Retryable, Unauthorized, CapacityExceeded, QuotaExceeded)
+)
+"""The reasons of the provider errors that are retryable (`providers/base.py`): a node
+reporting one is retried by its controller with backoff, and gets there a moment later
+(a throttled API, a rotated key, capacity back), so a power action waits for it (within
+its timeout) instead of failing it."""
+
+
+def retried(node: ClusterNode) -> bool:
+    """Whether the error a node reports is one its controller retries (see above)."""
+    ready = next((c for c in node.status.conditions if c.type == "Ready"), None)
+    return ready is not None and reason_of(ready.reason) in RETRIED_REASONS
 
 
 def power_done(action: OperationAction, node: ClusterNode, started: datetime | None) -> bool:

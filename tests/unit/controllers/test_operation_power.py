@@ -25,7 +25,7 @@ from test_operations import (
 from nodecluster.clock import LoopClock
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS
 from nodecluster.planning.model import POWER_HOLD_ANNOTATION
-from nodecluster.providers.base import ProviderError
+from nodecluster.providers.base import ProviderError, Retryable
 from nodecluster.testing import FakeKube, Harness
 from nodecluster.testing.drivers import DriverFaults
 
@@ -219,3 +219,38 @@ async def test_a_node_whose_provider_refuses_the_stop_fails_the_operation(
     }
     assert status["message"] == "StopNodes: 1 OK, 1 failed"
     assert faults.count("stop", names[0]) >= 1
+
+
+async def test_a_passing_provider_error_on_a_stop_is_retried_and_the_stop_succeeds(
+    fake: FakeKube, harness: Harness, inventory: Path, faults: DriverFaults, clock: LoopClock
+) -> None:
+    names = await deploy(fake, harness, inventory)
+    throttled = faults.fail("stop", Retryable("the cloud API is throttling"), name=names[0])
+
+    await operate(fake, "stop", "StopNodes", nodes={"names": names[:2]})
+    status = await finished(fake, harness, "stop")
+
+    assert throttled.fired == 1
+    assert status["phase"] == "Succeeded", status["message"]
+    assert results(status) == dict.fromkeys(names[:2], ("OK", "machine is Stopped"))
+    assert ("Pending", "retrying: the cloud API is throttling") in [
+        results(s).get(names[0]) for s in statuses(fake, "stop")
+    ]
+    assert machines(inventory, clock) == dict.fromkeys(names[:2], "Stopped") | {names[2]: "Running"}
+
+
+async def test_a_start_the_provider_keeps_failing_in_passing_ends_at_the_timeout_saying_why(
+    fake: FakeKube, harness: Harness, inventory: Path, faults: DriverFaults
+) -> None:
+    names = await deploy(fake, harness, inventory)
+    await stopped(fake, harness, names[:1])
+    faults.fail("start", Retryable("the cloud API is throttling"), name=names[0], times=None)
+
+    await operate(fake, "start", "StartNodes", nodes={"names": names[:1]}, timeoutSeconds=120)
+    status = await finished(fake, harness, "start")
+
+    assert status["phase"] == "Failed"
+    assert status["message"] == "timed out after 120s waiting for 1 of 1 nodes to start"
+    assert results(status) == {
+        names[0]: ("Error", "timed out; retrying: the cloud API is throttling")
+    }
