@@ -135,6 +135,14 @@ class NodeClusterOperationStatus(CamelModel):
     new_target: int | None = Field(
         default=None, description="For scaling: the target the operation set."
     )
+    reboot_requested_at: datetime | None = Field(
+        default=None,
+        description=(
+            "For RebootNodes: the reboot request written on each node "
+            "(spec.rebootRequestedAt), recorded before it is written; a node has rebooted "
+            "for this operation once its status.lastRebootTime is at or after it."
+        ),
+    )
     nodes: list[NodeResult] = Field(
         default_factory=list, max_length=10000, description="Per-node results."
     )

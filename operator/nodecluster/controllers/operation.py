@@ -369,6 +369,11 @@ async def recover_nodes(world: World, scope: OperationScope) -> Outcome:
     recovery = scope.cluster.spec.policies.health.recovery
     if broken and recovery == "None":
         raise OperationRefused("the health policy's recovery is None: nothing may be done")
+    if recovery == "Reboot" and rebooted_this_second(broken, scope.now):
+        # A request of this second would be no newer than that reboot (request_reboots).
+        scope.status.phase = "Pending"
+        scope.status.message = "waiting for the second of the nodes' last reboot to pass"
+        return Waiting(1.0)
     async with world.book.lock(scope.key):
         for n in broken:
             if recovery == "Recreate":
@@ -450,9 +455,9 @@ async def replace_nodes(world: World, scope: OperationScope) -> Outcome:
     )
 
 
-def power_patch(action: OperationAction, now: datetime) -> dict[str, Any]:
-    """What a power action writes on each chosen node (a new dict each time: the API
-    client may keep or change what it is given)."""
+def power_patch(action: OperationAction) -> dict[str, Any]:
+    """What StopNodes or StartNodes writes on each chosen node (a new dict each time: the
+    API client may keep or change what it is given). RebootNodes: `request_reboots`."""
     if action == "StopNodes":
         return {
             "metadata": {"annotations": {POWER_HOLD_ANNOTATION: "Stopped"}},
@@ -463,7 +468,7 @@ def power_patch(action: OperationAction, now: datetime) -> dict[str, Any]:
             "metadata": {"annotations": {POWER_HOLD_ANNOTATION: None}},
             "spec": {"powerState": "Running"},
         }
-    return {"spec": {"rebootRequestedAt": rfc3339(now)}}
+    raise ValueError(f"{action} is no power state")
 
 
 async def power_nodes(world: World, scope: OperationScope) -> Outcome:
@@ -478,6 +483,8 @@ async def power_nodes(world: World, scope: OperationScope) -> Outcome:
     nodes = await list_nodes(world, scope.op)
     status = scope.status
     if status.phase == "Running":
+        if scope.action == "RebootNodes":
+            await ask_to_reboot(world, nodes, status)
         return await_power(scope.action, nodes, status)
     refuse_unpowerable(scope)
     chosen = choose(scope.op, nodes, require=True)
@@ -502,14 +509,66 @@ async def power_nodes(world: World, scope: OperationScope) -> Outcome:
             f"the driver of NodeProvider {provider!r} has no power control: it cannot stop, "
             "start or reboot machines"
         )
+    if scope.action == "RebootNodes":
+        return await request_reboots(world, scope, chosen)
     for n in chosen:
-        await patch_node(world, n, power_patch(scope.action, scope.now))
+        await patch_node(world, n, power_patch(scope.action))
     status.phase = "Running"
     status.nodes = [
         NodeResult(name=n.metadata.name, result="Pending", message="requested") for n in chosen
     ]
     status.message = f"{scope.action}: waiting for {len(chosen)} nodes"
     return Waiting(WAIT_POLL_SECONDS)
+
+
+async def request_reboots(
+    world: World, scope: OperationScope, chosen: list[ClusterNode]
+) -> Outcome:
+    """RebootNodes: record the request, then write it on each chosen node.
+
+    A node reboots when its `spec.rebootRequestedAt` is newer than its last reboot
+    (`status.lastRebootTime`), and these have whole seconds: a request written in the
+    second of the node's last reboot would be no newer, and neither carried out nor told
+    apart from that reboot. So a request is made only in a second after every chosen
+    node's last reboot (the operation waits for the clock to turn), and it is recorded
+    (`status.rebootRequestedAt`) before it is written on the nodes: an attempt that fails
+    after asking some nodes, or a restart, finds it and asks the rest with the same
+    request, instead of a newer one that would reboot the nodes asked already once more.
+    """
+    status = scope.status
+    if rebooted_this_second(chosen, scope.now):
+        status.phase = "Pending"
+        status.message = "waiting for the second of the nodes' last reboot to pass"
+        return Waiting(1.0)
+    status.phase = "Running"
+    status.reboot_requested_at = scope.now
+    status.nodes = [
+        NodeResult(name=n.metadata.name, result="Pending", message="requested") for n in chosen
+    ]
+    status.message = f"{scope.action}: waiting for {len(chosen)} nodes"
+    await record_intent(world, scope)
+    await ask_to_reboot(world, chosen, status)
+    return Waiting(WAIT_POLL_SECONDS)
+
+
+def rebooted_this_second(nodes: list[ClusterNode], now: datetime) -> bool:
+    """Whether any of the nodes was last rebooted in this second (or later)."""
+    return any(n.status.last_reboot_time and n.status.last_reboot_time >= now for n in nodes)
+
+
+async def ask_to_reboot(
+    world: World, nodes: list[ClusterNode], status: NodeClusterOperationStatus
+) -> None:
+    """Write the recorded reboot request on each of the operation's nodes not asked yet
+    (none, once they all were: no write)."""
+    requested = status.reboot_requested_at
+    if requested is None:
+        return  # recorded by an earlier version, which asked the nodes before recording
+    pending = {r.name for r in status.nodes if r.result == "Pending"}
+    for n in nodes:
+        asked = n.spec.reboot_requested_at
+        if n.metadata.name in pending and (asked is None or asked < requested):
+            await patch_node(world, n, {"spec": {"rebootRequestedAt": rfc3339(requested)}})
 
 
 def refuse_unpowerable(scope: OperationScope) -> None:
@@ -546,7 +605,7 @@ def await_power(
             else:
                 message = node.status.message
                 results.append(NodeResult(name=r.name, result="Error", message=message))
-        elif power_done(action, node, status.start_time):
+        elif power_done(action, node, status.reboot_requested_at or status.start_time):
             results.append(
                 NodeResult(name=r.name, result="OK", message=f"machine is {node.status.state}")
             )
@@ -582,15 +641,18 @@ def retried(node: ClusterNode) -> bool:
     return ready is not None and reason_of(ready.reason) in RETRIED_REASONS
 
 
-def power_done(action: OperationAction, node: ClusterNode, started: datetime | None) -> bool:
-    """Whether a node has done what a power action asked of it."""
+def power_done(action: OperationAction, node: ClusterNode, requested: datetime | None) -> bool:
+    """Whether a node has done what a power action asked of it (a reboot: one carried out
+    at or after the operation's request)."""
     if action == "StopNodes":
         return node.status.state == "Stopped"
     if action == "StartNodes":
         return node.status.state == "Running" and bool(node.status.ready)
     last = node.status.last_reboot_time
     return (
-        node.status.state == "Running" and last is not None and (started is None or last >= started)
+        node.status.state == "Running"
+        and last is not None
+        and (requested is None or last >= requested)
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from test_operations import (
@@ -20,7 +22,7 @@ from test_operations import (
     results,
 )
 
-from nodecluster.clock import LoopClock
+from nodecluster.clock import LoopClock, rfc3339
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS
 from nodecluster.providers.base import Retryable
 from nodecluster.testing import FakeKube, Harness
@@ -312,3 +314,32 @@ async def test_recover_without_its_provider_fails_and_recreates_nothing(
     assert len(fake.calls_of("delete", "clusternodes")) == deletes
     assert node_names(fake) == names
     assert machines(inventory, clock) == dict.fromkeys(names, "Running")
+
+
+async def test_recover_reboots_a_node_broken_in_the_second_of_its_last_reboot(
+    fake: FakeKube, harness: Harness, inventory: Path, faults: DriverFaults, clock: LoopClock
+) -> None:
+    names = await deploy(fake, harness, inventory, policies={"health": {"recovery": "Reboot"}})
+    await asyncio.sleep(1 - clock.now().microsecond / 1e6 + 0.01)  # early in a second
+    second = rfc3339(clock.now())
+    await fake.patch(CLUSTERNODES, NS, names[0], {"spec": {"rebootRequestedAt": second}})
+    await harness.wait_for(
+        lambda: node(fake, names[0])["status"].get("lastRebootTime") == second, within=0.5
+    )
+    break_machine(inventory, names[0])
+
+    await operate(fake, "recover", "Recover")
+    status = await finished(fake, harness, "recover")
+
+    assert status["startTime"] == second, "the operation started in that same second"
+    assert results(status)[names[0]] == ("OK", "rebooted: was Running")
+    # Asked by the Recover in the next second (not left to the cluster's remediation).
+    asked = [
+        c.body["spec"].get("rebootRequestedAt")
+        for c in fake.history
+        if c.kind == "clusternodes" and c.body["metadata"]["name"] == names[0]
+    ]
+    requests = sorted({a for a in asked if a is not None})
+    next_second = rfc3339(datetime.fromisoformat(second) + timedelta(seconds=1))
+    assert requests[:2] == [second, next_second]
+    await harness.wait_for(lambda: faults.count("reboot", names[0]) >= 2, what="rebooted again")
