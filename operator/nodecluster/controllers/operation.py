@@ -59,6 +59,7 @@ from nodecluster.controllers.kubeapi import (
     NODECLUSTERS,
     OPERATIONS,
     KubeConflict,
+    KubeError,
     KubeNotFound,
     status_patch,
 )
@@ -202,7 +203,7 @@ async def advance(world: World, op: NodeClusterOperation) -> float | None:
             again = max(0.0, min(outcome.again, (deadline - now).total_seconds()))
         await write_status(world, recorded, status)
         if status.phase in ("Succeeded", "Failed") and op.status.phase != status.phase:
-            await announce(world, op, status)
+            await announce(world, op, status, scope.cluster if scope is not None else None)
     except Exception as err:
         recorded = scope.op if scope is not None else op
         raise Backoff(
@@ -743,19 +744,33 @@ async def write_status(
 
 
 async def announce(
-    world: World, op: NodeClusterOperation, status: NodeClusterOperationStatus
+    world: World,
+    op: NodeClusterOperation,
+    status: NodeClusterOperationStatus,
+    cluster: NodeCluster | None,
 ) -> None:
-    """An Event on the operation and on its cluster: what was done, and how it ended."""
+    """An Event on the operation and on its cluster: what was done, and how it ended.
+
+    Each names its object by uid (and resourceVersion), as `kubectl describe` selects
+    Events by it: the cluster as this step read it, else (a step that did not read it: a
+    timeout) as read now; one that does not exist gets an Event by name only."""
     etype = "Normal" if status.phase == "Succeeded" else "Warning"
     body = op.model_dump(by_alias=True, mode="json")
     await world.api.event(
         body, etype, f"Operation{status.phase}", f"{op.spec.action}: {status.message}"
     )
-    cluster_body = {
+    cluster_body: dict[str, Any] = {
         "apiVersion": op.api_version,
         "kind": "NodeCluster",
         "metadata": {"name": op.spec.cluster_name, "namespace": op.metadata.namespace},
     }
+    if cluster is not None:
+        cluster_body = cluster.model_dump(by_alias=True, mode="json")
+    else:
+        with contextlib.suppress(KubeError):
+            cluster_body = await world.api.get(
+                NODECLUSTERS, op.metadata.namespace, op.spec.cluster_name
+            )
     await world.api.event(
         cluster_body,
         etype,

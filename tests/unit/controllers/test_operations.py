@@ -323,6 +323,26 @@ async def test_a_finished_operation_is_announced_on_itself_and_on_its_cluster(
     ]
     assert on_cluster[0]["involvedObject"]["kind"] == "NodeCluster"
     assert on_cluster[0]["involvedObject"]["namespace"] == NS
+    # `kubectl describe` selects the Events of an object by its uid too.
+    assert (
+        on_op[0]["involvedObject"]["uid"] == fake.stored(OPERATIONS, NS, "check")["metadata"]["uid"]
+    )
+    assert on_cluster[0]["involvedObject"]["uid"] == cluster(fake)["metadata"]["uid"]
+    assert on_cluster[0]["involvedObject"]["resourceVersion"]
+
+
+async def test_a_timed_out_operation_is_announced_on_its_cluster_by_uid(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    names = await deploy(
+        fake, harness, inventory, provider={"config": {"powerLatencySeconds": 600}}
+    )
+
+    await operate(fake, "stop", "StopNodes", nodes={"names": names[:1]}, timeoutSeconds=30)
+    assert (await finished(fake, harness, "stop"))["phase"] == "Failed"
+
+    [event] = fake.events_about("web", reason="OperationFailed")
+    assert event["involvedObject"]["uid"] == cluster(fake)["metadata"]["uid"]
 
 
 async def test_a_finished_operation_is_not_run_again(
