@@ -70,6 +70,7 @@ from nodecluster.planning.nodestatus import SETTLING_STATES
 from nodecluster.planning.operations import (
     NodeFacts,
     OperationRefused,
+    chooses_nodes,
     cooldown_left,
     new_target,
     select_nodes,
@@ -800,7 +801,15 @@ def node_facts(node: ClusterNode) -> NodeFacts:
 
 
 def choose(op: NodeClusterOperation, nodes: list[ClusterNode], require: bool) -> list[ClusterNode]:
-    """The nodes `spec.nodes` picks; refused if `require` and none matches."""
+    """The nodes `spec.nodes` picks; refused if `require` and none matches, or if it gives
+    no criterion (the API server refuses such an operation; one stored before that rule
+    must not act on every node either)."""
+    if require and not chooses_nodes(op.spec.nodes):
+        raise OperationRefused(
+            f"{op.spec.action} acts only on the nodes spec.nodes chooses, and it chooses none "
+            "(give names, providerIds, addresses or selector.matchLabels): only Check and "
+            "Recover act on every node"
+        )
     names = {f.name for f in select_nodes([node_facts(n) for n in nodes], op.spec.nodes)}
     chosen = [n for n in nodes if n.metadata.name in names]
     if require and not chosen:

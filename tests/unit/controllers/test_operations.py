@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, get_args
 
+import pytest
 from conftest import provider_body
 
 from nodecluster.api.operation import OperationAction
@@ -361,3 +362,37 @@ async def test_a_finished_operation_is_not_run_again(
     assert op_status(fake, "check") == status
     assert len(fake.calls_of("list", "nodeclusteroperations")) == gets
     assert len(fake.events_about("check")) == 1
+
+
+NODE_ACTIONS = ["RemoveNodes", "ReplaceNodes", "StopNodes", "StartNodes", "RebootNodes"]
+
+
+@pytest.mark.parametrize("nodes", [None, {}, {"names": []}, {"selector": {"matchLabels": {}}}])
+@pytest.mark.parametrize("action", NODE_ACTIONS)
+async def test_a_node_action_that_names_no_nodes_is_refused_and_changes_nothing(
+    fake: FakeKube,
+    harness: Harness,
+    inventory: Path,
+    clock: LoopClock,
+    action: str,
+    nodes: dict[str, Any] | None,
+) -> None:
+    # The API server refuses these (a CEL rule); one stored before the rule, or on a
+    # server without it, must not act on every node either.
+    names = await deploy(fake, harness, inventory)
+    spec = {} if nodes is None else {"nodes": nodes}
+
+    await operate(fake, "op", action, **spec)
+    status = await finished(fake, harness, "op", within=10)
+
+    assert status["phase"] == "Failed"
+    assert status["message"] == (
+        f"{action} acts only on the nodes spec.nodes chooses, and it chooses none (give "
+        "names, providerIds, addresses or selector.matchLabels): only Check and Recover "
+        "act on every node"
+    )
+    assert node_names(fake) == names
+    assert target(fake) == 3
+    assert not fake.calls_of("patch", "clusternodes")
+    assert not fake.calls_of("delete", "clusternodes")
+    assert machines(inventory, clock) == dict.fromkeys(names, "Running")
