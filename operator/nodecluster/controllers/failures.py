@@ -47,6 +47,7 @@ from nodecluster.controllers.kubeapi import (
     NODEPROVIDERS,
     OPERATIONS,
     Kind,
+    KubeConflict,
     KubeError,
 )
 from nodecluster.controllers.nodeprovider import installation_status_patch
@@ -268,9 +269,11 @@ async def report_operation_failure(
 
     `op` is the operation as last recorded. The patch carries only what the failure
     changes (conditions, message, and the start time if the failed step was its first, so
-    that its timeout runs): a step may have recorded more than `op` shows (an intent whose
-    answer was lost), and that must stay. An operation whose status already shows the
-    failure, or whose failure this process reported, is not written nor announced again.
+    that its timeout runs), on that version of the operation only (its resourceVersion is
+    the patch's precondition): a step may have recorded more than `op` shows (a write whose
+    answer was lost: an intent, or the operation's end), and that must stay. An operation
+    whose status already shows the failure, or whose failure this process reported, is not
+    written nor announced again.
     """
     reason, message = classify(err)
     log.debug("operation %s/%s failed", op.metadata.namespace, op.metadata.name, exc_info=err)
@@ -295,8 +298,13 @@ async def report_operation_failure(
     }
     if op.status.start_time is None and start_time is not None:
         patch["startTime"] = rfc3339(start_time)
+    body: dict[str, Any] = {"status": patch}
+    if op.metadata.resource_version:
+        body["metadata"] = {"resourceVersion": op.metadata.resource_version}
     try:
-        await world.api.patch(OPERATIONS, namespace, name, {"status": patch}, status=True)
+        await world.api.patch(OPERATIONS, namespace, name, body, status=True)
+    except KubeConflict:
+        pass  # it moved on (a write whose answer was lost): the retry reads it afresh
     except KubeError as patch_err:
         log.warning(
             "NodeClusterOperation %s/%s: could not report %s: %s",
@@ -305,8 +313,7 @@ async def report_operation_failure(
             reason,
             patch_err,
         )
-    body = op.model_dump(by_alias=True, mode="json")
-    await world.api.event(body, "Warning", reason, message)
+    await world.api.event(op.model_dump(by_alias=True, mode="json"), "Warning", reason, message)
     world.book.failures[book_key] = (reason, message)
     return f"{reason}: {message}"
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,6 +52,7 @@ from nodecluster.clock import rfc3339
 from nodecluster.controllers.clusternode import identity_of, machine_name_of
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.failures import (
+    REFUSED,
     cleared,
     forget_operation_failure,
     report_operation_failure,
@@ -85,6 +88,8 @@ from nodecluster.providers.base import (
     Unauthorized,
 )
 from nodecluster.providers.identity import ownership_problem
+
+log = logging.getLogger(__name__)
 
 WAIT_POLL_SECONDS = 5.0
 """Safety-net requeue while an operation waits for nodes; events usually come first."""
@@ -202,9 +207,13 @@ async def advance(world: World, op: NodeClusterOperation) -> float | None:
             status.completion_time = now
         else:
             again = max(0.0, min(outcome.again, (deadline - now).total_seconds()))
-        await write_status(world, recorded, status)
         if status.phase in ("Succeeded", "Failed") and op.status.phase != status.phase:
+            # Announced before it is recorded: once recorded, the operation is never looked
+            # at again, so an Event meant to follow a write whose answer was lost (or a
+            # kill right after it) would never be posted. Named after the operation, so a
+            # retry's post of it is none.
             await announce(world, op, status, scope.cluster if scope is not None else None)
+        await write_status(world, recorded, status)
     except Exception as err:
         recorded = scope.op if scope is not None else op
         raise Backoff(
@@ -265,8 +274,13 @@ async def record_intent(world: World, scope: OperationScope) -> None:
     """Write the step about to be taken before taking it (the target it sets, the nodes
     it removes): a retry after any failure, a lost answer or a restart finds the step
     and recognises what of it already happened, instead of doing it again."""
-    await write_status(world, scope.op, scope.status)
-    scope.op = scope.op.model_copy(update={"status": scope.status.model_copy(deep=True)})
+    version = await write_status(world, scope.op, scope.status)
+    # The operation as recorded now: a failure later in this step is written on this
+    # version of it (failures.report_operation_failure).
+    meta = scope.op.metadata.model_copy(update={"resource_version": version})
+    scope.op = scope.op.model_copy(
+        update={"status": scope.status.model_copy(deep=True), "metadata": meta}
+    )
 
 
 async def apply_target(world: World, scope: OperationScope, previous: int, new: int) -> int:
@@ -730,18 +744,23 @@ test checks that none is missing."""
 
 async def write_status(
     world: World, op: NodeClusterOperation, status: NodeClusterOperationStatus
-) -> None:
-    """One status patch, only when something changed."""
+) -> str:
+    """One status patch, only when something changed; the resourceVersion the operation
+    has after it."""
     old, new = op.status.wire(), status.wire()
-    if old != new:
-        with contextlib.suppress(KubeNotFound):
-            await world.api.patch(
-                OPERATIONS,
-                op.metadata.namespace,
-                op.metadata.name,
-                status_patch(old, new),
-                status=True,
-            )
+    if old == new:
+        return op.metadata.resource_version
+    try:
+        patched = await world.api.patch(
+            OPERATIONS,
+            op.metadata.namespace,
+            op.metadata.name,
+            status_patch(old, new),
+            status=True,
+        )
+    except KubeNotFound:
+        return op.metadata.resource_version
+    return str(patched.get("metadata", {}).get("resourceVersion", ""))
 
 
 async def announce(
@@ -752,14 +771,18 @@ async def announce(
 ) -> None:
     """An Event on the operation and on its cluster: what was done, and how it ended.
 
+    Each Event is named after the operation, its uid and how it ended, so posting it again
+    (a retry after a lost answer, a restart between posting and recording) posts nothing:
+    one Event each, exactly. A post that fails in passing fails the step, which is retried;
+    one the API server refuses (no permission for Events) is logged and left: an Event is
+    a courtesy to people and must not keep an operation from ending.
+
     Each names its object by uid (and resourceVersion), as `kubectl describe` selects
     Events by it: the cluster as this step read it, else (a step that did not read it: a
     timeout) as read now; one that does not exist gets an Event by name only."""
     etype = "Normal" if status.phase == "Succeeded" else "Warning"
+    reason = f"Operation{status.phase}"
     body = op.model_dump(by_alias=True, mode="json")
-    await world.api.event(
-        body, etype, f"Operation{status.phase}", f"{op.spec.action}: {status.message}"
-    )
     cluster_body: dict[str, Any] = {
         "apiVersion": op.api_version,
         "kind": "NodeCluster",
@@ -772,12 +795,31 @@ async def announce(
             cluster_body = await world.api.get(
                 NODECLUSTERS, op.metadata.namespace, op.spec.cluster_name
             )
-    await world.api.event(
-        cluster_body,
-        etype,
-        f"Operation{status.phase}",
-        f"{op.metadata.name} ({op.spec.action}): {status.message}",
-    )
+    for involved, about, message in (
+        (body, op.metadata.name, f"{op.spec.action}: {status.message}"),
+        (
+            cluster_body,
+            op.spec.cluster_name,
+            f"{op.metadata.name} ({op.spec.action}): {status.message}",
+        ),
+    ):
+        name = announcement_name(op, about, str(involved.get("kind")), status.phase or "")
+        try:
+            await world.api.post_event(name, involved, etype, reason, message)
+        except KubeError as err:
+            if err.status not in REFUSED:
+                raise
+            log.warning("could not post event %s on %s: %s", reason, about, err)
+
+
+def announcement_name(op: NodeClusterOperation, about: str, kind: str, phase: str) -> str:
+    """The name of the Event that says how an operation ended, about one object: the
+    object's name (as the API server's own Event names start) and a digest of the
+    operation's identity, the object's kind and the phase. A valid name whatever the
+    operation is called (at most 253 characters)."""
+    identity = op.metadata.uid or f"{op.metadata.namespace}/{op.metadata.name}"
+    digest = hashlib.sha256(f"{identity}/{kind}/{phase}".encode()).hexdigest()[:16]
+    return f"{about[:200]}.{digest}"
 
 
 async def list_nodes(world: World, op: NodeClusterOperation) -> list[ClusterNode]:
