@@ -25,6 +25,11 @@ ends at `spec.timeoutSeconds` after its start: at that deadline it fails, saying
 was still waiting for, without taking another step; a wait is never set to end after the
 deadline. A scaling cooldown counts as part of the operation, and one that outlasts the
 deadline is refused at once rather than waited out only to time out.
+
+A step that fails (an API call refused or failing, a bug) changes no phase: it is written on
+the operation (Stalled or Degraded, and its message: `failures.report_operation_failure`)
+and retried until the timeout. How an operation ended is announced exactly once, by Events
+posted before its end is recorded, under names of its own (`announce`).
 """
 
 from __future__ import annotations
