@@ -38,6 +38,11 @@ def test_scale_out_changes_the_target_and_waits_for_convergence(
     assert (st["previousTarget"], st["newTarget"]) == (2, 4)
     assert _time(st["startTime"]) <= _time(st["completionTime"])
     scenario.wait_converged(4)
+    # Where people look: `kubectl describe` of the operation and of its cluster (which
+    # select Events by the object's uid) show how it ended.
+    for kind, obj in (("nodeclusteroperation", name), ("nodecluster", "workers")):
+        described = scenario.kube.kubectl("describe", kind, obj, "-n", scenario.ns).stdout
+        assert "OperationSucceeded" in described, f"kubectl describe {kind}: {described}"
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kube import Kube, wait_for
+from kube import SAMPLES, Kube, sample, wait_for
 from scenario import Scenario, operation_sample
 
 
@@ -214,6 +214,41 @@ def test_an_operation_timeout_cannot_be_added_or_changed(scenario: Scenario, kub
 
         assert proc.returncode != 0, name
         assert "immutable" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "action", ["RemoveNodes", "ReplaceNodes", "StopNodes", "StartNodes", "RebootNodes"]
+)
+@pytest.mark.parametrize(
+    "nodes",
+    [None, {}, {"names": []}, {"selector": {"matchLabels": {}}}],
+    ids=["absent", "empty", "no-names", "empty-selector"],
+)
+def test_a_node_action_that_chooses_no_nodes_is_refused(
+    scenario: Scenario, kube: Kube, action: str, nodes: dict[str, Any] | None
+) -> None:
+    # Without a criterion these would act on every node of the cluster.
+    op = operation_sample("check")
+    op["metadata"].update(name="no-nodes", namespace=scenario.ns)
+    op["spec"]["action"] = action
+    if nodes is not None:
+        op["spec"]["nodes"] = nodes
+
+    proc = kube.apply(op, check=False)
+
+    assert proc.returncode != 0, "the API server accepted a node action choosing no nodes"
+    assert "spec.nodes: Required value" in proc.stderr, proc.stderr
+    assert "only Check and Recover act on every node" in proc.stderr
+
+
+def test_every_operation_sample_is_accepted(scenario: Scenario, kube: Kube) -> None:
+    paths = sorted((SAMPLES / "operations").glob("*.yaml"))
+    assert len(paths) == 9
+    for path in paths:
+        op = sample(f"operations/{path.name}")
+        op["metadata"]["namespace"] = scenario.ns
+        proc = kube.apply(op, check=False)
+        assert proc.returncode == 0, f"{path.name}: {proc.stderr}"
 
 
 def test_unknown_provider_is_reported_as_stalled(scenario: Scenario, kube: Kube) -> None:

@@ -707,6 +707,30 @@ async def test_a_refused_event_is_logged_not_raised(
     assert "could not post event Unhealthy on web" in caplog.text
 
 
+async def test_a_named_event_is_stored_once_under_its_name(fake: FakeKube) -> None:
+    involved = await fake.create(NODECLUSTERS, NS, cluster())
+
+    await fake.post_event("web.abc", involved, "Normal", "OperationSucceeded", "first")
+    revision = fake.revision
+    await fake.post_event("web.abc", involved, "Normal", "OperationSucceeded", "again")
+
+    [event] = fake.events_about("web")
+    assert event["metadata"]["name"] == "web.abc"
+    assert event["message"] == "first"
+    assert fake.revision == revision, "the second post changed nothing"
+    assert [c.status for c in fake.calls_of("event")] == [201, 409]
+
+
+async def test_a_named_event_that_fails_raises(fake: FakeKube) -> None:
+    fake.fail("event", "events", 503, after_effect=True)
+    involved = await fake.create(NODECLUSTERS, NS, cluster())
+
+    with pytest.raises(KubeError):
+        await fake.post_event("web.abc", involved, "Normal", "OperationSucceeded", "done")
+
+    assert len(fake.events) == 1, "posted; only the answer was lost"
+
+
 # -- faults ---------------------------------------------------------------------------------
 
 

@@ -484,6 +484,44 @@ async def test_a_failed_event_is_logged_never_raised(
     assert client.writes == 1
 
 
+async def test_a_named_event_is_created_under_its_name(
+    server: ApiServer, client: KubeClient
+) -> None:
+    involved = {"kind": "NodeClusterOperation", "metadata": {"name": "op", "namespace": "team-a"}}
+
+    await client.post_event("op.0123abcd", involved, "Normal", "OperationSucceeded", "done")
+
+    request = only(server)
+    assert (request.method, request.path) == ("POST", "/api/v1/namespaces/team-a/events")
+    assert request.body["metadata"] == {"name": "op.0123abcd", "namespace": "team-a"}
+    assert request.body["reason"] == "OperationSucceeded"
+    assert client.writes == 1
+
+
+async def test_a_named_event_posted_before_is_left_as_it_is(
+    server: ApiServer, client: KubeClient
+) -> None:
+    server.answer("POST", "/api/v1/namespaces/team-a/events", 409, {"reason": "AlreadyExists"})
+    involved = {"kind": "NodeClusterOperation", "metadata": {"name": "op", "namespace": "team-a"}}
+
+    await client.post_event("op.0123abcd", involved, "Normal", "OperationSucceeded", "done")
+
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("status", [403, 503])
+async def test_a_named_event_that_fails_raises_for_its_caller_to_decide(
+    server: ApiServer, client: KubeClient, status: int
+) -> None:
+    server.answer("POST", "/api/v1/namespaces/team-a/events", status, "no")
+    involved = {"kind": "NodeClusterOperation", "metadata": {"name": "op", "namespace": "team-a"}}
+
+    with pytest.raises(KubeError) as failed:
+        await client.post_event("op.0123abcd", involved, "Normal", "OperationSucceeded", "done")
+
+    assert failed.value.status == status
+
+
 # -- the writes counter, closing -------------------------------------------------------------
 
 

@@ -67,13 +67,48 @@ class NodeFilter(CamelModel):
     )
 
 
+NODE_ACTIONS: tuple[OperationAction, ...] = (
+    "RemoveNodes",
+    "ReplaceNodes",
+    "StopNodes",
+    "StartNodes",
+    "RebootNodes",
+)
+"""The actions that act only on the nodes `spec.nodes` chooses: without a criterion they
+would act on every node, which only Check and Recover do (they change nothing that is
+well, so "every node" is a safe default for them, and for these it never is)."""
+
+NODES_REQUIRED = (
+    f"{', '.join(NODE_ACTIONS[:-1])} and {NODE_ACTIONS[-1]} act only on the nodes spec.nodes "
+    "chooses: give names, providerIds, addresses or selector.matchLabels (only Check and "
+    "Recover act on every node)"
+)
+
+_CHOOSES_NODES = " || ".join(
+    [
+        "(has(self.nodes.names) && size(self.nodes.names) > 0)",
+        "(has(self.nodes.providerIds) && size(self.nodes.providerIds) > 0)",
+        "(has(self.nodes.addresses) && size(self.nodes.addresses) > 0)",
+        "(has(self.nodes.selector) && has(self.nodes.selector.matchLabels)"
+        " && size(self.nodes.selector.matchLabels) > 0)",
+    ]
+)
+
+
 class NodeClusterOperationSpec(CamelModel):
     """The action requested. Immutable once created."""
 
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
-                {"rule": "self == oldSelf", "message": "spec is immutable: create a new operation"}
+                {"rule": "self == oldSelf", "message": "spec is immutable: create a new operation"},
+                {
+                    "rule": f"!(self.action in {list(NODE_ACTIONS)}) "
+                    f"|| (has(self.nodes) && ({_CHOOSES_NODES}))",
+                    "message": NODES_REQUIRED,
+                    "fieldPath": ".nodes",
+                    "reason": "FieldValueRequired",
+                },
             ]
         }
     }
@@ -134,6 +169,14 @@ class NodeClusterOperationStatus(CamelModel):
     )
     new_target: int | None = Field(
         default=None, description="For scaling: the target the operation set."
+    )
+    reboot_requested_at: datetime | None = Field(
+        default=None,
+        description=(
+            "For RebootNodes: the reboot request written on each node "
+            "(spec.rebootRequestedAt), recorded before it is written; a node has rebooted "
+            "for this operation once its status.lastRebootTime is at or after it."
+        ),
     )
     nodes: list[NodeResult] = Field(
         default_factory=list, max_length=10000, description="Per-node results."

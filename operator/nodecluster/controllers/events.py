@@ -65,7 +65,9 @@ def on_cluster_event(world: World, type: str | None, body: Mapping[str, Any]) ->
 
 
 def on_node_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
-    """Wake the node's own reconcile, and (debounced) its cluster's."""
+    """Count what the node holds of its provider (the index took the event already), wake
+    the node's own reconcile, and (debounced) its cluster's."""
+    world.usage.observe_body(type, body)
     namespace, name = _meta(body)
     key = (namespace, name)
     cluster = str(body.get("spec", {}).get("clusterName", ""))

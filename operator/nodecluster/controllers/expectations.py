@@ -11,6 +11,7 @@ the expectations of writes that did not happen.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -49,7 +50,7 @@ class Expectations:
         self._tidy(key)
 
     def in_flight(self, key: NsName) -> int:
-        """Creates and deletes of cluster `key` not yet confirmed (for tests and debugging)."""
+        """Creates and deletes of cluster `key` not yet confirmed."""
         return len(self._creates.get(key, {})) + len(self._deletes.get(key, {}))
 
     def creates_in_flight(self) -> Iterator[tuple[NsName, NodeView]]:
@@ -128,18 +129,34 @@ class Expectations:
 
 @dataclass
 class MachineReservations:
-    """Machines being created, per provider: (node key) -> machine type."""
+    """Machines being created, per provider: (node key) -> machine type.
+
+    Up to `Settings.concurrency` creates are in flight at once, so how many of each type a
+    provider has reserved is kept as they come and go (`types`): a quota check reads the
+    count instead of walking every reservation before each create."""
 
     by_provider: dict[str, dict[NodeKey, str]] = field(default_factory=dict)
+    types: dict[str, Counter[str]] = field(default_factory=dict)
+    """provider -> machine type -> reservations: the counts of `by_provider`."""
 
     def add(self, provider: str, key: NodeKey, machine_type: str) -> None:
         """Hold room for the machine of node `key`."""
+        self.discard(provider, key)
         self.by_provider.setdefault(provider, {})[key] = machine_type
+        self.types.setdefault(provider, Counter())[machine_type] += 1
 
     def discard(self, provider: str, key: NodeKey) -> None:
         """The create failed, or the node cache shows the machine."""
         held = self.by_provider.get(provider)
-        if held is not None:
-            held.pop(key, None)
-            if not held:
-                del self.by_provider[provider]
+        if held is None:
+            return
+        machine_type = held.pop(key, None)
+        if machine_type is None:
+            return
+        types = self.types[provider]
+        types[machine_type] -= 1
+        if not types[machine_type]:
+            del types[machine_type]
+        if not held:
+            del self.by_provider[provider]
+            del self.types[provider]

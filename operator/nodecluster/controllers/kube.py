@@ -25,11 +25,13 @@ from nodecluster.clock import Clock, SystemClock, rfc3339
 from nodecluster.controllers.kubeapi import (
     FIELD_MANAGER,
     Kind,
+    KubeConflict,
     KubeDisruptionBlocked,
     KubeError,
     KubeNotFound,
     event_body,
     kube_error,
+    named_event_body,
 )
 
 MERGE = "application/merge-patch+json"
@@ -277,3 +279,13 @@ class KubeClient:
             await self._call("POST", f"/api/v1/namespaces/{namespace}/events", body)
         except KubeError as err:
             log.warning("could not post event %s on %s: %s", reason, meta.get("name"), err)
+
+    async def post_event(
+        self, name: str, involved: dict[str, Any], etype: str, reason: str, message: str
+    ) -> None:
+        """See KubeApi.post_event: the server's 409 (AlreadyExists) says it was posted."""
+        body = named_event_body(name, involved, etype, reason, message, rfc3339(self._clock.now()))
+        namespace = body["metadata"]["namespace"]
+        self.writes += 1
+        with contextlib.suppress(KubeConflict):
+            await self._call("POST", f"/api/v1/namespaces/{namespace}/events", body)

@@ -120,6 +120,16 @@ def event_body(
     }
 
 
+def named_event_body(
+    name: str, involved: dict[str, Any], etype: str, reason: str, message: str, now: str
+) -> dict[str, Any]:
+    """`event_body`, under a name of the caller's instead of a generated one."""
+    body = event_body(involved, etype, reason, message, now)
+    del body["metadata"]["generateName"]
+    body["metadata"]["name"] = name
+    return body
+
+
 def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """A merge patch turning status `old` into `new`: keys that disappeared are nulled,
     because a merge patch otherwise keeps whatever it does not mention."""
@@ -178,6 +188,15 @@ class KubeApi(Protocol):
 
     async def event(self, involved: dict[str, Any], etype: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about an object; failures are logged, never raised."""
+        ...
+
+    async def post_event(
+        self, name: str, involved: dict[str, Any], etype: str, reason: str, message: str
+    ) -> None:
+        """Post a core/v1 Event under the name given, once: if an Event of that name exists
+        (posted by an attempt whose answer was lost, or before a restart), it is left as it
+        is. Any other failure raises KubeError, so that a caller who must know the Event
+        was posted (before it records that it was) can try again."""
         ...
 
     async def close(self) -> None:

@@ -25,12 +25,19 @@ ends at `spec.timeoutSeconds` after its start: at that deadline it fails, saying
 was still waiting for, without taking another step; a wait is never set to end after the
 deadline. A scaling cooldown counts as part of the operation, and one that outlasts the
 deadline is refused at once rather than waited out only to time out.
+
+A step that fails (an API call refused or failing, a bug) changes no phase: it is written on
+the operation (Stalled or Degraded, and its message: `failures.report_operation_failure`)
+and retried until the timeout. How an operation ended is announced exactly once, by Events
+posted before its end is recorded, under names of its own (`announce`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -45,28 +52,49 @@ from nodecluster.api.operation import (
     NodeResult,
     OperationAction,
 )
+from nodecluster.api.reasons import reason_of
 from nodecluster.clock import rfc3339
 from nodecluster.controllers.clusternode import identity_of, machine_name_of
 from nodecluster.controllers.expectations import NsName
+from nodecluster.controllers.failures import (
+    REFUSED,
+    cleared,
+    forget_operation_failure,
+    report_operation_failure,
+)
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
     OPERATIONS,
     KubeConflict,
+    KubeError,
     KubeNotFound,
     status_patch,
 )
+from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import ProviderUnavailable, World
 from nodecluster.planning.model import CLUSTER_LABEL, POWER_HOLD_ANNOTATION
+from nodecluster.planning.nodestatus import SETTLING_STATES
 from nodecluster.planning.operations import (
     NodeFacts,
     OperationRefused,
+    chooses_nodes,
     cooldown_left,
     new_target,
     select_nodes,
 )
-from nodecluster.providers.base import NotFound, PowerControl, ProviderError
+from nodecluster.providers.base import (
+    CapacityExceeded,
+    NotFound,
+    PowerControl,
+    ProviderError,
+    QuotaExceeded,
+    Retryable,
+    Unauthorized,
+)
 from nodecluster.providers.identity import ownership_problem
+
+log = logging.getLogger(__name__)
 
 WAIT_POLL_SECONDS = 5.0
 """Safety-net requeue while an operation waits for nodes; events usually come first."""
@@ -153,7 +181,8 @@ async def advance(world: World, op: NodeClusterOperation) -> float | None:
 
     Past its deadline an operation takes no step: it fails with what its last step was
     waiting for (that step looked at most a poll interval ago, as a wait never ends after
-    the deadline)."""
+    the deadline). A step that fails (an API call refused or failing, a bug) is reported
+    on the operation and retried with backoff (failures.py); its phase stays as it was."""
     now = world.now()
     status = op.status.model_copy(deep=True)
     if status.phase in (None, "Pending"):
@@ -162,28 +191,40 @@ async def advance(world: World, op: NodeClusterOperation) -> float | None:
     deadline = (status.start_time or now) + timedelta(seconds=timeout)
     scope: OperationScope | None = None
     try:
-        if now >= deadline:
-            outcome: Outcome = timed_out(op.spec.action, status, timeout)
+        try:
+            if now >= deadline:
+                outcome: Outcome = timed_out(op.spec.action, status, timeout)
+            else:
+                cluster = await read_cluster(world, op)
+                scope = OperationScope(
+                    op=op, cluster=cluster, status=status, now=now, deadline=deadline
+                )
+                outcome = await ACTIONS[op.spec.action](world, scope)
+        except OperationRefused as refused:
+            outcome = Finished("Failed", str(refused))
+        recorded = scope.op if scope is not None else op
+        again: float | None = None
+        status.conditions = cleared(status.conditions, op.metadata.generation, now)
+        if isinstance(outcome, Finished):
+            status.phase, status.message = outcome.phase, outcome.message
+            if outcome.nodes is not None:
+                status.nodes = outcome.nodes
+            status.completion_time = now
         else:
-            cluster = await read_cluster(world, op)
-            scope = OperationScope(
-                op=op, cluster=cluster, status=status, now=now, deadline=deadline
-            )
-            outcome = await ACTIONS[op.spec.action](world, scope)
-    except OperationRefused as refused:
-        outcome = Finished("Failed", str(refused))
-    recorded = scope.op if scope is not None else op
-    again: float | None = None
-    if isinstance(outcome, Finished):
-        status.phase, status.message = outcome.phase, outcome.message
-        if outcome.nodes is not None:
-            status.nodes = outcome.nodes
-        status.completion_time = now
-    else:
-        again = max(0.0, min(outcome.again, (deadline - now).total_seconds()))
-    await write_status(world, recorded, status)
-    if status.phase in ("Succeeded", "Failed") and op.status.phase != status.phase:
-        await announce(world, op, status)
+            again = max(0.0, min(outcome.again, (deadline - now).total_seconds()))
+        if status.phase in ("Succeeded", "Failed") and op.status.phase != status.phase:
+            # Announced before it is recorded: once recorded, the operation is never looked
+            # at again, so an Event meant to follow a write whose answer was lost (or a
+            # kill right after it) would never be posted. Named after the operation, so a
+            # retry's post of it is none.
+            await announce(world, op, status, scope.cluster if scope is not None else None)
+        await write_status(world, recorded, status)
+    except Exception as err:
+        recorded = scope.op if scope is not None else op
+        raise Backoff(
+            await report_operation_failure(world, recorded, status.start_time, err)
+        ) from err
+    forget_operation_failure(world, op)
     return again
 
 
@@ -238,8 +279,13 @@ async def record_intent(world: World, scope: OperationScope) -> None:
     """Write the step about to be taken before taking it (the target it sets, the nodes
     it removes): a retry after any failure, a lost answer or a restart finds the step
     and recognises what of it already happened, instead of doing it again."""
-    await write_status(world, scope.op, scope.status)
-    scope.op = scope.op.model_copy(update={"status": scope.status.model_copy(deep=True)})
+    version = await write_status(world, scope.op, scope.status)
+    # The operation as recorded now: a failure later in this step is written on this
+    # version of it (failures.report_operation_failure).
+    meta = scope.op.metadata.model_copy(update={"resource_version": version})
+    scope.op = scope.op.model_copy(
+        update={"status": scope.status.model_copy(deep=True), "metadata": meta}
+    )
 
 
 async def apply_target(world: World, scope: OperationScope, previous: int, new: int) -> int:
@@ -294,7 +340,8 @@ async def read_cluster(world: World, op: NodeClusterOperation) -> NodeCluster:
 async def check_nodes(world: World, scope: OperationScope) -> Outcome:
     """Check: ask the provider about every chosen node; wake the broken ones' controllers."""
     chosen = choose(scope.op, await list_nodes(world, scope.op), require=False)
-    results = await asyncio.gather(*(ask_provider(world, n) for n in chosen))
+    looks = await asyncio.gather(*(ask_provider(world, n) for n in chosen))
+    results = [look.result for look in looks]
     bad = sum(1 for r in results if r.result == "Error")
     for n in chosen:
         world.queues.node.add((scope.key[0], n.metadata.name))
@@ -302,18 +349,52 @@ async def check_nodes(world: World, scope: OperationScope) -> Outcome:
 
 
 async def recover_nodes(world: World, scope: OperationScope) -> Outcome:
-    """Recover: apply the health policy's recovery to the chosen nodes that are broken."""
+    """Recover: apply the health policy's recovery to the chosen nodes that are broken.
+
+    Only to nodes the provider was asked about and answered for: a node whose machine
+    could not be looked at is not known to be broken. When the provider fails to answer
+    for a passing reason, every node is asked again (the operation waits, within its
+    timeout); when it cannot answer at all (the NodeProvider is gone or misconfigured),
+    the operation fails having recovered none. A node still being created, or whose
+    machine is settling (provisioning, starting, rebooting), is not broken either: it is
+    left to finish (the health policy's startup timeout watches it)."""
     refuse_if_paused(scope)
     chosen = choose(scope.op, await list_nodes(world, scope.op), require=False)
     # Ask the provider, not the cache: a Recover right after a failure must not wait for
     # the next health poll to notice it.
-    checks = await asyncio.gather(*(ask_provider(world, n) for n in chosen))
+    looks = await asyncio.gather(*(ask_provider(world, n) for n in chosen))
+    unknowable = [(n, look) for n, look in zip(chosen, looks, strict=True) if look.unknowable]
+    if unknowable:
+        raise OperationRefused(
+            f"could not check the nodes, so none was recovered: {unknowable[0][1].result.message}"
+        )
+    unknown = [(n, look) for n, look in zip(chosen, looks, strict=True) if look.unknown]
+    if unknown:
+        first, look = unknown[0]
+        scope.status.phase = "Pending"
+        scope.status.message = (
+            f"could not check {len(unknown)} of {len(chosen)} nodes "
+            f"({first.metadata.name}: {look.result.message}); asking again"
+        )
+        return Waiting(WAIT_POLL_SECONDS)
+    settling = {
+        n.metadata.name: why
+        for n, look in zip(chosen, looks, strict=True)
+        if (why := settling_because(n, look)) is not None
+    }
     broken = [
-        n for n, c in zip(chosen, checks, strict=True) if c.result == "Error" or not healthy(n)
+        n
+        for n, look in zip(chosen, looks, strict=True)
+        if n.metadata.name not in settling and (look.result.result == "Error" or not healthy(n))
     ]
     recovery = scope.cluster.spec.policies.health.recovery
     if broken and recovery == "None":
         raise OperationRefused("the health policy's recovery is None: nothing may be done")
+    if recovery == "Reboot" and rebooted_this_second(broken, scope.now):
+        # A request of this second would be no newer than that reboot (request_reboots).
+        scope.status.phase = "Pending"
+        scope.status.message = "waiting for the second of the nodes' last reboot to pass"
+        return Waiting(1.0)
     async with world.book.lock(scope.key):
         for n in broken:
             if recovery == "Recreate":
@@ -326,7 +407,11 @@ async def recover_nodes(world: World, scope: OperationScope) -> Outcome:
         for n in broken
     ]
     results += [
-        NodeResult(name=n.metadata.name, result="OK", message="healthy")
+        NodeResult(
+            name=n.metadata.name,
+            result="OK",
+            message=settling.get(n.metadata.name, "healthy"),
+        )
         for n in chosen
         if n not in broken
     ]
@@ -391,9 +476,9 @@ async def replace_nodes(world: World, scope: OperationScope) -> Outcome:
     )
 
 
-def power_patch(action: OperationAction, now: datetime) -> dict[str, Any]:
-    """What a power action writes on each chosen node (a new dict each time: the API
-    client may keep or change what it is given)."""
+def power_patch(action: OperationAction) -> dict[str, Any]:
+    """What StopNodes or StartNodes writes on each chosen node (a new dict each time: the
+    API client may keep or change what it is given). RebootNodes: `request_reboots`."""
     if action == "StopNodes":
         return {
             "metadata": {"annotations": {POWER_HOLD_ANNOTATION: "Stopped"}},
@@ -404,7 +489,7 @@ def power_patch(action: OperationAction, now: datetime) -> dict[str, Any]:
             "metadata": {"annotations": {POWER_HOLD_ANNOTATION: None}},
             "spec": {"powerState": "Running"},
         }
-    return {"spec": {"rebootRequestedAt": rfc3339(now)}}
+    raise ValueError(f"{action} is no power state")
 
 
 async def power_nodes(world: World, scope: OperationScope) -> Outcome:
@@ -419,6 +504,8 @@ async def power_nodes(world: World, scope: OperationScope) -> Outcome:
     nodes = await list_nodes(world, scope.op)
     status = scope.status
     if status.phase == "Running":
+        if scope.action == "RebootNodes":
+            await ask_to_reboot(world, nodes, status)
         return await_power(scope.action, nodes, status)
     refuse_unpowerable(scope)
     chosen = choose(scope.op, nodes, require=True)
@@ -443,14 +530,66 @@ async def power_nodes(world: World, scope: OperationScope) -> Outcome:
             f"the driver of NodeProvider {provider!r} has no power control: it cannot stop, "
             "start or reboot machines"
         )
+    if scope.action == "RebootNodes":
+        return await request_reboots(world, scope, chosen)
     for n in chosen:
-        await patch_node(world, n, power_patch(scope.action, scope.now))
+        await patch_node(world, n, power_patch(scope.action))
     status.phase = "Running"
     status.nodes = [
         NodeResult(name=n.metadata.name, result="Pending", message="requested") for n in chosen
     ]
     status.message = f"{scope.action}: waiting for {len(chosen)} nodes"
     return Waiting(WAIT_POLL_SECONDS)
+
+
+async def request_reboots(
+    world: World, scope: OperationScope, chosen: list[ClusterNode]
+) -> Outcome:
+    """RebootNodes: record the request, then write it on each chosen node.
+
+    A node reboots when its `spec.rebootRequestedAt` is newer than its last reboot
+    (`status.lastRebootTime`), and these have whole seconds: a request written in the
+    second of the node's last reboot would be no newer, and neither carried out nor told
+    apart from that reboot. So a request is made only in a second after every chosen
+    node's last reboot (the operation waits for the clock to turn), and it is recorded
+    (`status.rebootRequestedAt`) before it is written on the nodes: an attempt that fails
+    after asking some nodes, or a restart, finds it and asks the rest with the same
+    request, instead of a newer one that would reboot the nodes asked already once more.
+    """
+    status = scope.status
+    if rebooted_this_second(chosen, scope.now):
+        status.phase = "Pending"
+        status.message = "waiting for the second of the nodes' last reboot to pass"
+        return Waiting(1.0)
+    status.phase = "Running"
+    status.reboot_requested_at = scope.now
+    status.nodes = [
+        NodeResult(name=n.metadata.name, result="Pending", message="requested") for n in chosen
+    ]
+    status.message = f"{scope.action}: waiting for {len(chosen)} nodes"
+    await record_intent(world, scope)
+    await ask_to_reboot(world, chosen, status)
+    return Waiting(WAIT_POLL_SECONDS)
+
+
+def rebooted_this_second(nodes: list[ClusterNode], now: datetime) -> bool:
+    """Whether any of the nodes was last rebooted in this second (or later)."""
+    return any(n.status.last_reboot_time and n.status.last_reboot_time >= now for n in nodes)
+
+
+async def ask_to_reboot(
+    world: World, nodes: list[ClusterNode], status: NodeClusterOperationStatus
+) -> None:
+    """Write the recorded reboot request on each of the operation's nodes not asked yet
+    (none, once they all were: no write)."""
+    requested = status.reboot_requested_at
+    if requested is None:
+        return  # recorded by an earlier version, which asked the nodes before recording
+    pending = {r.name for r in status.nodes if r.result == "Pending"}
+    for n in nodes:
+        asked = n.spec.reboot_requested_at
+        if n.metadata.name in pending and (asked is None or asked < requested):
+            await patch_node(world, n, {"spec": {"rebootRequestedAt": rfc3339(requested)}})
 
 
 def refuse_unpowerable(scope: OperationScope) -> None:
@@ -481,8 +620,13 @@ def await_power(
         if node is None:
             results.append(NodeResult(name=r.name, result="Error", message="node disappeared"))
         elif node.status.message and node.status.observed_generation == node.metadata.generation:
-            results.append(NodeResult(name=r.name, result="Error", message=node.status.message))
-        elif power_done(action, node, status.start_time):
+            if retried(node):
+                message = f"retrying: {node.status.message}"
+                results.append(NodeResult(name=r.name, result="Pending", message=message))
+            else:
+                message = node.status.message
+                results.append(NodeResult(name=r.name, result="Error", message=message))
+        elif power_done(action, node, status.reboot_requested_at or status.start_time):
             results.append(
                 NodeResult(name=r.name, result="OK", message=f"machine is {node.status.state}")
             )
@@ -503,15 +647,33 @@ def await_power(
     )
 
 
-def power_done(action: OperationAction, node: ClusterNode, started: datetime | None) -> bool:
-    """Whether a node has done what a power action asked of it."""
+RETRIED_REASONS = frozenset(
+    error.reason for error in (Retryable, Unauthorized, CapacityExceeded, QuotaExceeded)
+)
+"""The reasons of the provider errors that are retryable (`providers/base.py`): a node
+reporting one is retried by its controller with backoff, and gets there a moment later
+(a throttled API, a rotated key, capacity back), so a power action waits for it (within
+its timeout) instead of failing it."""
+
+
+def retried(node: ClusterNode) -> bool:
+    """Whether the error a node reports is one its controller retries (see above)."""
+    ready = next((c for c in node.status.conditions if c.type == "Ready"), None)
+    return ready is not None and reason_of(ready.reason) in RETRIED_REASONS
+
+
+def power_done(action: OperationAction, node: ClusterNode, requested: datetime | None) -> bool:
+    """Whether a node has done what a power action asked of it (a reboot: one carried out
+    at or after the operation's request)."""
     if action == "StopNodes":
         return node.status.state == "Stopped"
     if action == "StartNodes":
         return node.status.state == "Running" and bool(node.status.ready)
     last = node.status.last_reboot_time
     return (
-        node.status.state == "Running" and last is not None and (started is None or last >= started)
+        node.status.state == "Running"
+        and last is not None
+        and (requested is None or last >= requested)
     )
 
 
@@ -550,6 +712,9 @@ async def scale(world: World, scope: OperationScope) -> Outcome:
         status.message = f"target {previous} -> {target}"
         world.queues.cluster.add(scope.key)
         return Waiting(WAIT_POLL_SECONDS)
+    # Said again on every look (a write only if it changed): after a failed step, whose
+    # message said the failure, this says what the operation waits for once more.
+    status.message = f"target {status.previous_target} -> {status.new_target}"
     if (nc.status.observed_generation or 0) < (status.cluster_generation or 0):
         return Waiting(WAIT_POLL_SECONDS)
     stalled = next(
@@ -584,40 +749,82 @@ test checks that none is missing."""
 
 async def write_status(
     world: World, op: NodeClusterOperation, status: NodeClusterOperationStatus
-) -> None:
-    """One status patch, only when something changed."""
+) -> str:
+    """One status patch, only when something changed; the resourceVersion the operation
+    has after it."""
     old, new = op.status.wire(), status.wire()
-    if old != new:
-        with contextlib.suppress(KubeNotFound):
-            await world.api.patch(
-                OPERATIONS,
-                op.metadata.namespace,
-                op.metadata.name,
-                status_patch(old, new),
-                status=True,
-            )
+    if old == new:
+        return op.metadata.resource_version
+    try:
+        patched = await world.api.patch(
+            OPERATIONS,
+            op.metadata.namespace,
+            op.metadata.name,
+            status_patch(old, new),
+            status=True,
+        )
+    except KubeNotFound:
+        return op.metadata.resource_version
+    return str(patched.get("metadata", {}).get("resourceVersion", ""))
 
 
 async def announce(
-    world: World, op: NodeClusterOperation, status: NodeClusterOperationStatus
+    world: World,
+    op: NodeClusterOperation,
+    status: NodeClusterOperationStatus,
+    cluster: NodeCluster | None,
 ) -> None:
-    """An Event on the operation and on its cluster: what was done, and how it ended."""
+    """An Event on the operation and on its cluster: what was done, and how it ended.
+
+    Each Event is named after the operation, its uid and how it ended, so posting it again
+    (a retry after a lost answer, a restart between posting and recording) posts nothing:
+    one Event each, exactly. A post that fails in passing fails the step, which is retried;
+    one the API server refuses (no permission for Events) is logged and left: an Event is
+    a courtesy to people and must not keep an operation from ending.
+
+    Each names its object by uid (and resourceVersion), as `kubectl describe` selects
+    Events by it: the cluster as this step read it, else (a step that did not read it: a
+    timeout) as read now; one that does not exist gets an Event by name only."""
     etype = "Normal" if status.phase == "Succeeded" else "Warning"
+    reason = f"Operation{status.phase}"
     body = op.model_dump(by_alias=True, mode="json")
-    await world.api.event(
-        body, etype, f"Operation{status.phase}", f"{op.spec.action}: {status.message}"
-    )
-    cluster_body = {
+    cluster_body: dict[str, Any] = {
         "apiVersion": op.api_version,
         "kind": "NodeCluster",
         "metadata": {"name": op.spec.cluster_name, "namespace": op.metadata.namespace},
     }
-    await world.api.event(
-        cluster_body,
-        etype,
-        f"Operation{status.phase}",
-        f"{op.metadata.name} ({op.spec.action}): {status.message}",
-    )
+    if cluster is not None:
+        cluster_body = cluster.model_dump(by_alias=True, mode="json")
+    else:
+        with contextlib.suppress(KubeError):
+            cluster_body = await world.api.get(
+                NODECLUSTERS, op.metadata.namespace, op.spec.cluster_name
+            )
+    for involved, about, message in (
+        (body, op.metadata.name, f"{op.spec.action}: {status.message}"),
+        (
+            cluster_body,
+            op.spec.cluster_name,
+            f"{op.metadata.name} ({op.spec.action}): {status.message}",
+        ),
+    ):
+        name = announcement_name(op, about, str(involved.get("kind")), status.phase or "")
+        try:
+            await world.api.post_event(name, involved, etype, reason, message)
+        except KubeError as err:
+            if err.status not in REFUSED:
+                raise
+            log.warning("could not post event %s on %s: %s", reason, about, err)
+
+
+def announcement_name(op: NodeClusterOperation, about: str, kind: str, phase: str) -> str:
+    """The name of the Event that says how an operation ended, about one object: the
+    object's name (as the API server's own Event names start) and a digest of the
+    operation's identity, the object's kind and the phase. A valid name whatever the
+    operation is called (at most 253 characters)."""
+    identity = op.metadata.uid or f"{op.metadata.namespace}/{op.metadata.name}"
+    digest = hashlib.sha256(f"{identity}/{kind}/{phase}".encode()).hexdigest()[:16]
+    return f"{about[:200]}.{digest}"
 
 
 async def list_nodes(world: World, op: NodeClusterOperation) -> list[ClusterNode]:
@@ -641,7 +848,15 @@ def node_facts(node: ClusterNode) -> NodeFacts:
 
 
 def choose(op: NodeClusterOperation, nodes: list[ClusterNode], require: bool) -> list[ClusterNode]:
-    """The nodes `spec.nodes` picks; refused if `require` and none matches."""
+    """The nodes `spec.nodes` picks; refused if `require` and none matches, or if it gives
+    no criterion (the API server refuses such an operation; one stored before that rule
+    must not act on every node either)."""
+    if require and not chooses_nodes(op.spec.nodes):
+        raise OperationRefused(
+            f"{op.spec.action} acts only on the nodes spec.nodes chooses, and it chooses none "
+            "(give names, providerIds, addresses or selector.matchLabels): only Check and "
+            "Recover act on every node"
+        )
     names = {f.name for f in select_nodes([node_facts(n) for n in nodes], op.spec.nodes)}
     chosen = [n for n in nodes if n.metadata.name in names]
     if require and not chosen:
@@ -657,26 +872,62 @@ def healthy(node: ClusterNode) -> bool:
     )
 
 
-async def ask_provider(world: World, node: ClusterNode) -> NodeResult:
+@dataclass(frozen=True)
+class MachineLook:
+    """What the provider said of a node's machine: the node's result, and for Recover
+    whether the machine was looked at at all."""
+
+    result: NodeResult
+    state: str | None = None
+    """The machine's state, when the provider answered with it."""
+    unknown: bool = False
+    """The provider failed to answer, for a reason that passes (asking again may work)."""
+    unknowable: bool = False
+    """The provider cannot be asked (gone, misconfigured) or refuses the question."""
+
+
+NODE_SETTLING_STATES = frozenset({"Pending", "Provisioning", "Starting", "Stopping", "Rebooting"})
+"""The node's own states on the way to where it was asked to be (status.state)."""
+
+
+def settling_because(node: ClusterNode, look: MachineLook) -> str | None:
+    """Why a node is not broken but on its way (None: it is not settling)."""
+    if node.status.provider_id is None and node.status.machine_name is None:
+        return "no machine yet: being created, left to settle"
+    if look.state in SETTLING_STATES:
+        return f"machine is {look.state}: not broken, left to settle"
+    if node.status.state is None or node.status.state in NODE_SETTLING_STATES:
+        return f"node is {node.status.state or 'Pending'}: not broken, left to settle"
+    return None
+
+
+async def ask_provider(world: World, node: ClusterNode) -> MachineLook:
     """Ask the provider itself (not the cache) how the machine is."""
     name = node.metadata.name
     try:
         driver = await world.providers.driver(node.spec.provider_ref.name)
         machine = await driver.get(machine_name_of(world, node))
     except NotFound:
-        return NodeResult(
-            name=name, result="Error", message="machine does not exist at the provider"
+        return MachineLook(
+            NodeResult(name=name, result="Error", message="machine does not exist at the provider")
         )
-    except (ProviderUnavailable, ProviderError) as err:
-        return NodeResult(name=name, result="Error", message=str(err))
+    except ProviderUnavailable as err:
+        result = NodeResult(name=name, result="Error", message=str(err))
+        return MachineLook(result, unknown=not err.reason.stalls, unknowable=err.reason.stalls)
+    except ProviderError as err:
+        result = NodeResult(name=name, result="Error", message=str(err))
+        return MachineLook(result, unknown=err.retryable, unknowable=not err.retryable)
     refused = ownership_problem(identity_of(world, node), machine)
     if refused is not None:
-        return NodeResult(
-            name=name, result="Error", message=f"machine is not this node's: {refused}"
+        return MachineLook(
+            NodeResult(name=name, result="Error", message=f"machine is not this node's: {refused}")
         )
     ok = machine.state == node.spec.power_state
-    return NodeResult(
-        name=name, result="OK" if ok else "Error", message=f"machine is {machine.state}"
+    return MachineLook(
+        NodeResult(
+            name=name, result="OK" if ok else "Error", message=f"machine is {machine.state}"
+        ),
+        state=machine.state,
     )
 
 

@@ -14,10 +14,17 @@ Two gates use one count:
   over it, the node reports QuotaExceeded and waits.
 
 A reservation ends when the node cache shows the node with its machine, or when the create
-fails. Without a quota nothing is counted (counting every node of a large fleet costs).
+fails. Without a quota nothing is counted.
+
+What the cache shows is counted as the cache changes, by the usage ledger (usage.py):
+walking the whole cache on every call made converging a fleet under a quota O(nodes²),
+1.5 ms per create with 10,000 nodes cached. A call now costs a few lookups per machine
+type of the provider, plus one per create still in flight (expected, not yet cached).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from nodecluster.api.nodecluster import NodeCluster
 from nodecluster.controllers.bodies import ObjectKey
@@ -34,20 +41,21 @@ def _limits(world: World, provider: str) -> tuple[int | None, int | None] | None
     return quotas.max_nodes, quotas.max_cores
 
 
+def _cores(by_type: Mapping[str, int], cores_of: Mapping[str, int]) -> int:
+    """The cores of machines counted by type (a type no bucket names counts one core)."""
+    return sum(count * cores_of.get(machine_type, 1) for machine_type, count in by_type.items())
+
+
 def provider_usage(world: World, provider: str) -> tuple[int, int]:
     """(nodes, cores) held through a provider: cached ClusterNodes of every cluster plus
     creates in flight that the cache does not show yet."""
     cores_of = world.providers.cores_by_type(provider)
-    nodes = cores = 0
-    cached: set[tuple[str, str]] = set()
-    for (namespace, _), store in world.node_index.items():
-        for node in store:
-            if node.provider == provider:
-                nodes += 1
-                cores += cores_of.get(node.machine_type, 1)
-                cached.add((namespace, node.name))
+    cached = world.usage.nodes(provider)
+    nodes, cores = sum(cached.values()), _cores(cached, cores_of)
     for (namespace, _), view in world.expectations.creates_in_flight():
-        if getattr(view, "provider", None) == provider and (namespace, view.name) not in cached:
+        if getattr(view, "provider", None) == provider and not world.usage.shows(
+            namespace, view.name, provider
+        ):
             nodes += 1
             cores += cores_of.get(getattr(view, "machine_type", ""), 1)
     return nodes, cores
@@ -77,22 +85,16 @@ def reserve_machine(world: World, provider: str, key: ObjectKey, machine_type: s
         return None
     max_nodes, max_cores = limits
     cores_of = world.providers.cores_by_type(provider)
-    reservations = world.reservations.by_provider.get(provider, {})
-    machines = cores = 0
-    holding: set[ObjectKey] = set()
-    for (namespace, _), store in world.node_index.items():
-        for node in store:
-            if node.provider == provider and node.has_machine:
-                node_key = ("ClusterNode", namespace, node.name)
-                holding.add(node_key)
-                machines += 1
-                cores += cores_of.get(node.machine_type, 1)
-    for held in [k for k in reservations if k in holding]:
-        world.reservations.discard(provider, held)  # the cache shows its machine now
-    for held, held_type in world.reservations.by_provider.get(provider, {}).items():
-        if held != key:
-            machines += 1
-            cores += cores_of.get(held_type, 1)
+    held = world.usage.machines(provider)
+    # No reservation is left of a node the cache shows holding its machine (the ledger
+    # ends it when it sees the machine), so nothing is counted twice.
+    reserved: Mapping[str, int] = world.reservations.types.get(provider, {})
+    machines = sum(held.values()) + sum(reserved.values())
+    cores = _cores(held, cores_of) + _cores(reserved, cores_of)
+    own = world.reservations.by_provider.get(provider, {}).get(key)
+    if own is not None:  # an earlier attempt's: this one takes its place
+        machines -= 1
+        cores -= cores_of.get(own, 1)
     wanted = cores_of.get(machine_type, 1)
     if max_nodes is not None and machines + 1 > max_nodes:
         return (
@@ -104,5 +106,8 @@ def reserve_machine(world: World, provider: str, key: ObjectKey, machine_type: s
             f"the NodeProvider {provider!r} allows {max_cores} cores (quotas.maxCores), "
             f"{cores} are held and this machine needs {wanted}"
         )
-    world.reservations.add(provider, key, machine_type)
+    _, namespace, name = key
+    if not world.usage.shows_machine(namespace, name, provider):
+        # (One the cache shows already would be ended at once: it is counted from there.)
+        world.reservations.add(provider, key, machine_type)
     return None

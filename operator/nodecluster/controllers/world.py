@@ -11,6 +11,7 @@ Nothing here is global. `World` is a set of named parts, each with one owner and
   driver (through the provider registry);
 - `queues`: one work queue per controller;
 - `node_index`: the ClusterNodes by cluster, as kopf's index (or the test harness) keeps it;
+- `usage`: what those nodes hold of each provider, counted as the index changes;
 - `cluster_index`: the NodeClusters by provider, the same way.
 """
 
@@ -35,6 +36,7 @@ from nodecluster.clock import Clock
 from nodecluster.controllers.bodies import BodyCache, ObjectKey
 from nodecluster.controllers.expectations import Expectations, MachineReservations, NsName
 from nodecluster.controllers.kubeapi import Kind, KubeApi, KubeError
+from nodecluster.controllers.usage import UsageLedger
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.planning.kubenode import NODE_READY, NOT_REGISTERED, NodeFacts
 from nodecluster.planning.model import (
@@ -589,9 +591,12 @@ class World:
     node_links: NodeLinks | None = None
     """Kubernetes Nodes by provider id, with `run --nodes` (Settings.nodes); else None."""
     expectations: Expectations = field(init=False)
+    usage: UsageLedger = field(init=False)
+    """What the cached nodes hold of each provider, counted as the cache changes (usage.py)."""
 
     def __post_init__(self) -> None:
         self.expectations = Expectations(self.clock, self.settings.expectation_timeout_seconds)
+        self.usage = UsageLedger(self.node_index, self.reservations)
 
     def now(self) -> datetime:
         """The current time, second precision (as the API server stores it)."""
@@ -629,9 +634,12 @@ class World:
 
     def nodes_of(self, key: NsName) -> list[NodeView]:
         """A cluster's nodes: the watch cache corrected by in-flight changes."""
-        cached: Iterable[NodeView] = ()
+        cached: list[IndexedNode] = []
         if key in self.node_index:
             cached = list(self.node_index[key])
+            if self.expectations.in_flight(key):
+                # Before merge drops the expected creates the cache shows (usage.py).
+                self.usage.observe_cached(key[0], cached)
         return self.expectations.merge(key, cached)
 
     def forget_cluster(self, key: NsName) -> None:

@@ -66,6 +66,15 @@ class NodeFacts:
     addresses: tuple[str, ...]
 
 
+def chooses_nodes(flt: NodeFilter | None) -> bool:
+    """Whether a filter gives any criterion (without one it matches every node): the CEL
+    rule of `NodeClusterOperationSpec`, for operations stored before it."""
+    if flt is None:
+        return False
+    labels = flt.selector.match_labels if flt.selector is not None else {}
+    return bool(flt.names or flt.provider_ids or flt.addresses or labels)
+
+
 def select_nodes(nodes: Sequence[NodeFacts], flt: NodeFilter | None) -> list[NodeFacts]:
     """Nodes matching every given criterion; refuse names/IDs/addresses that match nothing.
 

@@ -86,10 +86,12 @@ from nodecluster.controllers.kubeapi import (
     PODDISRUPTIONBUDGETS,
     PODS,
     Kind,
+    KubeConflict,
     KubeDisruptionBlocked,
     KubeError,
     event_body,
     kube_error,
+    named_event_body,
 )
 
 log = logging.getLogger(__name__)
@@ -573,6 +575,26 @@ class FakeKube:
         except KubeError as err:
             log.warning("could not post event %s on %s: %s", reason, meta.get("name"), err)
 
+    async def post_event(
+        self, name: str, involved: dict[str, Any], etype: str, reason: str, message: str
+    ) -> None:
+        """See KubeApi.post_event: recorded in `events` unless one of that name (and
+        namespace) is there already, as the server's 409 would say; faults raise."""
+        meta = involved.get("metadata", {})
+        namespace = meta.get("namespace") or "default"
+        call = Call("event", EVENTS, namespace, meta.get("name"))
+
+        def effect() -> None:
+            if any(
+                e["metadata"]["name"] == name and e["metadata"]["namespace"] == namespace
+                for e in self.events
+            ):
+                raise kube_error(409, f'events "{name}" already exists')
+            self.events.append(self._event_body(involved, etype, reason, message, name=name))
+
+        with contextlib.suppress(KubeConflict):
+            await self._serve(call, effect, ok=201)
+
     async def close(self) -> None:
         """See KubeApi.close. Nothing to release; the fake stays readable."""
         self.closed = True
@@ -1046,14 +1068,25 @@ class FakeKube:
             watch.offer(event, at)
 
     def _event_body(
-        self, involved: dict[str, Any], etype: str, reason: str, message: str
+        self,
+        involved: dict[str, Any],
+        etype: str,
+        reason: str,
+        message: str,
+        name: str | None = None,
     ) -> dict[str, Any]:
-        """The Event `KubeClient.event` posts, with what the server adds when storing it."""
-        body = event_body(involved, etype, reason, message, rfc3339(self.clock.now()))
-        prefix = body["metadata"]["generateName"]
+        """The Event `KubeClient.event` (or, with `name`, `post_event`) posts, with what the
+        server adds when storing it."""
+        now = rfc3339(self.clock.now())
+        if name is not None:
+            body = named_event_body(name, involved, etype, reason, message, now)
+        else:
+            body = event_body(involved, etype, reason, message, now)
+            prefix = body["metadata"]["generateName"]
+            name = prefix + "".join(self._random.choice(NAME_ALPHABET) for _ in range(5))
         body["metadata"].update(
             {
-                "name": prefix + "".join(self._random.choice(NAME_ALPHABET) for _ in range(5)),
+                "name": name,
                 "uid": self._new_uid(),
                 "creationTimestamp": body["firstTimestamp"],
                 "resourceVersion": self._next_revision(),

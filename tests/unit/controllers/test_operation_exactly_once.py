@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_operations import NS, deploy, finished, operate, phase
@@ -125,15 +126,18 @@ async def test_operations_under_random_faults_and_kills_end_at_their_arithmetic(
     fake: FakeKube, harness: Harness, inventory: Path, seed: int
 ) -> None:
     """ScaleOut, ScaleIn and RemoveNodes in a row, while every write of the target and of
-    the operations' status fails at random (before or after taking effect), writes are
-    slow (so there is something to interrupt), and the operator is killed at random
-    points: every operation ends, and the target is exactly the operations' arithmetic."""
+    the operations' status, and every Event post, fails at random (before or after taking
+    effect), writes are slow (so there is something to interrupt), and the operator is
+    killed at random points: every operation ends, the target is exactly the operations'
+    arithmetic, and each is announced exactly once, on itself and on its cluster."""
     rng = random.Random(seed)
     await deploy(fake, harness, inventory, targetNodes=6, maxNodes=30)
     for verb, resource in (("patch", "nodeclusters"), ("patch_status", "nodeclusteroperations")):
         for after in (False, True):
             fake.fail(verb, resource, 503, after_effect=after, times=None, probability=0.2)
         fake.slow(verb, resource, 0.5, times=None)
+    for after in (False, True):
+        fake.fail("event", "events", 503, after_effect=after, times=None, probability=0.2)
     expected, kills = 6, 0
     for i in range(8):
         # Never below 2 nodes: every operation here has something to act on.
@@ -158,3 +162,100 @@ async def test_operations_under_random_faults_and_kills_end_at_their_arithmetic(
         assert target(fake) == expected, (name, action, status)
         await harness.wait_for(lambda n=expected: len(live(fake)) == n, within=3600)
     assert kills > 0
+    await harness.idle()
+    for i in range(8):
+        name = f"op-{i}"
+        on_op, on_cluster = ended_events(fake, name)
+        assert (len(on_op), len(on_cluster)) == (1, 1), (name, on_op, on_cluster)
+
+
+# -- the Events that say how an operation ended: exactly one each, whatever fails ------------
+
+
+def ended_events(fake: FakeKube, op: str) -> tuple[list[str], list[str]]:
+    """The messages of the OperationSucceeded/Failed Events on the operation and on its
+    cluster (about it)."""
+    on_op = [e["message"] for e in fake.events_about(op) if e["reason"].startswith("Operation")]
+    on_cluster = [
+        e["message"]
+        for e in fake.events_about("web")
+        if e["reason"].startswith("Operation") and e["message"].startswith(f"{op} (")
+    ]
+    return on_op, on_cluster
+
+
+@pytest.mark.parametrize(
+    ("action", "spec", "final_write"),
+    [("Check", {}, 0), ("ScaleOut", {"count": 1}, 2)],
+    ids=["check", "scale-out"],
+)
+async def test_an_operation_whose_final_status_answer_is_lost_is_announced_once(
+    fake: FakeKube,
+    harness: Harness,
+    inventory: Path,
+    action: str,
+    spec: dict[str, Any],
+    final_write: int,
+) -> None:
+    await deploy(fake, harness, inventory, maxNodes=10)
+    lost = fake.fail(
+        "patch_status", "nodeclusteroperations", 500, after_effect=True, skip=final_write
+    )
+
+    await operate(fake, "op", action, **spec)
+    status = await finished(fake, harness, "op")
+    await harness.idle()
+
+    assert lost.fired == 1
+    assert status["phase"] == "Succeeded"
+    on_op, on_cluster = ended_events(fake, "op")
+    assert on_op == [f"{action}: {status['message']}"]
+    assert on_cluster == [f"op ({action}): {status['message']}"]
+
+
+@pytest.mark.parametrize("after_effect", [False, True], ids=["failed", "answer-lost"])
+async def test_an_operation_whose_event_post_fails_is_announced_once(
+    fake: FakeKube, harness: Harness, inventory: Path, after_effect: bool
+) -> None:
+    await deploy(fake, harness, inventory)
+    failing = fake.fail("event", "events", 503, name="op", after_effect=after_effect)
+
+    await operate(fake, "op", "Check")
+    status = await finished(fake, harness, "op")
+    await harness.idle()
+
+    assert failing.fired == 1
+    assert status["phase"] == "Succeeded"
+    assert ended_events(fake, "op") == (
+        [f"Check: {status['message']}"],
+        [f"op (Check): {status['message']}"],
+    )
+
+
+async def test_an_operation_killed_between_its_events_and_its_final_write_is_announced_once(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await deploy(fake, harness, inventory)
+    fake.hang("patch_status", "nodeclusteroperations", name="op")
+
+    await operate(fake, "op", "Check")
+    await harness.wait_for(lambda: bool(fake.events_about("web", reason="OperationSucceeded")))
+    await harness.restart(kill=True)
+    status = await finished(fake, harness, "op")
+    await harness.idle()
+
+    assert status["phase"] == "Succeeded"
+    assert [len(events) for events in ended_events(fake, "op")] == [1, 1]
+
+
+async def test_an_operation_whose_events_are_forbidden_still_ends(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await deploy(fake, harness, inventory)
+    fake.fail("event", "events", 403, times=None, message='events is forbidden: User "x"')
+
+    await operate(fake, "op", "Check")
+    status = await finished(fake, harness, "op", within=30)
+
+    assert status["phase"] == "Succeeded", "an Event is a courtesy: it never holds an operation"
+    assert ended_events(fake, "op") == ([], [])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from test_operations import (
@@ -11,6 +13,7 @@ from test_operations import (
     deploy,
     events,
     finished,
+    first_status,
     machines,
     node,
     node_names,
@@ -19,8 +22,8 @@ from test_operations import (
     results,
 )
 
-from nodecluster.clock import LoopClock
-from nodecluster.controllers.kubeapi import CLUSTERNODES, NODEPROVIDERS
+from nodecluster.clock import LoopClock, rfc3339
+from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS
 from nodecluster.providers.base import Retryable
 from nodecluster.testing import FakeKube, Harness
 from nodecluster.testing.drivers import DriverFaults
@@ -226,3 +229,121 @@ async def test_recover_treats_a_node_its_own_status_calls_unready_as_broken(
     }
     assert status["message"] == "recovered 1 of 2 nodes"
     assert "rebootRequestedAt" in node(fake, names[1])["spec"]
+
+
+# -- Recover acts only on nodes it checked and found broken -----------------------------------
+
+
+async def test_recover_asks_again_when_the_provider_fails_to_answer_for_a_node(
+    fake: FakeKube, harness: Harness, inventory: Path, faults: DriverFaults
+) -> None:
+    names = await deploy(fake, harness, inventory)
+    throttled = faults.fail("get", Retryable("the cloud API is throttling"), name=names[0])
+
+    await operate(fake, "recover", "Recover")
+    status = await finished(fake, harness, "recover")
+
+    assert throttled.fired == 1
+    assert faults.count("get", names[0]) >= 2, "asked again"
+    assert status["phase"] == "Succeeded"
+    assert status["message"] == "recovered 0 of 3 nodes"
+    assert results(status) == {n: ("OK", "healthy") for n in names}
+    assert node_names(fake) == names, "nothing recreated"
+    waiting = first_status(fake, "recover", "Pending")
+    assert waiting["message"] == (
+        f"could not check 1 of 3 nodes ({names[0]}: the cloud API is throttling); asking again"
+    )
+
+
+async def test_recover_that_cannot_check_a_node_until_its_timeout_recovers_nothing(
+    fake: FakeKube, harness: Harness, inventory: Path, faults: DriverFaults
+) -> None:
+    names = await deploy(fake, harness, inventory)
+    faults.fail("get", Retryable("the cloud API is throttling"), name=names[0], times=None)
+
+    await operate(fake, "recover", "Recover", timeoutSeconds=60)
+    status = await finished(fake, harness, "recover")
+
+    assert status["phase"] == "Failed"
+    assert status["message"] == (
+        "timed out after 60s; could not check 1 of 3 nodes "
+        f"({names[0]}: the cloud API is throttling); asking again"
+    )
+    assert node_names(fake) == names, "nothing recreated"
+
+
+async def test_recover_leaves_a_node_still_being_created_alone(
+    fake: FakeKube, harness: Harness, inventory: Path, clock: LoopClock
+) -> None:
+    names = await deploy(
+        fake, harness, inventory, provider={"config": {"createLatencySeconds": 120}}
+    )
+    await fake.patch(NODECLUSTERS, NS, "web", {"spec": {"targetNodes": 4}})
+    await harness.wait_for(
+        lambda: any(
+            node(fake, n).get("status", {}).get("state") == "Provisioning"
+            for n in set(node_names(fake)) - set(names)
+        ),
+        what="a fourth node provisioning",
+    )
+    [new] = set(node_names(fake)) - set(names)
+
+    await operate(fake, "recover", "Recover")
+    status = await finished(fake, harness, "recover", within=60)
+
+    assert status["phase"] == "Succeeded"
+    assert status["message"] == "recovered 0 of 4 nodes"
+    assert results(status)[new] == ("OK", "machine is Provisioning: not broken, left to settle")
+    assert new in node_names(fake), "not recreated"
+    await converged(fake, harness)
+    assert sorted(node_names(fake)) == sorted([*names, new])
+
+
+async def test_recover_without_its_provider_fails_and_recreates_nothing(
+    fake: FakeKube, harness: Harness, inventory: Path, clock: LoopClock
+) -> None:
+    names = await deploy(fake, harness, inventory)
+    # Deleted anyway: its finalizer removed by hand, so nothing holds it.
+    await fake.delete(NODEPROVIDERS, None, "sim")
+    await fake.patch(NODEPROVIDERS, None, "sim", {"metadata": {"finalizers": None}})
+    deletes = len(fake.calls_of("delete", "clusternodes"))
+
+    await operate(fake, "recover", "Recover")
+    status = await finished(fake, harness, "recover", within=10)
+
+    assert status["phase"] == "Failed"
+    assert status["message"] == (
+        "could not check the nodes, so none was recovered: NodeProvider 'sim' does not exist"
+    )
+    assert len(fake.calls_of("delete", "clusternodes")) == deletes
+    assert node_names(fake) == names
+    assert machines(inventory, clock) == dict.fromkeys(names, "Running")
+
+
+async def test_recover_reboots_a_node_broken_in_the_second_of_its_last_reboot(
+    fake: FakeKube, harness: Harness, inventory: Path, faults: DriverFaults, clock: LoopClock
+) -> None:
+    names = await deploy(fake, harness, inventory, policies={"health": {"recovery": "Reboot"}})
+    await asyncio.sleep(1 - clock.now().microsecond / 1e6 + 0.01)  # early in a second
+    second = rfc3339(clock.now())
+    await fake.patch(CLUSTERNODES, NS, names[0], {"spec": {"rebootRequestedAt": second}})
+    await harness.wait_for(
+        lambda: node(fake, names[0])["status"].get("lastRebootTime") == second, within=0.5
+    )
+    break_machine(inventory, names[0])
+
+    await operate(fake, "recover", "Recover")
+    status = await finished(fake, harness, "recover")
+
+    assert status["startTime"] == second, "the operation started in that same second"
+    assert results(status)[names[0]] == ("OK", "rebooted: was Running")
+    # Asked by the Recover in the next second (not left to the cluster's remediation).
+    asked = [
+        c.body["spec"].get("rebootRequestedAt")
+        for c in fake.history
+        if c.kind == "clusternodes" and c.body["metadata"]["name"] == names[0]
+    ]
+    requests = sorted({a for a in asked if a is not None})
+    next_second = rfc3339(datetime.fromisoformat(second) + timedelta(seconds=1))
+    assert requests[:2] == [second, next_second]
+    await harness.wait_for(lambda: faults.count("reboot", names[0]) >= 2, what="rebooted again")

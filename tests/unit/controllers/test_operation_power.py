@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
 from test_operations import (
     NS,
     cluster,
@@ -22,12 +24,13 @@ from test_operations import (
     statuses,
 )
 
-from nodecluster.clock import LoopClock
+from nodecluster.clock import LoopClock, rfc3339
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS
 from nodecluster.planning.model import POWER_HOLD_ANNOTATION
-from nodecluster.providers.base import ProviderError
+from nodecluster.providers.base import ProviderError, Retryable
 from nodecluster.testing import FakeKube, Harness
 from nodecluster.testing.drivers import DriverFaults
+from nodecluster.testing.fakekube import Fault, Verb
 
 SLOW_POWER = {"config": {"powerLatencySeconds": 20}}
 """Machines take 20 s to stop, start or reboot: long enough to see an operation wait."""
@@ -219,3 +222,94 @@ async def test_a_node_whose_provider_refuses_the_stop_fails_the_operation(
     }
     assert status["message"] == "StopNodes: 1 OK, 1 failed"
     assert faults.count("stop", names[0]) >= 1
+
+
+async def test_a_passing_provider_error_on_a_stop_is_retried_and_the_stop_succeeds(
+    fake: FakeKube, harness: Harness, inventory: Path, faults: DriverFaults, clock: LoopClock
+) -> None:
+    names = await deploy(fake, harness, inventory)
+    throttled = faults.fail("stop", Retryable("the cloud API is throttling"), name=names[0])
+
+    await operate(fake, "stop", "StopNodes", nodes={"names": names[:2]})
+    status = await finished(fake, harness, "stop")
+
+    assert throttled.fired == 1
+    assert status["phase"] == "Succeeded", status["message"]
+    assert results(status) == dict.fromkeys(names[:2], ("OK", "machine is Stopped"))
+    assert ("Pending", "retrying: the cloud API is throttling") in [
+        results(s).get(names[0]) for s in statuses(fake, "stop")
+    ]
+    assert machines(inventory, clock) == dict.fromkeys(names[:2], "Stopped") | {names[2]: "Running"}
+
+
+async def test_a_start_the_provider_keeps_failing_in_passing_ends_at_the_timeout_saying_why(
+    fake: FakeKube, harness: Harness, inventory: Path, faults: DriverFaults
+) -> None:
+    names = await deploy(fake, harness, inventory)
+    await stopped(fake, harness, names[:1])
+    faults.fail("start", Retryable("the cloud API is throttling"), name=names[0], times=None)
+
+    await operate(fake, "start", "StartNodes", nodes={"names": names[:1]}, timeoutSeconds=120)
+    status = await finished(fake, harness, "start")
+
+    assert status["phase"] == "Failed"
+    assert status["message"] == "timed out after 120s waiting for 1 of 1 nodes to start"
+    assert results(status) == {
+        names[0]: ("Error", "timed out; retrying: the cloud API is throttling")
+    }
+
+
+async def test_a_reboot_asked_in_the_second_of_the_last_reboot_is_still_carried_out(
+    fake: FakeKube, harness: Harness, inventory: Path, faults: DriverFaults, clock: LoopClock
+) -> None:
+    # Timestamps have whole seconds: a reboot request written in the second the node was
+    # last rebooted is no newer than that reboot, and used to be taken for it.
+    names = await deploy(fake, harness, inventory)
+    await asyncio.sleep(1 - clock.now().microsecond / 1e6 + 0.01)  # early in a second
+    second = rfc3339(clock.now())
+    await fake.patch(CLUSTERNODES, NS, names[0], {"spec": {"rebootRequestedAt": second}})
+    await harness.wait_for(
+        lambda: node(fake, names[0])["status"].get("lastRebootTime") == second, within=0.5
+    )
+    assert faults.count("reboot", names[0]) == 1
+
+    await operate(fake, "reboot", "RebootNodes", nodes={"names": names[:1]})
+    status = await finished(fake, harness, "reboot")
+
+    assert status["startTime"] == second, "the operation started in that same second"
+    assert status["phase"] == "Succeeded"
+    assert faults.count("reboot", names[0]) == 2, "rebooted once more, and only once"
+    assert node(fake, names[0])["status"]["lastRebootTime"] > second
+    await harness.idle()
+    assert faults.count("reboot", names[0]) == 2
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "skip"),
+    [
+        ("patch_status", "nodeclusteroperations", 0),  # recording the request
+        ("patch", "clusternodes", 1),  # asking the second node, after the first
+    ],
+    ids=["record", "second-node"],
+)
+async def test_a_failed_write_while_asking_for_reboots_reboots_each_node_once(
+    fake: FakeKube,
+    harness: Harness,
+    inventory: Path,
+    faults: DriverFaults,
+    verb: Verb,
+    resource: str,
+    skip: int,
+) -> None:
+    # The write fails a second and a half after it was made; the retry comes in a later
+    # second, while the nodes asked already are rebooting.
+    names = await deploy(fake, harness, inventory, provider=SLOW_POWER)
+    failed = fake.inject(Fault(verb, resource, status=500, latency=1.5, skip=skip))
+
+    await operate(fake, "reboot", "RebootNodes", nodes={"names": names[:2]})
+    status = await finished(fake, harness, "reboot")
+
+    assert failed.fired == 1
+    assert status["phase"] == "Succeeded"
+    await harness.idle()
+    assert [faults.count("reboot", n) for n in names] == [1, 1, 0]

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, get_args
 
+import pytest
 from conftest import provider_body
 
 from nodecluster.api.operation import OperationAction
@@ -295,7 +296,9 @@ async def test_an_operation_whose_status_write_fails_is_retried_and_still_ends(
 
     assert fault.fired == 1
     outcomes = [c.status for c in fake.calls_of("patch_status", "nodeclusteroperations", "check")]
-    assert outcomes == [500, 200]
+    assert outcomes == [500, 200, 200], "failed, the failure written, then the retry"
+    degraded = [c["status"] for s in statuses(fake, "check") for c in s.get("conditions", [])]
+    assert degraded == ["True", "False"], "said while it failed, cleared with the retry"
     assert status["phase"] == "Succeeded"
     assert sorted(results(status)) == names
     assert len(events(fake, "check", "OperationSucceeded")) == 1
@@ -321,6 +324,26 @@ async def test_a_finished_operation_is_announced_on_itself_and_on_its_cluster(
     ]
     assert on_cluster[0]["involvedObject"]["kind"] == "NodeCluster"
     assert on_cluster[0]["involvedObject"]["namespace"] == NS
+    # `kubectl describe` selects the Events of an object by its uid too.
+    assert (
+        on_op[0]["involvedObject"]["uid"] == fake.stored(OPERATIONS, NS, "check")["metadata"]["uid"]
+    )
+    assert on_cluster[0]["involvedObject"]["uid"] == cluster(fake)["metadata"]["uid"]
+    assert on_cluster[0]["involvedObject"]["resourceVersion"]
+
+
+async def test_a_timed_out_operation_is_announced_on_its_cluster_by_uid(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    names = await deploy(
+        fake, harness, inventory, provider={"config": {"powerLatencySeconds": 600}}
+    )
+
+    await operate(fake, "stop", "StopNodes", nodes={"names": names[:1]}, timeoutSeconds=30)
+    assert (await finished(fake, harness, "stop"))["phase"] == "Failed"
+
+    [event] = fake.events_about("web", reason="OperationFailed")
+    assert event["involvedObject"]["uid"] == cluster(fake)["metadata"]["uid"]
 
 
 async def test_a_finished_operation_is_not_run_again(
@@ -339,3 +362,37 @@ async def test_a_finished_operation_is_not_run_again(
     assert op_status(fake, "check") == status
     assert len(fake.calls_of("list", "nodeclusteroperations")) == gets
     assert len(fake.events_about("check")) == 1
+
+
+NODE_ACTIONS = ["RemoveNodes", "ReplaceNodes", "StopNodes", "StartNodes", "RebootNodes"]
+
+
+@pytest.mark.parametrize("nodes", [None, {}, {"names": []}, {"selector": {"matchLabels": {}}}])
+@pytest.mark.parametrize("action", NODE_ACTIONS)
+async def test_a_node_action_that_names_no_nodes_is_refused_and_changes_nothing(
+    fake: FakeKube,
+    harness: Harness,
+    inventory: Path,
+    clock: LoopClock,
+    action: str,
+    nodes: dict[str, Any] | None,
+) -> None:
+    # The API server refuses these (a CEL rule); one stored before the rule, or on a
+    # server without it, must not act on every node either.
+    names = await deploy(fake, harness, inventory)
+    spec = {} if nodes is None else {"nodes": nodes}
+
+    await operate(fake, "op", action, **spec)
+    status = await finished(fake, harness, "op", within=10)
+
+    assert status["phase"] == "Failed"
+    assert status["message"] == (
+        f"{action} acts only on the nodes spec.nodes chooses, and it chooses none (give "
+        "names, providerIds, addresses or selector.matchLabels): only Check and Recover "
+        "act on every node"
+    )
+    assert node_names(fake) == names
+    assert target(fake) == 3
+    assert not fake.calls_of("patch", "clusternodes")
+    assert not fake.calls_of("delete", "clusternodes")
+    assert machines(inventory, clock) == dict.fromkeys(names, "Running")
