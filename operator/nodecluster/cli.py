@@ -1,7 +1,7 @@
 """The `nodecluster-operator` command.
 
 nodecluster-operator run [--namespace NS ...] [--installation-id ID | --installation-name NAME]
-                         [--verbose]
+                         [--nodes] [--verbose]
                          [--liveness URL] [--peering NAME]
 nodecluster-operator crds [--write DIR | --check DIR]
 nodecluster-operator simulator inventory PATH
@@ -63,6 +63,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         debug=args.debug,
         installation_id=args.installation_id,
         installation_name=args.installation_name,
+        nodes=args.nodes,
     )
     return 0
 
@@ -140,6 +141,14 @@ def parser() -> argparse.ArgumentParser:
         help="without --installation-id, the id is NAME followed by 8 hex digits naming the "
         "Kubernetes cluster, so two clusters sharing a cloud account never share an id "
         "(env NODECLUSTER_INSTALLATION_NAME; default: %(default)s)",
+    )
+    run.add_argument(
+        "--nodes",
+        action="store_true",
+        help="Node integration: watch Kubernetes Nodes, link each to its machine by "
+        "spec.providerID, keep the profile's Node labels and taints on it, drain it before "
+        "its machine is deleted (needs get/list/watch/patch/delete on nodes, list on pods, "
+        "create on pods/eviction)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log each reconcile")
     run.add_argument("--debug", action="store_true", help="log kopf internals too")

@@ -34,15 +34,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kube import Kube
+from kube import Kube, wait_for
 
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
+    PODDISRUPTIONBUDGETS,
+    PODS,
     Kind,
     KubeApi,
     KubeConflict,
+    KubeDisruptionBlocked,
     KubeError,
     KubeNotFound,
 )
@@ -361,6 +364,95 @@ async def test_the_fake_and_the_real_api_server_end_the_same(kube: Kube, ns: str
     real = await KubeClient.connect(kubeconfig=str(kube.kubeconfig))
     try:
         real_trace = await play(real, ns)
+    finally:
+        await real.close()
+
+    assert fake_trace == real_trace
+
+
+def pod_body(name: str, node: str | None, grace: int = 0) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "terminationGracePeriodSeconds": grace,
+        "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}],
+    }
+    if node is not None:
+        spec["nodeName"] = node
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "honest"}},
+        "spec": spec,
+    }
+
+
+async def evicted(api: KubeApi, ns: str, name: str) -> tuple[Any, ...]:
+    """An eviction's outcome: ok, or the status and whether it is a budget's refusal."""
+    try:
+        await api.evict(ns, name)
+    except KubeError as err:
+        return ("refused", err.status, isinstance(err, KubeDisruptionBlocked))
+    return ("ok",)
+
+
+async def play_evictions(api: KubeApi, ns: str) -> Trace:
+    """Evictions as the drain makes them, against a PodDisruptionBudget that allows nothing
+    (maxUnavailable 0: kube-controller-manager's disruption controller computes the same
+    status this writes, so the budget says the same on both)."""
+    trace: Trace = []
+    # Not yet scheduled: deleted at once, whatever the budget.
+    await api.create(PODS, ns, pod_body("honest-pending", None))
+    await api.create(PODS, ns, pod_body("honest-running", "honest-no-such-node"))
+    await api.create(PODS, ns, pod_body("honest-slow", "honest-no-such-node", grace=30))
+    for name in ("honest-running", "honest-slow"):
+        await api.patch(PODS, ns, name, {"status": {"phase": "Running"}}, status=True)
+    await api.create(
+        PODDISRUPTIONBUDGETS,
+        ns,
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "honest"},
+            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "honest"}}},
+        },
+    )
+    budget_status = {
+        "observedGeneration": 1,
+        "disruptionsAllowed": 0,
+        "currentHealthy": 0,
+        "desiredHealthy": 2,
+        "expectedPods": 2,
+    }
+    await api.patch(PODDISRUPTIONBUDGETS, ns, "honest", {"status": budget_status}, status=True)
+    trace.append(("pending pod", await evicted(api, ns, "honest-pending")))
+    trace.append(("pending pod gone", await is_gone(api, PODS, ns, "honest-pending")()))
+    trace.append(("running pod, budget allows nothing", await evicted(api, ns, "honest-running")))
+    trace.append(("still there", not await is_gone(api, PODS, ns, "honest-running")()))
+    trace.append(("missing pod", await evicted(api, ns, "honest-no-such-pod")))
+
+    await api.delete(PODDISRUPTIONBUDGETS, ns, "honest")
+    await until("the budget is gone", is_gone(api, PODDISRUPTIONBUDGETS, ns, "honest"))
+    trace.append(("running pod, no budget", await evicted(api, ns, "honest-running")))
+    trace.append(("grace 0: gone at once", await is_gone(api, PODS, ns, "honest-running")()))
+    trace.append(("pod with a grace period", await evicted(api, ns, "honest-slow")))
+    slow = (await api.get(PODS, ns, "honest-slow"))["metadata"]
+    trace.append(
+        ("terminating", bool(slow.get("deletionTimestamp")), slow.get("deletionGracePeriodSeconds"))
+    )
+    listed = await api.list(PODS, ns, fields="spec.nodeName=honest-no-such-node")
+    trace.append(("listed by node", [p["metadata"]["name"] for p in listed]))
+    return trace
+
+
+async def test_evictions_end_the_same_on_the_fake_and_the_real_api_server(
+    kube: Kube, ns: str
+) -> None:
+    # A pod is admitted only once its namespace's default ServiceAccount exists.
+    wait_for("the default ServiceAccount", lambda: kube.get("serviceaccount", "default", ns))
+    fake_trace = await play_evictions(FakeKube(), ns)
+
+    real = await KubeClient.connect(kubeconfig=str(kube.kubeconfig))
+    try:
+        real_trace = await play_evictions(real, ns)
     finally:
         await real.close()
 

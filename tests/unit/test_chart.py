@@ -211,6 +211,24 @@ def test_peering_is_optional_and_grants_only_its_own_object() -> None:
     assert workloads[("kopf.dev", "kopfpeerings", ("nodecluster-operator",))] == {"patch"}
 
 
+def test_node_integration_is_off_by_default_and_grants_only_what_a_drain_needs() -> None:
+    pod = one(render(), "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"]
+    assert "--nodes" not in pod["containers"][0]["args"]
+
+    docs = render("--set", "nodes.enabled=true", "--set", "operator.watchNamespaces={team-a}")
+
+    # Nodes and their pods are cluster-wide, whatever namespaces the operator serves.
+    assert rules(one(docs, "ClusterRole", "nc-nodecluster-operator")) == {
+        **CLUSTER_RULES,
+        ("", "namespaces", ()): {"list", "watch"},
+        ("", "nodes", ()): {"list", "watch", "patch", "delete"},
+        ("", "pods", ()): {"list"},
+        ("", "pods/eviction", ()): {"create"},
+    }
+    pod = one(docs, "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"]
+    assert "--nodes" in pod["containers"][0]["args"]
+
+
 def test_the_pod_runs_locked_down_with_probes_and_writable_scratch_only() -> None:
     pod = one(render(), "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -244,7 +262,8 @@ def test_the_pod_runs_locked_down_with_probes_and_writable_scratch_only() -> Non
 def test_helm_lint_strict_is_clean_with_every_option() -> None:
     assert HELM is not None
     everything = ["operator.watchNamespaces={a}", "peering.enabled=true", "service.enabled=true",
-                  "rbac.secretNamespaces={b}", "namespace.create=true"]  # fmt: skip
+                  "rbac.secretNamespaces={b}", "namespace.create=true",
+                  "nodes.enabled=true"]  # fmt: skip
     for values in ([], [arg for value in everything for arg in ("--set", value)]):
         proc = subprocess.run(
             [HELM, "lint", "--strict", str(chart.CHART), *values],

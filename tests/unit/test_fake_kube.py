@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +19,11 @@ from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
     NODEPROVIDERS,
+    NODES,
+    PODDISRUPTIONBUDGETS,
+    PODS,
     KubeConflict,
+    KubeDisruptionBlocked,
     KubeError,
     KubeNotFound,
 )
@@ -1022,3 +1026,121 @@ async def test_add_seeds_an_object_with_its_status_and_writes_nothing(fake: Fake
     assert seeded["metadata"]["generation"] == 1
     assert fake.calls == []
     assert names(watch.drain()) == [("ADDED", "n1")]
+
+
+# -- core kinds, field selectors and evictions (Node integration) ----------------------------
+
+
+def pod(name: str, node: str = "n1", app: str = "web", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "apps", "labels": {"app": app}},
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0, **spec},
+        "status": {"phase": "Running"},
+    }
+
+
+def budget(allowed: int, generation_seen: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web", "namespace": "apps"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "minAvailable": 1},
+        "status": {
+            "observedGeneration": generation_seen,
+            "disruptionsAllowed": allowed,
+            "currentHealthy": 2,
+            "desiredHealthy": 1,
+        },
+    }
+
+
+async def test_a_missing_core_object_is_named_as_the_server_names_it(fake: FakeKube) -> None:
+    with pytest.raises(KubeNotFound, match='nodes "n1" not found'):
+        await fake.get(NODES, None, "n1")
+
+
+async def test_pods_are_listed_by_the_node_they_run_on(fake: FakeKube) -> None:
+    fake.add(PODS, pod("a", node="n1"))
+    fake.add(PODS, pod("b", node="n2"))
+
+    listed = await fake.list(PODS, None, fields="spec.nodeName=n1")
+
+    assert [p["metadata"]["name"] for p in listed] == ["a"]
+
+
+async def test_an_eviction_the_budget_allows_takes_one_disruption_and_deletes_the_pod(
+    fake: FakeKube,
+) -> None:
+    fake.add(PODS, pod("a"))
+    fake.add(PODDISRUPTIONBUDGETS, budget(allowed=1))
+
+    await fake.evict("apps", "a")
+
+    assert fake.stored(PODS, "apps", "a") is None
+    status = fake.stored(PODDISRUPTIONBUDGETS, "apps", "web")["status"]  # type: ignore[index]
+    assert status["disruptionsAllowed"] == 0
+    assert list(status["disruptedPods"]) == ["a"]
+    assert fake.writes == 1
+
+
+async def test_an_eviction_the_budget_forbids_is_a_429_with_its_cause(fake: FakeKube) -> None:
+    fake.add(PODS, pod("a"))
+    fake.add(PODDISRUPTIONBUDGETS, budget(allowed=0))
+
+    with pytest.raises(KubeDisruptionBlocked) as caught:
+        await fake.evict("apps", "a")
+
+    assert caught.value.status == 429
+    assert (
+        caught.value.message == "The disruption budget web needs 1 healthy pods and has 2 currently"
+    )
+    assert fake.stored(PODS, "apps", "a") is not None
+
+
+async def test_a_budget_not_yet_observed_refuses_and_two_budgets_are_a_500(fake: FakeKube) -> None:
+    fake.add(PODS, pod("a"))
+    fake.add(PODDISRUPTIONBUDGETS, budget(allowed=1, generation_seen=0))
+    with pytest.raises(KubeError) as caught:
+        await fake.evict("apps", "a")
+    assert caught.value.status == 429
+    assert not isinstance(caught.value, KubeDisruptionBlocked)
+
+    second = budget(allowed=1)
+    second["metadata"]["name"] = "web-too"
+    fake.add(PODDISRUPTIONBUDGETS, second)
+    with pytest.raises(KubeError) as caught:
+        await fake.evict("apps", "a")
+    assert caught.value.status == 500
+
+
+async def test_pods_not_running_or_already_deleting_ignore_the_budget(fake: FakeKube) -> None:
+    pending = pod("p")
+    pending["status"]["phase"] = "Pending"
+    fake.add(PODS, pending)
+    fake.add(PODDISRUPTIONBUDGETS, budget(allowed=0))
+
+    await fake.evict("apps", "p")
+
+    assert fake.stored(PODS, "apps", "p") is None
+
+
+async def test_a_bound_pod_with_a_grace_period_terminates_until_its_kubelet_removes_it(
+    fake: FakeKube,
+) -> None:
+    fake.add(PODS, pod("a", terminationGracePeriodSeconds=30))
+
+    await fake.evict("apps", "a")
+
+    stored = fake.stored(PODS, "apps", "a")
+    assert stored is not None
+    assert stored["metadata"]["deletionGracePeriodSeconds"] == 30
+    assert stored["metadata"]["deletionTimestamp"] == rfc3339(NOW + timedelta(seconds=30))
+    fake.vanish(PODS, "apps", "a")
+    assert fake.stored(PODS, "apps", "a") is None
+
+
+async def test_evicting_a_pod_that_is_gone_is_not_found(fake: FakeKube) -> None:
+    with pytest.raises(KubeNotFound):
+        await fake.evict("apps", "gone")

@@ -29,7 +29,10 @@ from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
     NODEPROVIDERS,
+    NODES,
+    PODS,
     KubeConflict,
+    KubeDisruptionBlocked,
     KubeError,
     KubeNotFound,
 )
@@ -158,6 +161,90 @@ async def test_list_of_every_namespace_without_a_selector(
     assert items == []
     assert only(server).path == f"{GROUP_PATH}/clusternodes"
     assert only(server).query == {}
+
+
+async def test_core_kinds_live_under_api_v1(server: ApiServer, client: KubeClient) -> None:
+    await client.patch(NODES, None, "node-1", {"spec": {"unschedulable": True}})
+    await client.delete(NODES, None, "node-1")
+
+    assert [(r.method, r.path) for r in server.requests] == [
+        ("PATCH", "/api/v1/nodes/node-1"),
+        ("DELETE", "/api/v1/nodes/node-1"),
+    ]
+    assert server.requests[0].content_type == "application/merge-patch+json"
+
+
+async def test_list_selects_by_field(server: ApiServer, client: KubeClient) -> None:
+    await client.list(PODS, None, fields="spec.nodeName=node-1")
+
+    assert only(server).path == "/api/v1/pods"
+    assert only(server).query == {"fieldSelector": "spec.nodeName=node-1"}
+
+
+async def test_evict_posts_a_policy_v1_eviction(server: ApiServer, client: KubeClient) -> None:
+    await client.evict("apps", "web-1")
+
+    request = only(server)
+    assert (request.method, request.path) == ("POST", "/api/v1/namespaces/apps/pods/web-1/eviction")
+    assert request.body == {
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": "web-1", "namespace": "apps"},
+    }
+    assert client.writes == 1
+
+
+async def test_an_eviction_a_budget_refuses_is_kube_disruption_blocked(
+    server: ApiServer, client: KubeClient
+) -> None:
+    # kube-apiserver's answer, as pkg/registry/core/pod/storage/eviction.go builds it.
+    refusal = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+        "reason": "TooManyRequests",
+        "details": {
+            "causes": [
+                {
+                    "reason": "DisruptionBudget",
+                    "message": "The disruption budget web needs 1 healthy pods and has 1 currently",
+                }
+            ]
+        },
+        "code": 429,
+    }
+    server.answer("POST", "/api/v1/namespaces/apps/pods/web-1/eviction", 429, refusal)
+
+    with pytest.raises(KubeDisruptionBlocked) as caught:
+        await client.evict("apps", "web-1")
+
+    assert caught.value.status == 429
+    assert (
+        caught.value.message == "The disruption budget web needs 1 healthy pods and has 1 currently"
+    )
+
+
+async def test_a_429_without_a_budget_cause_is_throttling_not_a_budget(
+    server: ApiServer, client: KubeClient
+) -> None:
+    throttled = {"kind": "Status", "code": 429, "reason": "TooManyRequests", "message": "slow down"}
+    server.answer("POST", "/api/v1/namespaces/apps/pods/web-1/eviction", 429, throttled)
+
+    with pytest.raises(KubeError) as caught:
+        await client.evict("apps", "web-1")
+
+    assert not isinstance(caught.value, KubeDisruptionBlocked)
+    assert caught.value.status == 429
+
+
+async def test_evicting_a_pod_that_is_gone_is_kube_not_found(
+    server: ApiServer, client: KubeClient
+) -> None:
+    server.answer("POST", "/api/v1/namespaces/apps/pods/web-1/eviction", 404, {"code": 404})
+
+    with pytest.raises(KubeNotFound):
+        await client.evict("apps", "web-1")
 
 
 async def test_create_posts_the_body_with_the_operators_field_manager(

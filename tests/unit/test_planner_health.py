@@ -247,3 +247,55 @@ def test_max_unhealthy_short_circuits_remediation(
         assert p.remediating
         touched = len(p.deletes) if recovery == "Recreate" else len(p.reboots)
         assert touched == unhealthy
+
+
+# -- the Kubernetes Node (`run --nodes`, healthPolicy.nodeNotReadyTimeoutSeconds) -------------
+
+NODES = HealthPolicy.model_validate(
+    {"nodeNotReadyTimeoutSeconds": 120, "nodeStartupTimeoutSeconds": 600}
+)
+
+
+@pytest.mark.parametrize(
+    ("n", "policy", "watching", "expected"),
+    [
+        (node("ready", node="Ready", node_since=since(9999)), NODES, True, False),
+        (node("notready-brief", node="NotReady", node_since=since(119)), NODES, True, False),
+        (node("notready-long", node="NotReady", node_since=since(121)), NODES, True, True),
+        (node("unregistered-young", node="NotRegistered", age=599), NODES, True, False),
+        (node("unregistered-old", node="NotRegistered", age=601), NODES, True, True),
+        # Without the option, or without the operator following Nodes, the Node is not
+        # looked at: a NodeReady left by an earlier run must not remediate anything.
+        (node("no-option", node="NotReady", node_since=since(9999)), DEFAULT, True, False),
+        (node("not-watching", node="NotReady", node_since=since(9999)), NODES, False, False),
+        (node("unknown", node=None), NODES, True, False),
+        # The machine's own health still comes first.
+        (node("stopped", state="Stopped", ready=False, node="NotReady"), NODES, True, False),
+    ],
+    ids=lambda v: v.name if isinstance(v, NodeView) else None,
+)
+def test_node_health(n: NodeView, policy: HealthPolicy, watching: bool, expected: bool) -> None:
+    assert is_unhealthy(n, NOW, policy, watching_nodes=watching) is expected
+
+
+def test_a_node_not_ready_is_looked_at_again_when_its_timeout_runs_out() -> None:
+    cluster = spec(targetNodes=2, policies={"health": NODES.wire()})
+    nodes = [
+        node("a", node="NotReady", node_since=since(20)),
+        node("b", node="Ready", node_since=since(9999)),
+    ]
+
+    p = plan(declared(cluster), observed(nodes, watching_nodes=True))
+
+    assert p.empty
+    assert p.recheck_at == since(20) + timedelta(seconds=120)
+
+
+def test_a_node_not_ready_too_long_is_recreated() -> None:
+    cluster = spec(targetNodes=2, policies={"health": NODES.wire()})
+    nodes = [node("a", node="NotReady", node_since=since(200)), node("b", node="Ready")]
+
+    p = plan(declared(cluster), observed(nodes, watching_nodes=True))
+
+    assert p.deletes == (DeleteNode("a", "Remediation"),)
+    assert p.unhealthy == ("a",)

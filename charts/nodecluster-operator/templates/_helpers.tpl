@@ -81,6 +81,9 @@ cloud account, never share an id.
 - --peering
 - {{ .Values.peering.name }}
 {{- end }}
+{{- if .Values.nodes.enabled }}
+- --nodes
+{{- end }}
 {{- if .Values.operator.verbose }}
 - --verbose
 {{- end }}

@@ -48,6 +48,44 @@ class NodeAddress(CamelModel):
     address: str = Field(description="The address.")
 
 
+class NodeRef(CamelModel):
+    """The Kubernetes Node of the machine (as Cluster API's Machine.status.nodeRef)."""
+
+    name: str = Field(description="Name of the Node (cluster-scoped).")
+    uid: str = Field(default="", description="Its uid: a Node registered again is another.")
+
+
+DrainOutcome = Literal["Drained", "TimedOut", "NodeGone"]
+
+
+class DrainStatus(CamelModel):
+    """The drain of the machine's Node before the machine is deleted (`run --nodes`)."""
+
+    # Recorded before the first eviction, so a restart in the middle goes on with the same
+    # start (the timeout counts from it) and says nothing twice.
+
+    started_at: datetime = Field(
+        description="When the drain began (the Node was cordoned then); "
+        "deletionPolicy.drainTimeoutSeconds counts from it."
+    )
+    pods: int | None = Field(
+        default=None, description="Pods still to leave the Node when last looked at."
+    )
+    blocked: str | None = Field(
+        default=None,
+        description="Why an eviction was refused when last tried, in the API server's words "
+        "(a PodDisruptionBudget allowing no disruption now); absent when none was refused.",
+    )
+    finished_at: datetime | None = Field(
+        default=None, description="When the drain ended; the machine is deleted after it."
+    )
+    outcome: DrainOutcome | None = Field(
+        default=None,
+        description="Drained (every pod gone), TimedOut (drainTimeoutSeconds ran out first) "
+        "or NodeGone (the Node went away during the drain).",
+    )
+
+
 class ClusterNodeSpec(CamelModel):
     """What this one machine should be."""
 
@@ -113,8 +151,21 @@ class ClusterNodeStatus(CamelModel):
         default=None, description="Since when the machine has not been healthy."
     )
     message: str | None = Field(default=None, description="Last error or note, for people.")
+    node_ref: NodeRef | None = Field(
+        default=None,
+        description="The Kubernetes Node whose spec.providerID is the machine's provider id "
+        "(with `run --nodes`).",
+    )
+    drain: DrainStatus | None = Field(
+        default=None,
+        description="The drain of the Node before the machine is deleted (with `run --nodes`).",
+    )
     conditions: list[Condition] = Field(
-        default_factory=list, max_length=16, description="Ready and MachineReady conditions."
+        default_factory=list,
+        max_length=16,
+        description="Ready (the machine) and, with `run --nodes`, NodeReady (its Node's Ready "
+        "condition, with the Node's own lastTransitionTime; False with reason "
+        "NodeNotRegistered while no Node has the machine's provider id).",
     )
 
 

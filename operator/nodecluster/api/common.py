@@ -70,6 +70,10 @@ IntOrPercent = Annotated[
 # IsQualifiedName and IsValidLabelValue), with its wording. `[.]`, not `\.`: no escapes
 # to get wrong between Python, YAML and CEL string literals.
 _LABEL_NAME = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+LABEL_NAME = _LABEL_NAME
+"""The name part of a label key, and a non-empty label value (apimachinery's regex)."""
+LABEL_KEY_PREFIX = "[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+"""The optional prefix of a label key: a lowercase DNS subdomain."""
 _LABEL_CHARS = (
     "consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
     "alphanumeric character"

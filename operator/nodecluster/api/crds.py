@@ -114,6 +114,7 @@ KINDS: list[KindInfo] = [
             {"name": "Cluster", "type": "string", "jsonPath": ".spec.clusterName"},
             {"name": "State", "type": "string", "jsonPath": ".status.state"},
             {"name": "Provider-ID", "type": "string", "jsonPath": ".status.providerId"},
+            {"name": "Node", "type": "string", "jsonPath": ".status.nodeRef.name"},
             {"name": "Zone", "type": "string", "jsonPath": ".status.zone"},
             _age(),
         ],

@@ -15,6 +15,8 @@ from pydantic import Field
 from nodecluster import API_VERSION
 from nodecluster.api.common import (
     DNS_SUBDOMAIN,
+    LABEL_KEY_PREFIX,
+    LABEL_NAME,
     CamelModel,
     Condition,
     IntOrPercent,
@@ -56,6 +58,37 @@ class ProviderRef(CamelModel):
     )
 
 
+TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
+class NodeTaint(CamelModel):
+    """A taint of a Kubernetes Node, as core/v1 spells it."""
+
+    key: str = Field(
+        min_length=1,
+        max_length=317,
+        description="Taint key: a label key (an optional DNS subdomain prefix and '/', a name).",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.matches('^({LABEL_KEY_PREFIX}/)?{LABEL_NAME}$') "
+                    "&& self.substring(self.lastIndexOf('/') + 1).size() <= 63",
+                    "message": "must be a label key: a name of at most 63 characters "
+                    "(alphanumerics, '-', '_' or '.', starting and ending alphanumeric), "
+                    "optionally prefixed by a DNS subdomain and '/'",
+                }
+            ]
+        },
+    )
+    value: str = Field(
+        default="",
+        max_length=63,
+        pattern=f"^({LABEL_NAME})?$",
+        description="Taint value: empty, or a label value.",
+    )
+    effect: TaintEffect = Field(description="NoSchedule, PreferNoSchedule or NoExecute.")
+
+
 class NodeProfile(CamelModel):
     """What every node of the cluster looks like (Senlin's profile, CAPI's machine template)."""
 
@@ -83,6 +116,36 @@ class NodeProfile(CamelModel):
         default=None,
         max_length=253,
         description="Name of a Secret in this namespace whose 'userData' key boots the machine.",
+    )
+    # Both optional with no default value: unset, they are not in `wire()`, so the profile
+    # hash of every cluster written before they existed stays the same (no rollout of
+    # every machine on upgrade).
+    node_labels: LabelMap | None = Field(
+        default=None,
+        description=(
+            "Labels the operator keeps on each machine's Kubernetes Node (with `run --nodes`): "
+            "put back when removed, never removed themselves. Kubernetes label keys and "
+            "values, at most 64; keys under 'nodecluster.io/' are the operator's. Part of "
+            "the profile: changing them rolls the nodes out."
+        ),
+    )
+    node_taints: list[NodeTaint] | None = Field(
+        default=None,
+        max_length=32,
+        description=(
+            "Taints the operator keeps on each machine's Kubernetes Node (with `run --nodes`), "
+            "beside the taints others put there. Part of the profile: changing them rolls "
+            "the nodes out."
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(t, self.exists_one(u, u.key == t.key "
+                    "&& u.effect == t.effect))",
+                    "message": "a taint's key and effect must be unique",
+                }
+            ]
+        },
     )
 
 
@@ -126,7 +189,22 @@ class DeletionPolicy(CamelModel):
         ),
     )
     grace_period_seconds: int = Field(
-        default=0, ge=0, le=86400, description="Seconds a node is drained before its machine goes."
+        default=0,
+        ge=0,
+        le=86400,
+        description="Seconds from a node's deletion before its machine goes (at least; a "
+        "drain of its Kubernetes Node may take longer, within drainTimeoutSeconds).",
+    )
+    drain_timeout_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=604800,
+        description=(
+            "With Node integration (`run --nodes`): the longest the Kubernetes Node of a "
+            "machine being deleted is drained (cordoned, its pods evicted through the "
+            "Eviction API, PodDisruptionBudgets honoured) before the machine is deleted "
+            "anyway, said in a DrainTimedOut Event. 0: machines are deleted without a drain."
+        ),
     )
 
 
@@ -146,6 +224,17 @@ class HealthPolicy(CamelModel):
         default=300,
         ge=0,
         description="How long a machine may be not running before it is remediated.",
+    )
+    node_not_ready_timeout_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=86400,
+        description=(
+            "With Node integration (`run --nodes`): a machine whose Kubernetes Node is not "
+            "Ready for longer than this, or that has no Node nodeStartupTimeoutSeconds after "
+            "its ClusterNode was created, is unhealthy (remediated as recovery says). "
+            "Unset: health follows the machine only."
+        ),
     )
     recovery: RecoveryAction = Field(
         default="Recreate", description="Recreate, Reboot, or None (report only)."

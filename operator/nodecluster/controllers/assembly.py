@@ -20,7 +20,9 @@ from nodecluster.controllers.operation import reconcile_operations
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.controllers.world import (
     ClusterIndex,
+    KubeNodeIndex,
     NodeIndex,
+    NodeLinks,
     ProviderBook,
     Queues,
     Settings,
@@ -43,8 +45,12 @@ def build_world(
     clock: Clock,
     node_index: NodeIndex,
     cluster_index: ClusterIndex,
+    kube_nodes: KubeNodeIndex | None = None,
 ) -> World:
-    """The controllers' world. Must be called inside the event loop that will run it."""
+    """The controllers' world. Must be called inside the event loop that will run it.
+    `kube_nodes` (the Kubernetes Nodes by provider id) is needed with `settings.nodes`."""
+    if settings.nodes and kube_nodes is None:
+        raise ValueError("Node integration (settings.nodes) needs the index of Nodes")
     # The queues' handlers reach the world through this closure; it is assigned below,
     # before any queue can run a handler (queues only run keys added to them).
     queues = Queues(
@@ -85,6 +91,7 @@ def build_world(
             clock=clock,
             credentials_refresh_seconds=settings.credentials_refresh_seconds,
         ),
+        node_links=NodeLinks(kube_nodes) if settings.nodes and kube_nodes is not None else None,
     )
     return world
 

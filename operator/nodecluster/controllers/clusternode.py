@@ -24,11 +24,10 @@ condition, then retried with backoff.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from nodecluster.api.clusternode import ClusterNode, ClusterNodeStatus
+from nodecluster.api.clusternode import ClusterNode
 from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION, annotated_true
 from nodecluster.api.nodecluster import NodeCluster
 from nodecluster.api.reasons import Reason
@@ -41,7 +40,13 @@ from nodecluster.controllers.kubeapi import (
     KubeConflict,
     KubeError,
     KubeNotFound,
-    status_patch,
+)
+from nodecluster.controllers.kubenode import delete_kube_node, drain_node, sync_node
+from nodecluster.controllers.nodescope import (
+    NodeScope,
+    machine_missing,
+    owned_elsewhere,
+    write_status,
 )
 from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, run_phases
 from nodecluster.controllers.quota import reserve_machine
@@ -53,6 +58,7 @@ from nodecluster.controllers.world import (
     World,
     provider_reason,
 )
+from nodecluster.planning.kubenode import with_node
 from nodecluster.planning.model import CLUSTER_LABEL
 from nodecluster.planning.nodestatus import (
     SETTLING_STATES,
@@ -63,11 +69,9 @@ from nodecluster.planning.nodestatus import (
     status_owned_elsewhere,
 )
 from nodecluster.providers.base import (
-    Machine,
     MachineSpec,
     NotFound,
     PowerControl,
-    ProviderDriver,
     ProviderError,
     QuotaExceeded,
 )
@@ -83,32 +87,6 @@ list calls fail (they normally wake it as soon as its state changes)."""
 POLLED_STATES = SETTLING_STATES - {"Deleting"}
 """Transitional states that keep the provider's health poll going (see poll_provider):
 a machine being deleted is polled by its node's own reconciles until NotFound."""
-
-
-@dataclass
-class NodeScope:
-    """One reconcile of one ClusterNode."""
-
-    key: ObjectKey
-    node: ClusterNode
-    now: datetime
-    body: dict[str, Any] = field(default_factory=dict)
-    """The body it was read from (what Events are about)."""
-    driver: ProviderDriver | None = None
-    machine: Machine | None = None
-    """The machine as the provider last answered; None while it cannot be known."""
-    rebooted: bool = False
-    """A reboot the spec asked for was issued in this reconcile."""
-
-    @property
-    def deleting(self) -> bool:
-        """Whether the ClusterNode is being deleted."""
-        return self.node.metadata.deletion_timestamp is not None
-
-    def connected(self) -> ProviderDriver:
-        """The driver (after the connect phase)."""
-        assert self.driver is not None, "connect runs before this phase"
-        return self.driver
 
 
 async def reconcile_node(world: World, key: NsName) -> float | None:
@@ -229,9 +207,10 @@ async def delete_machine(world: World, scope: NodeScope) -> Stop | None:
     except ProviderError as err:
         await report_provider_error(world, scope, err)
     else:
-        if node.status.state != "Deleting":
-            await write_status(world, scope, status_deleting(node))
+        if scope.node.status.state != "Deleting":
+            await write_status(world, scope, status_deleting(scope.node))
         return Stop(POLL_SETTLING_SECONDS)
+    await delete_kube_node(world, scope)
     return Stop(await release(world, scope))
 
 
@@ -304,11 +283,19 @@ async def report_owned_elsewhere(world: World, scope: NodeScope, name: str, refu
 
 
 async def report(world: World, scope: NodeScope) -> Stop | None:
-    """Write what the provider said (pure: planning.nodestatus)."""
+    """Write what the provider said (pure: planning.nodestatus), and what the machine's
+    Node says (planning.kubenode), in one status write."""
     assert scope.machine is not None
     status = status_from_machine(scope.node, scope.machine, scope.now, rebooted=scope.rebooted)
     # The machine's name is recorded with its provider id, in the same write.
     status = status.model_copy(update={"machine_name": scope.machine.name})
+    links = world.node_links
+    if links is not None:
+        # Its Node too (nodeRef, NodeReady): a machine that registers before this write
+        # costs no write of its own.
+        facts = links.node_of(scope.machine.provider_id)
+        previous = scope.node.status.conditions
+        status = with_node(status, previous, facts, scope.node.metadata.generation, scope.now)
     await write_status(world, scope, status)
     return None
 
@@ -332,9 +319,11 @@ async def next_look(world: World, scope: NodeScope) -> Stop | None:
 PHASES: tuple[Phase[NodeScope], ...] = (
     abandon_machine,
     connect,
+    drain_node,
     delete_machine,
     converge_machine,
     report,
+    sync_node,
     next_look,
 )
 
@@ -381,12 +370,6 @@ def proven_ours(world: World, node: ClusterNode) -> bool:
     )
 
 
-def owned_elsewhere(node: ClusterNode) -> bool:
-    """Whether the node last refused the machine answering to its name."""
-    ready = next((c for c in node.status.conditions if c.type == "Ready"), None)
-    return ready is not None and ready.reason == Reason.MACHINE_OWNED_ELSEWHERE
-
-
 def machine_spec(world: World, node: ClusterNode, user_data: str | None = None) -> MachineSpec:
     """What the provider is asked to create for a node: named and tagged by its identity."""
     profile = node.spec.profile
@@ -408,12 +391,6 @@ def reboot_due(node: ClusterNode) -> bool:
     """Whether the spec asks for a reboot newer than the last one carried out."""
     asked, last = node.spec.reboot_requested_at, node.status.last_reboot_time
     return asked is not None and (last is None or asked > last)
-
-
-def machine_missing(node: ClusterNode) -> bool:
-    """Whether the node last reported its machine vanished at the provider."""
-    ready = next((c for c in node.status.conditions if c.type == "Ready"), None)
-    return ready is not None and ready.reason == Reason.MACHINE_MISSING
 
 
 async def read_user_data(world: World, node: ClusterNode) -> str | None:
@@ -484,23 +461,3 @@ async def report_provider_error(world: World, scope: NodeScope, err: ProviderErr
     status = status_from_error(scope.node, reason, str(err), scope.now, rebooted=scope.rebooted)
     await write_status(world, scope, status)
     raise Backoff(f"{reason}: {err}") from err
-
-
-async def write_status(world: World, scope: NodeScope, status: ClusterNodeStatus) -> None:
-    """One status patch, only when something changed."""
-    node = scope.node
-    old: dict[str, Any] = node.status.wire()
-    new: dict[str, Any] = status.wire()
-    if new == old:
-        return
-    try:
-        patched = await world.api.patch(
-            CLUSTERNODES,
-            node.metadata.namespace,
-            node.metadata.name,
-            status_patch(old, new),
-            status=True,
-        )
-    except KubeNotFound:
-        return
-    world.bodies.wrote(scope.key, patched)

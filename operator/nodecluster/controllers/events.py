@@ -17,6 +17,7 @@ from typing import Any
 
 from nodecluster.api.nodeprovider import NodeProvider
 from nodecluster.controllers.world import PROVIDER_REFRESH_SECONDS, World
+from nodecluster.planning.kubenode import link_stale, node_facts
 
 
 def _meta(body: Mapping[str, Any]) -> tuple[str, str]:
@@ -75,14 +76,45 @@ def on_node_event(world: World, type: str | None, body: Mapping[str, Any]) -> No
         world.queues.cluster.add(parent, delay=world.settings.child_debounce_seconds)
         if parent in world.book.pending_operations:
             world.queues.operation.add(parent, delay=world.settings.child_debounce_seconds)
+    links = world.node_links
+    provider_id = (body.get("status") or {}).get("providerId") if links is not None else None
     if type == "DELETED":
+        if links is not None and provider_id and links.owners.get(provider_id) == key:
+            del links.owners[provider_id]
         world.queues.node.forget(key)
         world.bodies.forget(("ClusterNode", namespace, name))
         return
     work = needs_work(body, retry_due=world.queues.node.knows(key))
+    if links is not None and provider_id:
+        links.owners[provider_id] = key
+        work = work or link_stale(body, links.node_of(provider_id))
     fresh = world.bodies.observe(("ClusterNode", namespace, name), dict(body), keep=work)
     if fresh and work:
         world.queues.node.add(key)
+
+
+def on_kube_node_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
+    """A Kubernetes Node changed (`run --nodes`): wake the ClusterNode whose machine it is,
+    when something it says of the Node may be out of date (NodeFacts.relevant).
+
+    The initial listing wakes nothing: each ClusterNode's own listing event compares what
+    its status says with the Node (on_node_event, link_stale), so a restart reconciles only
+    the nodes whose Node changed while the operator was away."""
+    links = world.node_links
+    facts = node_facts(body)
+    if links is None or facts is None:
+        return
+    pid = facts.provider_id
+    if type == "DELETED":
+        links.seen.pop(pid, None)
+        changed = True
+    else:
+        digest = hash(facts.relevant())
+        changed = links.seen.get(pid) != digest
+        links.seen[pid] = digest
+    owner = links.owners.get(pid)
+    if changed and type is not None and owner is not None:
+        world.queues.node.add(owner)
 
 
 def on_operation_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
@@ -130,3 +162,6 @@ WATCHED = {
     "nodeclusteroperations": on_operation_event,
 }
 """The handler of each watched kind (plural), for whoever delivers the watch."""
+
+WATCHED_WITH_NODES = {**WATCHED, "nodes": on_kube_node_event}
+"""The same with Node integration (`run --nodes`): Kubernetes Nodes are watched too."""

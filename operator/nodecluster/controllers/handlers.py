@@ -20,6 +20,7 @@ from nodecluster.clock import SystemClock
 from nodecluster.controllers.assembly import build_world, load_providers
 from nodecluster.controllers.events import (
     on_cluster_event,
+    on_kube_node_event,
     on_node_event,
     on_operation_event,
     on_provider_event,
@@ -34,6 +35,7 @@ from nodecluster.controllers.world import (
     index_cluster,
     index_node,
 )
+from nodecluster.planning.kubenode import NodeFacts, node_facts
 from nodecluster.providers.identity import default_installation_id
 from nodecluster.providers.registry import ProviderRegistry
 
@@ -101,13 +103,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         raise
     log.info("Installation id: %s", installation)
     tunables = Settings(
-        installation_id=installation, namespaces=tuple(memo.get("namespaces") or ())
+        installation_id=installation,
+        namespaces=tuple(memo.get("namespaces") or ()),
+        nodes=bool(memo.get("nodes")),
     )
     # kopf hands startup handlers the indexes already (empty; filled before any
     # resource handler runs), so the world is complete from the start.
     nodes = kwargs["clusternodes_by_cluster"]
     clusters = kwargs["nodeclusters_by_provider"]
-    world = build_world(tunables, api, ProviderRegistry(), clock, nodes, clusters)
+    kube_nodes = kwargs.get("nodes_by_provider_id")  # only with --nodes (watch_kube_nodes)
+    world = build_world(tunables, api, ProviderRegistry(), clock, nodes, clusters, kube_nodes)
     try:
         # Before kopf starts the watches: see load_providers.
         await load_providers(world)
@@ -204,6 +209,31 @@ async def operation_event(type: str | None, body: kopf.Body, memo: Any, **_: Any
     on_operation_event(memo["world"], type, body)
 
 
+async def nodes_by_provider_id(body: kopf.Body, **_: Any) -> dict[str, NodeFacts] | None:
+    """spec.providerID -> the Node's facts: how a ClusterNode finds its Node in O(1)
+    (`run --nodes`). Nodes without a provider id are not indexed."""
+    facts = node_facts(body)
+    return None if facts is None else {facts.provider_id: facts}
+
+
+async def kube_node_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """See events.on_kube_node_event."""
+    on_kube_node_event(memo["world"], type, body)
+
+
+def watch_kube_nodes(registry: kopf.OperatorRegistry) -> None:
+    """Watch Kubernetes Nodes (`run --nodes`): their index and their events.
+
+    Registered here, at run time, rather than by decorators at import: without `--nodes`
+    the operator must not watch Nodes at all (the chart then grants no permission on
+    them), and kopf watches every resource that any handler names."""
+    registered = {h.id for h in registry._indexing.get_all_handlers()}
+    if "nodes_by_provider_id" in registered:
+        return
+    kopf.index("v1", "nodes", id="nodes_by_provider_id", registry=registry)(nodes_by_provider_id)
+    kopf.on.event("v1", "nodes", id="kube_node_event", registry=registry)(kube_node_event)
+
+
 def run_operator(
     namespaces: list[str],
     liveness: str | None,
@@ -212,11 +242,15 @@ def run_operator(
     debug: bool = False,
     installation_id: str | None = None,
     installation_name: str = "default",
+    nodes: bool = False,
 ) -> None:
     """Run the operator until it is stopped: all namespaces when `namespaces` is empty.
     `installation_id` tags every machine it makes (see providers/identity.py); without it,
-    the id is `installation_name` and 8 hex digits naming the Kubernetes cluster."""
+    the id is `installation_name` and 8 hex digits naming the Kubernetes cluster. `nodes`
+    turns Node integration on (Settings.nodes)."""
     kopf.configure(verbose=verbose, debug=debug)
+    if nodes:
+        watch_kube_nodes(kopf.get_default_registry())
     # The HTTP client logs whole response bodies at DEBUG, Secrets included: never let it.
     logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
     kopf.run(
@@ -230,5 +264,6 @@ def run_operator(
             installation_id=installation_id,
             installation_name=installation_name,
             namespaces=list(namespaces),
+            nodes=nodes,
         ),
     )

@@ -9,6 +9,7 @@ and API failures arrive as three exceptions the controllers can act on.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import ssl
 import urllib.request
@@ -20,12 +21,12 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from nodecluster import GROUP, VERSION
 from nodecluster.clock import Clock, SystemClock, rfc3339
 from nodecluster.controllers.kubeapi import (
     FIELD_MANAGER,
     Kind,
     KubeConflict,
+    KubeDisruptionBlocked,
     KubeError,
     KubeNotFound,
     event_body,
@@ -79,6 +80,22 @@ async def _read_environment_once(
             rest.proxy = proxy
 
 
+def disruption_cause(body: Any) -> str | None:
+    """The message of the `DisruptionBudget` cause of an eviction's 429 Status, if it has
+    one (kube-apiserver's pkg/registry/core/pod/storage/eviction.go)."""
+    try:
+        status = json.loads(body.decode() if isinstance(body, bytes) else str(body or ""))
+    except ValueError:
+        return None
+    if not isinstance(status, dict):
+        return None
+    causes = (status.get("details") or {}).get("causes") or []
+    for cause in causes:
+        if isinstance(cause, dict) and cause.get("reason") == "DisruptionBudget":
+            return str(cause.get("message") or status.get("message") or "")
+    return None
+
+
 class KubeClient:
     """All API writes and the few reads the operator does outside kopf's watches."""
 
@@ -122,7 +139,7 @@ class KubeClient:
     def _path(
         kind: Kind, namespace: str | None, name: str | None = None, sub: str | None = None
     ) -> str:
-        parts = [f"/apis/{GROUP}/{VERSION}"]
+        parts = [kind.prefix]
         if kind.namespaced and namespace is not None:
             parts.append(f"/namespaces/{namespace}")
         parts.append(f"/{kind.plural}")
@@ -160,10 +177,12 @@ class KubeClient:
         return await self._call("GET", self._path(kind, namespace, name))
 
     async def list(
-        self, kind: Kind, namespace: str | None, selector: str = ""
+        self, kind: Kind, namespace: str | None, selector: str = "", fields: str = ""
     ) -> list[dict[str, Any]]:
-        """List objects (by label selector)."""
+        """List objects (by label and field selector)."""
         query = [("labelSelector", selector)] if selector else []
+        if fields:
+            query.append(("fieldSelector", fields))
         res = await self._call("GET", self._path(kind, namespace), query=query)
         return cast(list[dict[str, Any]], res.get("items", []))
 
@@ -192,6 +211,35 @@ class KubeClient:
         self.writes += 1
         with contextlib.suppress(KubeNotFound):
             await self._call("DELETE", self._path(kind, namespace, name))
+
+    async def evict(self, namespace: str, name: str) -> None:
+        """Evict a pod through the Eviction API (policy/v1), which honours its
+        PodDisruptionBudget. The server answers 429 with a `DisruptionBudget` cause when the
+        budget forbids it now: KubeDisruptionBlocked with the cause's words. Other 429s are
+        the server shedding load (API Priority and Fairness): a plain KubeError."""
+        self.writes += 1
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}/eviction"
+        try:
+            await self._api.call_api(
+                path,
+                "POST",
+                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                body=body,
+                response_types_map={200: "object", 201: "object"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+            )
+        except ApiException as err:
+            if err.status == 429:
+                blocked = disruption_cause(err.body)
+                if blocked is not None:
+                    raise KubeDisruptionBlocked(429, blocked) from err
+            _raise(err)
 
     async def cluster_uid(self) -> str:
         """The uid of the kube-system Namespace: made with the Kubernetes cluster and never

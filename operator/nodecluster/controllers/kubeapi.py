@@ -6,8 +6,9 @@ of the controllers in one process). The controllers see only this module, so wha
 may do to the API is written down here, once, and a fake that behaves like the real
 server for these calls is enough to test every path of them.
 
-Every write is a JSON merge patch, a create or a delete; reads are single objects and
-label-selected lists (the watch belongs to kopf, or to the test harness).
+Every write is a JSON merge patch, a create, a delete or an eviction; reads are single
+objects and label- or field-selected lists (the watch belongs to kopf, or to the test
+harness). The core kinds (Nodes, Pods) are used only with Node integration (`run --nodes`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from nodecluster import GROUP, VERSION
 
 FIELD_MANAGER = "nodecluster-operator"
 """The field manager of every write (server-side apply users see it in managedFields)."""
@@ -37,6 +40,12 @@ class KubeConflict(KubeError):
     """409: the object exists already, or its resourceVersion moved on."""
 
 
+class KubeDisruptionBlocked(KubeError):
+    """429 to an eviction: a PodDisruptionBudget allows no disruption of the pod now.
+    `message` is the server's cause ("The disruption budget web needs 2 healthy pods and has
+    2 currently"). Raised by `evict` only: elsewhere a 429 is throttling, a plain KubeError."""
+
+
 def kube_error(status: int, message: str) -> KubeError:
     """The exception class the controllers act on, for an HTTP status."""
     if status == 404:
@@ -48,16 +57,30 @@ def kube_error(status: int, message: str) -> KubeError:
 
 @dataclass(frozen=True)
 class Kind:
-    """Where a custom kind lives in the API."""
+    """Where a kind lives in the API: the project's own, unless another group is named
+    ("" is the core group, served under /api/v1)."""
 
     plural: str
     namespaced: bool = True
+    group: str = GROUP
+    version: str = VERSION
+
+    @property
+    def prefix(self) -> str:
+        """The path the kind's resources are served under."""
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
 
 
 NODECLUSTERS = Kind("nodeclusters")
 CLUSTERNODES = Kind("clusternodes")
 NODEPROVIDERS = Kind("nodeproviders", namespaced=False)
 OPERATIONS = Kind("nodeclusteroperations")
+NODES = Kind("nodes", namespaced=False, group="", version="v1")
+"""Kubernetes Nodes (`run --nodes`): patched (labels, taints, cordon) and deleted."""
+PODS = Kind("pods", group="", version="v1")
+"""Pods, listed by the Node they run on to drain it (`run --nodes`)."""
+PODDISRUPTIONBUDGETS = Kind("poddisruptionbudgets", group="policy", version="v1")
+"""Never called by the operator (the eviction honours them); the fake keeps them."""
 
 
 EVENT_MESSAGE_LIMIT = 1024
@@ -123,9 +146,10 @@ class KubeApi(Protocol):
         ...
 
     async def list(
-        self, kind: Kind, namespace: str | None, selector: str = ""
+        self, kind: Kind, namespace: str | None, selector: str = "", fields: str = ""
     ) -> builtins.list[dict[str, Any]]:
-        """Objects of a kind in a namespace (None: all), by equality label selector."""
+        """Objects of a kind in a namespace (None: all), by equality label selector and
+        field selector (`spec.nodeName=x`)."""
         ...
 
     async def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -146,6 +170,12 @@ class KubeApi(Protocol):
 
     async def delete(self, kind: Kind, namespace: str | None, name: str) -> None:
         """Delete (an object with finalizers is only marked); a missing object is fine."""
+        ...
+
+    async def evict(self, namespace: str, name: str) -> None:
+        """Evict a pod (policy/v1 Eviction): deleted as its PodDisruptionBudget allows.
+        KubeDisruptionBlocked when the budget allows no disruption now, KubeNotFound when
+        the pod is gone already."""
         ...
 
     async def cluster_uid(self) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -81,6 +82,9 @@ TRANSITIONS_WORTH_AN_EVENT: dict[ClusterState, tuple[str, str]] = {
 
 LISTED_NODES = 10
 """How many nodes an Event names (the count is always whole)."""
+HEALTH_RECHECK_MARGIN = 1.0
+"""Seconds after a health timeout runs out that the cluster looks (times are whole
+seconds: a look at the very moment would find it not yet run out)."""
 SAFETY_NET_SECONDS = 30.0
 """How soon a cluster still changing is looked at without an event (child events
 normally come first)."""
@@ -222,6 +226,7 @@ async def observe(world: World, scope: ClusterScope) -> Stop | None:
         provider_problem=world.providers.problem(nc.spec.provider_ref.name),
         no_new_machines=world.providers.refuses_new_machines(nc.spec.provider_ref.name),
         seed=random.getrandbits(32),
+        watching_nodes=world.node_links is not None,
     )
     return None
 
@@ -407,19 +412,24 @@ async def release(world: World, scope: ClusterScope) -> Stop | None:
 
 
 async def next_look(world: World, scope: ClusterScope) -> Stop | None:
-    """When to look again: soon while changing, else only on events (or the slow resync)."""
+    """When to look again: soon while changing, else only on events (or the slow resync),
+    and in any case when a health timeout runs out (a Node silently not Ready sends no
+    event when its time is up)."""
     if scope.deferred is not None:
         return Stop(scope.deferred)  # write the progress held back
     p = scope.decided()
     assert scope.report is not None
+    recheck = None
+    if p.recheck_at is not None:
+        recheck = max((p.recheck_at - scope.now).total_seconds(), 0.0) + HEALTH_RECHECK_MARGIN
     if not p.empty or scope.report.status.state not in CONVERGED_STATES:
         # Progress is driven by child events; this is only the safety net.
-        return Stop(SAFETY_NET_SECONDS)
+        return Stop(min(SAFETY_NET_SECONDS, recheck or SAFETY_NET_SECONDS))
     # Converged: nothing to do until an event, the provider's health poll, or the slow
     # safety-net resync. No per-cluster timers tick in an idle fleet, and no body is kept.
     world.bodies.drop(scope.cache_key)
     world.book.settle(scope.key)
-    return Stop(world.settings.idle_resync_seconds)
+    return Stop(min(world.settings.idle_resync_seconds, recheck or math.inf))
 
 
 PHASES: tuple[Phase[ClusterScope], ...] = (

@@ -38,10 +38,12 @@ from nodecluster.controllers.expectations import Expectations, MachineReservatio
 from nodecluster.controllers.kubeapi import Kind, KubeApi, KubeError
 from nodecluster.controllers.usage import UsageLedger
 from nodecluster.controllers.workqueue import WorkQueue
+from nodecluster.planning.kubenode import NODE_READY, NOT_REGISTERED, NodeFacts
 from nodecluster.planning.model import (
     DELETE_NODE_ANNOTATION,
     POWER_HOLD_ANNOTATION,
     PROTECT_ANNOTATION,
+    NodeHealth,
     NodeView,
 )
 from nodecluster.providers.base import (
@@ -82,6 +84,11 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     """The namespaces served (`run --namespace`, globs and `!negations` as kopf takes
     them); empty: all. Machines of other namespaces are never collected as orphans."""
+    nodes: bool = False
+    """Node integration (`run --nodes`): Kubernetes Nodes are watched, linked to their
+    machines by provider id, kept labelled and tainted, drained before their machine is
+    deleted and deleted after it. Off, Nodes are never read (no permissions needed) and
+    nothing costs a call or a write more than without the feature."""
 
     def serves(self, namespace: str) -> bool:
         """Whether this installation serves `namespace`."""
@@ -164,6 +171,15 @@ def node_view(node: ClusterNode) -> IndexedNode:
             error_reason = reason
     # A reboot asked for and not yet carried out: the rule of clusternode.reboot_due.
     asked, last = spec.reboot_requested_at, status.last_reboot_time
+    node_cond = next((c for c in status.conditions if c.type == NODE_READY), None)
+    kube_node: NodeHealth | None = None
+    if node_cond is not None:
+        if node_cond.status == "True":
+            kube_node = "Ready"
+        elif node_cond.reason == NOT_REGISTERED:
+            kube_node = "NotRegistered"
+        else:
+            kube_node = "NotReady"
     return IndexedNode(
         provider=sys.intern(spec.provider_ref.name),
         machine_type=sys.intern(spec.profile.machine_type),
@@ -183,6 +199,8 @@ def node_view(node: ClusterNode) -> IndexedNode:
         has_machine=status.provider_id is not None,
         power_hold=meta.annotations.get(POWER_HOLD_ANNOTATION),
         reboot_pending=asked is not None and (last is None or asked > last),
+        node=kube_node,
+        node_since=node_cond.last_transition_time if node_cond is not None else None,
     )
 
 
@@ -206,6 +224,39 @@ def index_cluster(body: Mapping[str, Any]) -> dict[str, NsName]:
     meta = body.get("metadata", {})
     provider = str(body.get("spec", {}).get("providerRef", {}).get("name", ""))
     return {provider: (str(meta.get("namespace") or ""), str(meta.get("name", "")))}
+
+
+class KubeNodeIndex(Protocol):
+    """Kubernetes Nodes by spec.providerID (`run --nodes`): what kopf's index is, and the
+    harness's. An index (complete before any handler runs) so that a ClusterNode listed
+    after a restart finds its Node at once, and does not report it missing meanwhile."""
+
+    def __contains__(self, provider_id: object) -> bool: ...
+    def __getitem__(self, provider_id: str) -> Iterable[NodeFacts]: ...
+
+
+@dataclass
+class NodeLinks:
+    """Kubernetes Nodes and the ClusterNodes they belong to, by provider id (`run --nodes`).
+
+    `index` finds a ClusterNode's Node in O(1). `owners` finds the ClusterNode of a Node:
+    kept from ClusterNode events (their status.providerId), which cost nothing more than a
+    dict entry, rather than by a second kopf index on ClusterNodes (a handler call per
+    event). It may miss a Node event that comes before its ClusterNode's first event after
+    a restart; that ClusterNode's own event then checks its Node in the index, which kopf
+    completes first (events.on_node_event), so neither order loses the link. `seen` holds
+    what each Node last said that matters, so that a Node's heartbeats (a status update
+    every few minutes per Node) wake nothing."""
+
+    index: KubeNodeIndex
+    owners: dict[str, NsName] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def node_of(self, provider_id: str | None) -> NodeFacts | None:
+        """The Node whose spec.providerID is `provider_id` (of two, either), if any."""
+        if not provider_id or provider_id not in self.index:
+            return None
+        return next(iter(self.index[provider_id]), None)
 
 
 class ClusterIndex(Protocol):
@@ -537,6 +588,8 @@ class World:
     book: ClusterBook = field(default_factory=ClusterBook)
     reservations: MachineReservations = field(default_factory=MachineReservations)
     """Machines being created, held against their provider's quota (quota.py)."""
+    node_links: NodeLinks | None = None
+    """Kubernetes Nodes by provider id, with `run --nodes` (Settings.nodes); else None."""
     expectations: Expectations = field(init=False)
     usage: UsageLedger = field(init=False)
     """What the cached nodes hold of each provider, counted as the cache changes (usage.py)."""

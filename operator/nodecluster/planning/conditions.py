@@ -34,3 +34,12 @@ def condition(
         observed_generation=generation,
         last_transition_time=since or now,
     )
+
+
+def replace_condition(conditions: Sequence[Condition], new: Condition) -> list[Condition]:
+    """The conditions with `new` in place of the one of its type (appended if none): a
+    controller that writes one condition keeps the others another part of it wrote."""
+    out = [new if c.type == new.type else c for c in conditions]
+    if not any(c.type == new.type for c in conditions):
+        out.append(new)
+    return out

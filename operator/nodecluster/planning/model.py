@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from nodecluster.api.clusternode import NodeState, PowerState
 from nodecluster.api.nodecluster import NodeClusterSpec, NodeClusterStatus
@@ -21,6 +22,10 @@ PROTECT_ANNOTATION = "nodecluster.io/protect-from-scale-in"
 POWER_HOLD_ANNOTATION = "nodecluster.io/power-state"
 """Set by a StopNodes operation: this node stays powered as it says, whatever the
 cluster's desiredState, until a StartNodes operation removes it."""
+
+
+NodeHealth = Literal["Ready", "NotReady", "NotRegistered"]
+"""A machine's Kubernetes Node: Ready, registered and not Ready, or not there at all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,10 @@ class NodeView:
     reboot_pending: bool = False
     """A reboot was asked for (spec.rebootRequestedAt) and not yet carried out (no newer
     status.lastRebootTime): asking again would only write the spec again."""
+    node: NodeHealth | None = None
+    """Its Kubernetes Node, by the NodeReady condition (`run --nodes`); None: not known."""
+    node_since: datetime | None = None
+    """Since when `node` has been as it is (the Node's Ready lastTransitionTime)."""
 
     @property
     def machine_missing(self) -> bool:
@@ -84,3 +93,7 @@ class Observed:
     ones (it is being deleted): only creates are blocked."""
     seed: int = 0
     """Seeds the choice of new names and of the Random deletion criteria."""
+    watching_nodes: bool = False
+    """Whether the operator follows Kubernetes Nodes (`run --nodes`): only then does a
+    node's NodeReady condition count for health (one left from an earlier run with it,
+    never updated since, must not get machines remediated)."""

@@ -25,9 +25,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from nodecluster.api.clusternode import ClusterNode, ClusterNodeStatus, NodeAddress, NodeState
+from nodecluster.api.clusternode import (
+    ClusterNode,
+    ClusterNodeStatus,
+    DrainStatus,
+    NodeAddress,
+    NodeState,
+)
 from nodecluster.api.reasons import Reason
-from nodecluster.planning.conditions import condition
+from nodecluster.planning.conditions import condition, replace_condition
 
 SETTLING_STATES: frozenset[NodeState] = frozenset(
     {"Provisioning", "Stopping", "Starting", "Rebooting", "Deleting"}
@@ -119,7 +125,8 @@ def status_missing(node: ClusterNode, now: datetime) -> ClusterNodeStatus:
             "addresses": [],
             "unhealthy_since": old.unhealthy_since or now,
             "message": message,
-            "conditions": [
+            "conditions": replace_condition(
+                old.conditions,
                 condition(
                     old.conditions,
                     "Ready",
@@ -128,8 +135,8 @@ def status_missing(node: ClusterNode, now: datetime) -> ClusterNodeStatus:
                     message,
                     node.metadata.generation,
                     now,
-                )
-            ],
+                ),
+            ),
         }
     )
 
@@ -148,6 +155,7 @@ def status_owned_elsewhere(node: ClusterNode, message: str, now: datetime) -> Cl
             "addresses": [],
             "machine_created_at": None,
             "message": message,
+            "node_ref": None,
             "conditions": [
                 condition(
                     old.conditions,
@@ -176,12 +184,29 @@ def status_from_error(
             "state": old.state or "Pending",
             "ready": False if old.state != "Running" else old.ready,
             "message": message,
-            "conditions": [
+            "conditions": replace_condition(
+                old.conditions,
                 condition(
                     old.conditions, "Ready", False, reason, message, node.metadata.generation, now
-                )
-            ],
+                ),
+            ),
         }
+    )
+
+
+def status_draining(
+    node: ClusterNode, drain: DrainStatus, node_name: str = "", message: str = ""
+) -> ClusterNodeStatus:
+    """The node's status while its Kubernetes Node is drained before the machine goes
+    (`run --nodes`): Deleting, with the drain's progress (or `message`, at its end)."""
+    if not message:
+        message = f"draining Node {node_name}"
+        if drain.pods is not None:
+            message += f": {drain.pods} pods left"
+        if drain.blocked:
+            message += f"; eviction refused: {drain.blocked}"
+    return node.status.model_copy(
+        update={"state": "Deleting", "ready": False, "drain": drain, "message": message}
     )
 
 

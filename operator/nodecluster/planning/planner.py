@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from nodecluster.api.clusternode import NodeState, PowerState
@@ -108,6 +108,9 @@ class Plan:
     reboots: tuple[RebootNode, ...] = ()
     blockers: tuple[Blocker, ...] = ()
     unhealthy: tuple[str, ...] = ()
+    recheck_at: datetime | None = None
+    """The earliest moment a node that is healthy now turns unhealthy if nothing changes
+    (a health timeout running out): the cluster looks again then."""
     remediating: bool = False
     rolling: bool = False
     paused: bool = False
@@ -143,21 +146,50 @@ def resolve_int_or_percent(value: int | str | None, total: int, round_up: bool) 
     return math.ceil(exact) if round_up else math.floor(exact)
 
 
-def is_unhealthy(node: NodeView, now: datetime, health: HealthPolicy) -> bool:
+def is_unhealthy(
+    node: NodeView, now: datetime, health: HealthPolicy, watching_nodes: bool = False
+) -> bool:
     """Whether a node needs remediation under the health policy: a failed or missing
     machine at once, others once their timeouts run out."""
+    deadline = unhealthy_at(node, health, watching_nodes)
+    return deadline is not None and now > deadline
+
+
+def unhealthy_at(
+    node: NodeView, health: HealthPolicy, watching_nodes: bool = False
+) -> datetime | None:
+    """When the node counts as unhealthy if nothing changes (in the past: it does now);
+    None: not as things are. The cluster looks again at the earliest of these, so a
+    timeout running out is noticed without an event (a Node silently not Ready).
+
+    With `healthPolicy.nodeNotReadyTimeoutSeconds` set and the operator following Nodes,
+    a running machine is unhealthy once its Node has been not Ready that long, or once it
+    still has no Node `nodeStartupTimeoutSeconds` after its ClusterNode was created."""
     if node.deleting or (node.error_reason is not None and not node.error_reason.machine_fault):
-        return False
+        return None
     if node.state == "Failed" or node.machine_missing:
-        return True
+        return datetime.min.replace(tzinfo=UTC)  # at once
     if node.state in _TRANSITIONAL:
-        return False
+        return None
     if not node.has_machine or node.state in (None, "Pending", "Provisioning"):
-        return (now - node.created_at).total_seconds() > health.node_startup_timeout_seconds
+        return _after(node.created_at, health.node_startup_timeout_seconds)
     if node.ready:
-        return False
-    since = node.unhealthy_since or node.created_at
-    return (now - since).total_seconds() > health.unhealthy_timeout_seconds
+        timeout = health.node_not_ready_timeout_seconds
+        if timeout is None or not watching_nodes or node.node is None or node.node == "Ready":
+            return None
+        if node.node == "NotRegistered":
+            return _after(node.created_at, health.node_startup_timeout_seconds)
+        return _after(node.node_since or node.created_at, timeout)
+    return _after(node.unhealthy_since or node.created_at, health.unhealthy_timeout_seconds)
+
+
+def _after(since: datetime, seconds: int) -> datetime | None:
+    """`seconds` after `since` (None past the end of time: a node without a creation time
+    counts as brand new, world.UNKNOWN_CREATION)."""
+    try:
+        return since + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
 
 
 def new_names(cluster: str, taken: set[str], count: int, rng: random.Random) -> list[str]:
@@ -199,7 +231,10 @@ def plan(declared: Declared, observed: Observed) -> Plan:
 
     # 3. Health remediation, short-circuited when too much is broken at once.
     health = spec.policies.health
-    unhealthy = [n for n in active if is_unhealthy(n, observed.now, health)]
+    deadlines = [(n, unhealthy_at(n, health, observed.watching_nodes)) for n in active]
+    unhealthy = [n for n, at in deadlines if at is not None and observed.now > at]
+    upcoming = [at for _, at in deadlines if at is not None and at >= observed.now]
+    recheck_at = min(upcoming, default=None)
     # Machines gone at the provider are replaced whatever the recovery (see the top).
     to_replace = (
         unhealthy if health.recovery == "Recreate" else [n for n in unhealthy if n.machine_missing]
@@ -364,6 +399,7 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         reboots=tuple(reboots),
         blockers=tuple(blockers),
         unhealthy=tuple(n.name for n in unhealthy),
+        recheck_at=recheck_at,
         remediating=remediating,
         rolling=rolling,
     )

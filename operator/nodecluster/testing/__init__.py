@@ -16,13 +16,19 @@ It needs the `testing` extra (pytest, pytest-asyncio).
 from nodecluster.clock import LoopClock
 from nodecluster.testing.contract import MakeDriver, ProviderContract, Scenario
 from nodecluster.testing.fakekube import FakeKube, Fault, Watch, WatchEvent
-from nodecluster.testing.harness import Harness, LocalClusterIndex, LocalNodeIndex
+from nodecluster.testing.harness import (
+    Harness,
+    LocalClusterIndex,
+    LocalKubeNodeIndex,
+    LocalNodeIndex,
+)
 
 __all__ = [
     "FakeKube",
     "Fault",
     "Harness",
     "LocalClusterIndex",
+    "LocalKubeNodeIndex",
     "LocalNodeIndex",
     "LoopClock",
     "MakeDriver",

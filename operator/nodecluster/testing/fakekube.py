@@ -34,6 +34,14 @@ What behaves as on the real server (checked by that honesty test):
   whose every owner is gone are deleted (and, as the garbage collector does, references
   to gone owners are removed from dependents that keep another owner).
 
+- evictions (`evict`) as the eviction subresource decides them against the
+  PodDisruptionBudgets stored (pods not running or already deleting ignore the budget; an
+  unobserved budget is a 429, one allowing nothing a 429 with the `DisruptionBudget`
+  cause, two budgets a 500), and the graceful deletion of a pod bound to a Node: it stays
+  terminating for its kubelet (`vanish`) unless its grace period is 0; pods listed by
+  field selector (`spec.nodeName=`). The budget's status is a test's to set: the
+  disruption controller is not modelled.
+
 What it deliberately does not do: validate or prune against the CRD schemas (the CRDs
 are tested on their own), managedFields and server-side apply, namespaces (every
 namespace exists), admission and RBAC, set-based label selectors. Garbage collection
@@ -61,6 +69,7 @@ import asyncio
 import builtins
 import collections
 import contextlib
+import datetime
 import json
 import logging
 import math
@@ -74,8 +83,11 @@ from typing import Any, Literal, TypeVar, cast, get_args
 from nodecluster import GROUP
 from nodecluster.clock import Clock, SystemClock, rfc3339
 from nodecluster.controllers.kubeapi import (
+    PODDISRUPTIONBUDGETS,
+    PODS,
     Kind,
     KubeConflict,
+    KubeDisruptionBlocked,
     KubeError,
     event_body,
     kube_error,
@@ -86,12 +98,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-Verb = Literal["get", "list", "create", "patch", "patch_status", "delete", "read_secret", "event"]
+Verb = Literal[
+    "get", "list", "create", "patch", "patch_status", "delete", "read_secret", "event", "evict"
+]
 """The API calls faults and the journal are keyed by (`patch_status`: a status patch)."""
 
 VERBS: frozenset[str] = frozenset(get_args(Verb))
 
-WRITE_VERBS: frozenset[str] = frozenset({"create", "patch", "patch_status", "delete", "event"})
+WRITE_VERBS: frozenset[str] = frozenset(
+    {"create", "patch", "patch_status", "delete", "event", "evict"}
+)
 """The verbs `FakeKube.writes` counts: the same calls `KubeClient.writes` counts."""
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
@@ -399,17 +415,20 @@ class FakeKube:
         return await self._serve(call, lambda: _json_copy(self._existing(kind, namespace, name)))
 
     async def list(
-        self, kind: Kind, namespace: str | None, selector: str = ""
+        self, kind: Kind, namespace: str | None, selector: str = "", fields: str = ""
     ) -> builtins.list[dict[str, Any]]:
-        """See KubeApi.list: sorted by namespace and name, as etcd's key order is."""
+        """See KubeApi.list: sorted by namespace and name, as etcd's key order is. Field
+        selectors are equality terms on any path (`spec.nodeName=x`); the real server
+        takes only the fields each kind supports (for pods spec.nodeName among them)."""
         call = Call("list", kind.plural, namespace, None)
 
         def answer() -> builtins.list[dict[str, Any]]:
             requirements = parse_selector(selector)
+            field_terms = parse_field_selector(fields)
             return [
                 _json_copy(body)
                 for body in self._bodies(kind, namespace)
-                if _selected(body, requirements)
+                if _selected(body, requirements) and _fields_match(body, field_terms)
             ]
 
         return await self._serve(call, answer)
@@ -453,6 +472,76 @@ class FakeKube:
             self._delete_object(key)
 
         await self._serve(call, effect)
+
+    async def evict(self, namespace: str, name: str) -> None:
+        """See KubeApi.evict: as kube-apiserver's eviction subresource decides, with the
+        PodDisruptionBudgets stored here (`add(PODDISRUPTIONBUDGETS, ...)`).
+
+        A pod that is not running (Pending, Succeeded, Failed) or is being deleted already
+        is deleted without asking its budget. Otherwise its budget (the one budget of its
+        namespace whose selector matches it; two are a 500, as on the real server) must
+        have observed its generation (else 429) and allow a disruption
+        (`status.disruptionsAllowed`; else 429 `KubeDisruptionBlocked` with the server's
+        cause); the eviction takes one (disruptionsAllowed - 1, the pod noted in
+        disruptedPods) before deleting the pod. The disruption controller that recomputes
+        budgets is not modelled: a test sets a budget's status as that controller would.
+        The pod is deleted as `delete` deletes it: one bound to a Node with a grace period
+        stays terminating until `vanish` (its kubelet) removes it.
+        """
+        call = Call("evict", PODS.plural, namespace, name)
+
+        def effect() -> None:
+            key = self._key(PODS, namespace, name)
+            pod = self._existing(PODS, namespace, name)
+            phase = (pod.get("status") or {}).get("phase", "Pending")
+            ignores_budget = phase in ("Pending", "Succeeded", "Failed") or bool(
+                pod["metadata"].get("deletionTimestamp")
+            )
+            if not ignores_budget:
+                self._take_disruption(pod)
+            self._delete_object(key)
+
+        await self._serve(call, effect, ok=201)
+
+    def _take_disruption(self, pod: dict[str, Any]) -> None:
+        """Take one disruption from the pod's budget, or refuse as the server does."""
+        meta = pod["metadata"]
+        labels = meta.get("labels") or {}
+        budgets = [
+            b
+            for b in self._bodies(PODDISRUPTIONBUDGETS, meta.get("namespace"))
+            if _label_selector_matches((b.get("spec") or {}).get("selector"), labels)
+        ]
+        if len(budgets) > 1:
+            raise kube_error(
+                500,
+                "This pod has more than one PodDisruptionBudget, which the eviction "
+                "subresource does not support.",
+            )
+        if not budgets:
+            return
+        budget = _json_copy(budgets[0])
+        bmeta, status = budget["metadata"], budget.setdefault("status", {})
+        if status.get("observedGeneration", 0) < bmeta.get("generation", 0):
+            raise kube_error(
+                429,
+                "Cannot evict pod as it would violate the pod's disruption budget. The "
+                f"disruption budget {bmeta['name']} is still being processed by the server.",
+            )
+        if status.get("disruptionsAllowed", 0) <= 0:
+            raise KubeDisruptionBlocked(
+                429,
+                f"The disruption budget {bmeta['name']} needs "
+                f"{status.get('desiredHealthy', 0)} healthy pods and has "
+                f"{status.get('currentHealthy', 0)} currently",
+            )
+        status["disruptionsAllowed"] -= 1
+        disrupted = status.setdefault("disruptedPods", {})
+        disrupted[meta["name"]] = rfc3339(self.clock.now())
+        bmeta["resourceVersion"] = self._next_revision()
+        key = self._key(PODDISRUPTIONBUDGETS, bmeta.get("namespace"), bmeta["name"])
+        self._objects[key] = budget
+        self._publish(PODDISRUPTIONBUDGETS.plural, "MODIFIED", budget)
 
     async def cluster_uid(self) -> str:
         """See KubeApi.cluster_uid: `cluster_identity` (faults: verb get, "namespaces")."""
@@ -521,6 +610,14 @@ class FakeKube:
         """
         namespace = body.get("metadata", {}).get("namespace") or "default"
         return _json_copy(self._insert(kind, namespace, body, seeding=True))
+
+    def vanish(self, kind: Kind, namespace: str | None, name: str) -> None:
+        """Remove an object at once, whatever its finalizers or grace period, as a kubelet
+        does with a pod it has stopped (or `--force --grace-period=0`). Not journaled; a
+        missing object is fine."""
+        key = self._key(kind, namespace, name)
+        if key in self._objects:
+            self._remove(key)
 
     def stored(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The stored object, or None; not journaled and no faults (for assertions)."""
@@ -750,7 +847,7 @@ class FakeKube:
     def _existing(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any]:
         body = self._objects.get(self._key(kind, namespace, name))
         if body is None:
-            raise kube_error(404, f'{_resource(kind.plural)} "{name}" not found')
+            raise kube_error(404, f'{_resource(kind)} "{name}" not found')
         return body
 
     def _bodies(self, kind: Kind, namespace: str | None) -> builtins.list[dict[str, Any]]:
@@ -795,7 +892,7 @@ class FakeKube:
             raise kube_error(500, "resourceVersion should not be set on objects to be created")
         key = self._key(kind, namespace, name)
         if key in self._objects:
-            raise kube_error(409, f'{_resource(kind.plural)} "{name}" already exists')
+            raise kube_error(409, f'{_resource(kind)} "{name}" already exists')
         if seeding:  # add(): an object as it may be after any history
             meta.setdefault("uid", self._new_uid())
             meta.setdefault("creationTimestamp", rfc3339(self.clock.now()))
@@ -830,7 +927,7 @@ class FakeKube:
         if wanted_version is not None and wanted_version != old["metadata"]["resourceVersion"]:
             raise kube_error(
                 409,
-                f'Operation cannot be fulfilled on {_resource(kind.plural)} "{name}": the '
+                f'Operation cannot be fulfilled on {_resource(kind)} "{name}": the '
                 "object has been modified; please apply your changes to the latest version "
                 "and try again",
             )
@@ -903,18 +1000,23 @@ class FakeKube:
         return new
 
     def _delete_object(self, key: ObjectKey) -> None:
-        """Delete as the server does: mark an object with finalizers, remove any other."""
+        """Delete as the server does: mark an object with finalizers, remove any other.
+        A pod bound to a Node with a grace period is marked too, for its kubelet to stop
+        and remove (pkg/registry/core/pod/strategy.go, CheckGracefulDelete)."""
         body = self._objects[key]
         meta = body["metadata"]
-        if not meta.get("finalizers"):
+        grace = _pod_grace_seconds(body) if key[0] == PODS.plural else 0
+        if not meta.get("finalizers") and not grace:
             self._remove(key)
             return
         if meta.get("deletionTimestamp"):
             return  # being deleted already: nothing changes
         marked = _json_copy(body)
         marked_meta = marked["metadata"]
-        marked_meta["deletionTimestamp"] = rfc3339(self.clock.now())
-        marked_meta["deletionGracePeriodSeconds"] = 0
+        marked_meta["deletionTimestamp"] = rfc3339(
+            self.clock.now() + datetime.timedelta(seconds=grace)
+        )
+        marked_meta["deletionGracePeriodSeconds"] = grace
         # The real server bumps the generation when it sets deletionTimestamp on an object
         # that has finalizers (registry/generic/registry/store.go, markAsDeleting).
         marked_meta["generation"] = marked_meta.get("generation", 0) + 1
@@ -1060,6 +1162,63 @@ def parse_selector(selector: str) -> list[Requirement]:
             raise kube_error(400, f"unable to parse requirement: {term!r}")
         requirements.append(requirement)
     return requirements
+
+
+def parse_field_selector(selector: str) -> list[tuple[str, str]]:
+    """Parse `a.b=v` (or `==`) terms, comma-separated: what the controllers send."""
+    terms: list[tuple[str, str]] = []
+    for raw in selector.split(","):
+        term = raw.strip()
+        if not term:
+            continue
+        if "!=" in term or "=" not in term:
+            raise NotImplementedError(f"field selector {term!r}: FakeKube answers only a=b")
+        path, value = term.split("==", 1) if "==" in term else term.split("=", 1)
+        terms.append((path.strip(), value.strip()))
+    return terms
+
+
+def _fields_match(body: dict[str, Any], terms: Iterable[tuple[str, str]]) -> bool:
+    for path, value in terms:
+        current: Any = body
+        for part in path.split("."):
+            current = current.get(part) if isinstance(current, dict) else None
+        if str(current if current is not None else "") != value:
+            return False
+    return True
+
+
+def _label_selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
+    """Whether a metav1.LabelSelector (matchLabels, matchExpressions) selects `labels`.
+    An empty selector selects everything, as a policy/v1 PodDisruptionBudget's does."""
+    if not isinstance(selector, dict):
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, op = expression.get("key"), expression.get("operator")
+        values = expression.get("values") or []
+        present = key in labels
+        if op == "In" and not (present and labels[key] in values):
+            return False
+        if op == "NotIn" and present and labels[key] in values:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def _pod_grace_seconds(pod: Mapping[str, Any]) -> int:
+    """The grace period a pod's delete gets: none when it is not bound to a Node or has
+    finished (the server deletes those at once), else its terminationGracePeriodSeconds
+    (default 30)."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+        return 0
+    return int(spec.get("terminationGracePeriodSeconds", 30))
 
 
 def _selected(body: dict[str, Any], requirements: Iterable[Requirement]) -> bool:
@@ -1229,9 +1388,10 @@ def _invalid(body: Mapping[str, Any], name: str, errors: list[str]) -> KubeError
     return kube_error(422, f'{kind}.{group} "{name}" is invalid: {detail}')
 
 
-def _resource(plural: str) -> str:
-    """A resource as the server names it in messages: `clusternodes.nodecluster.io`."""
-    return f"{plural}.{GROUP}"
+def _resource(kind: Kind) -> str:
+    """A resource as the server names it in messages: `clusternodes.nodecluster.io`, and
+    a core kind by its plural alone (`nodes`)."""
+    return f"{kind.plural}.{kind.group}" if kind.group else kind.plural
 
 
 def _go_strings(values: Iterable[str]) -> str:

@@ -30,7 +30,7 @@ from types import TracebackType
 
 from nodecluster.clock import Clock, LoopClock
 from nodecluster.controllers.assembly import build_world, load_providers
-from nodecluster.controllers.events import WATCHED
+from nodecluster.controllers.events import WATCHED, WATCHED_WITH_NODES
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.world import (
     IndexedNode,
@@ -39,6 +39,7 @@ from nodecluster.controllers.world import (
     index_cluster,
     index_node,
 )
+from nodecluster.planning.kubenode import NodeFacts, node_facts
 from nodecluster.providers.registry import ProviderRegistry
 from nodecluster.testing.fakekube import FakeKube, Watch, WatchEvent
 
@@ -109,6 +110,37 @@ class LocalClusterIndex:
         return list(self._stores[provider])
 
 
+class LocalKubeNodeIndex:
+    """Kubernetes Nodes by spec.providerID, kept from watch events as kopf keeps its index
+    (`run --nodes`)."""
+
+    def __init__(self) -> None:
+        self._stores: dict[str, dict[str, NodeFacts]] = {}
+        self._entries: dict[str, str] = {}
+        """Node name -> the provider id it is indexed under."""
+
+    def apply(self, event: WatchEvent) -> None:
+        """Update the index with one Node event: its entry replaces the one before."""
+        name = str(event.body.get("metadata", {}).get("name", ""))
+        old = self._entries.pop(name, None)
+        if old is not None:
+            store = self._stores[old]
+            store.pop(name, None)
+            if not store:
+                del self._stores[old]
+        facts = node_facts(event.body)
+        if event.type == "DELETED" or facts is None:
+            return
+        self._entries[name] = facts.provider_id
+        self._stores.setdefault(facts.provider_id, {})[name] = facts
+
+    def __contains__(self, provider_id: object) -> bool:
+        return provider_id in self._stores
+
+    def __getitem__(self, provider_id: str) -> Iterable[NodeFacts]:
+        return list(self._stores[provider_id].values())
+
+
 class Harness:
     """The controllers, running on a FakeKube until the harness is stopped.
 
@@ -134,8 +166,6 @@ class Harness:
         self.api = api
         self.watch_lag = watch_lag
         """Seconds every watch event arrives after its change: a watch behind the store."""
-        if initial_order is not None and sorted(initial_order) != sorted(WATCHED):
-            raise ValueError(f"initial_order must name each of {sorted(WATCHED)} once")
         self.initial_order = tuple(initial_order) if initial_order is not None else None
         """The kinds (plurals) whose initial listings are delivered one after the other,
         the reconciles they woke run until the queues are idle before the next kind's, as
@@ -144,8 +174,14 @@ class Harness:
         self.registry = registry if registry is not None else ProviderRegistry()
         self.clock: Clock = clock if clock is not None else LoopClock()
         self.settings = settings if settings is not None else Settings()
+        kinds = WATCHED_WITH_NODES if self.settings.nodes else WATCHED
+        if initial_order is not None and sorted(initial_order) != sorted(kinds):
+            raise ValueError(f"initial_order must name each of {sorted(kinds)} once")
         self.index = LocalNodeIndex()
         self.cluster_index = LocalClusterIndex()
+        self.kube_nodes = LocalKubeNodeIndex()
+        self.watched = kinds
+        """The kinds watched, and their handlers: Nodes too with `settings.nodes`."""
         self._world: World | None = None
         self._watch: Watch | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -162,21 +198,27 @@ class Harness:
         # before a driver's worker thread (the simulator's file access) reads it.
         self.clock.monotonic()
         self._world = build_world(
-            self.settings, self.api, self.registry, self.clock, self.index, self.cluster_index
+            self.settings,
+            self.api,
+            self.registry,
+            self.clock,
+            self.index,
+            self.cluster_index,
+            self.kube_nodes,
         )
         await load_providers(self._world)
-        self._watch = self.api.watch(*WATCHED, initial=True, lag=self.watch_lag)
+        self._watch = self.api.watch(*self.watched, initial=True, lag=self.watch_lag)
         initial = [e for e in self._watch.drain() if self._serves(e)]
         for event in initial:
             self._index(event)
         if self.initial_order is None:
             for event in initial:
-                WATCHED[event.kind](self.world, None, event.body)
+                self.watched[event.kind](self.world, None, event.body)
         else:
             for kind in self.initial_order:
                 for event in initial:
                     if event.kind == kind:
-                        WATCHED[kind](self.world, None, event.body)
+                        self.watched[kind](self.world, None, event.body)
                 # The reconciles woken so far run before the next kind's listing comes.
                 await self.wait_for(self._queues_idle, what="the queues being idle")
         self._pump = asyncio.get_running_loop().create_task(self._deliver(self._watch))
@@ -204,6 +246,7 @@ class Harness:
         await self.stop(kill=kill)
         self.index = LocalNodeIndex()
         self.cluster_index = LocalClusterIndex()
+        self.kube_nodes = LocalKubeNodeIndex()
         await self.start()
 
     async def __aenter__(self) -> Harness:
@@ -224,6 +267,8 @@ class Harness:
             self.index.apply(event)
         elif event.kind == "nodeclusters":
             self.cluster_index.apply(event)
+        elif event.kind == "nodes":
+            self.kube_nodes.apply(event)
 
     def _serves(self, event: WatchEvent) -> bool:
         """Whether kopf would deliver the event: `settings.namespaces` as `run --namespace`
@@ -236,7 +281,7 @@ class Harness:
             if not self._serves(event):
                 continue
             self._index(event)
-            WATCHED[event.kind](self.world, event.type, event.body)
+            self.watched[event.kind](self.world, event.type, event.body)
 
     def _queues_idle(self) -> bool:
         return not any(queue.pending() for queue in self.world.queues.all())

@@ -25,7 +25,7 @@ from nodecluster.controllers.world import Settings, World
 from nodecluster.providers.base import ProviderConfig
 from nodecluster.providers.identity import default_installation_id
 from nodecluster.providers.registry import ProviderRegistry
-from nodecluster.testing import FakeKube, LocalClusterIndex, LocalNodeIndex
+from nodecluster.testing import FakeKube, LocalClusterIndex, LocalKubeNodeIndex, LocalNodeIndex
 
 NODE_BODY: dict[str, Any] = {
     "apiVersion": API_VERSION,
@@ -302,6 +302,7 @@ def test_run_operator_watches_every_namespace_standalone_by_default(
         "installation_id": None,
         "installation_name": "default",
         "namespaces": [],
+        "nodes": False,
     }
 
 
@@ -324,6 +325,7 @@ def test_run_operator_serves_the_given_namespaces_with_peering_and_a_probe(
         "installation_id": None,
         "installation_name": "default",
         "namespaces": ["team-a", "team-b"],
+        "nodes": False,
     }
     assert kwargs == {
         "clusterwide": False,
@@ -342,3 +344,63 @@ def test_run_operator_never_lets_the_http_client_log_bodies(
     handlers.run_operator([], liveness=None, peering=None, debug=True)
 
     assert logging.getLogger("kubernetes_asyncio").level == logging.WARNING
+
+
+# -- Node integration (--nodes) --------------------------------------------------------------
+
+
+def test_nodes_are_watched_only_through_watch_kube_nodes() -> None:
+    registry = kopf.OperatorRegistry()
+
+    handlers.watch_kube_nodes(registry)
+    handlers.watch_kube_nodes(registry)  # once is enough: a second call adds nothing
+
+    indexes = [
+        (h.id, h.selector.group, h.selector.version, h.selector.any_name)
+        for h in registry._indexing.get_all_handlers()
+    ]
+    assert indexes == [("nodes_by_provider_id", "", "v1", "nodes")]
+    watching = [(h.id, h.selector.any_name) for h in registry._watching.get_all_handlers()]
+    assert watching == [("kube_node_event", "nodes")]
+    # The default registry (the decorators at import) names no Node handler at all.
+    default = kopf.get_default_registry()
+    assert "nodes" not in {h.selector.any_name for h in default._indexing.get_all_handlers()}
+
+
+def test_run_operator_with_nodes_watches_them_and_tells_startup(
+    kopf_run: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registered: list[object] = []
+    monkeypatch.setattr(handlers, "watch_kube_nodes", registered.append)
+
+    handlers.run_operator([], liveness=None, peering=None, nodes=True)
+
+    assert registered == [kopf.get_default_registry()]
+    assert kopf_run[1]["run"]["memo"]["nodes"] is True
+
+
+async def test_startup_with_nodes_links_the_world_to_the_node_index(
+    monkeypatch: pytest.MonkeyPatch, fake: FakeKube, gc_restored: None
+) -> None:
+    async def connect(cls: type[KubeClient], **kwargs: Any) -> FakeKube:
+        return fake
+
+    monkeypatch.setattr(KubeClient, "connect", classmethod(connect))
+    memo = kopf.Memo(installation_id="test", nodes=True)
+    kube_nodes = LocalKubeNodeIndex()
+
+    await handlers.startup(
+        settings=kopf.OperatorSettings(),
+        memo=memo,
+        clusternodes_by_cluster=LocalNodeIndex(),
+        nodeclusters_by_provider=LocalClusterIndex(),
+        nodes_by_provider_id=kube_nodes,
+    )
+
+    world = memo["world"]
+    try:
+        assert world.settings.nodes is True
+        assert world.node_links is not None
+        assert world.node_links.index is kube_nodes
+    finally:
+        await world.queues.close()
