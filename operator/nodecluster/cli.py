@@ -55,17 +55,41 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Imported here so that `crds` and `simulator` never load kopf.
     from nodecluster.controllers.handlers import run_operator
 
+    # Either may come from the environment, where argparse's exclusive group cannot see
+    # it: given both, neither silently wins.
+    installation_id = args.installation_id or _from_env("NODECLUSTER_INSTALLATION_ID")
+    installation_name = args.installation_name or _from_env("NODECLUSTER_INSTALLATION_NAME")
+    if installation_id and installation_name:
+        print(
+            "give an installation id or an installation name, not both "
+            f"(id {installation_id!r}, name {installation_name!r}; from --installation-id/"
+            "NODECLUSTER_INSTALLATION_ID and --installation-name/NODECLUSTER_INSTALLATION_NAME)",
+            file=sys.stderr,
+        )
+        return 2
+
     run_operator(
         namespaces=list(args.namespace or []),
         liveness=args.liveness,
         peering=args.peering,
         verbose=args.verbose,
         debug=args.debug,
-        installation_id=args.installation_id,
-        installation_name=args.installation_name,
+        installation_id=installation_id,
+        installation_name=installation_name or "default",
         nodes=args.nodes,
     )
     return 0
+
+
+def _from_env(variable: str) -> str | None:
+    """An installation id or name from the environment, checked as the flags are."""
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    try:
+        return installation_id(value)
+    except argparse.ArgumentTypeError as err:
+        raise SystemExit(f"{variable}: {err}") from None
 
 
 def _cmd_inventory(args: argparse.Namespace) -> int:
@@ -126,7 +150,7 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--installation-id",
         metavar="ID",
-        default=os.environ.get("NODECLUSTER_INSTALLATION_ID") or None,
+        default=None,
         type=installation_id,
         help="which installation this is: tags every machine, and only machines with this "
         "id are collected as orphans; never change it while it has machines "
@@ -136,11 +160,11 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument(
         "--installation-name",
         metavar="NAME",
-        default=os.environ.get("NODECLUSTER_INSTALLATION_NAME") or "default",
+        default=None,
         type=installation_id,
         help="without --installation-id, the id is NAME followed by 8 hex digits naming the "
         "Kubernetes cluster, so two clusters sharing a cloud account never share an id "
-        "(env NODECLUSTER_INSTALLATION_NAME; default: %(default)s)",
+        "(env NODECLUSTER_INSTALLATION_NAME; default: default)",
     )
     run.add_argument(
         "--nodes",

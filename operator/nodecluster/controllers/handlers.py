@@ -27,7 +27,7 @@ from nodecluster.controllers.events import (
 )
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kube import KubeClient
-from nodecluster.controllers.kubeapi import KubeApi, KubeError
+from nodecluster.controllers.kubeapi import NODEPROVIDERS, KubeApi, KubeError
 from nodecluster.controllers.world import (
     IndexedNode,
     Settings,
@@ -125,8 +125,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
 
 async def installation_from_cluster(api: KubeApi, name: str) -> str:
     """The default installation id: `name` and the identity of this Kubernetes cluster
-    (identity.default_installation_id). Unreadable, the operator does not start: guessing
-    another id would make every node refuse its own machines."""
+    (identity.default_installation_id), or `name` alone for an installation upgraded from
+    a version that used it. Unreadable, the operator does not start: guessing another id
+    would make every node refuse its own machines."""
     try:
         uid = await api.cluster_uid()
     except KubeError as err:
@@ -138,7 +139,24 @@ async def installation_from_cluster(api: KubeApi, name: str) -> str:
                 f"{err.status} {err.message}"
             ) from err
         raise
-    return default_installation_id(name, uid)
+    installation = default_installation_id(name, uid)
+    seen: set[str] = set()
+    for body in await api.list(NODEPROVIDERS, None):
+        seen.update(((body.get("status") or {}).get("installations") or {}).keys())
+    if name in seen and installation not in seen:
+        # Upgraded from a version whose default id was the name alone (the chart passed
+        # `--installation-id <release namespace>.<release name>`, `run` defaulted to
+        # `default`): its machines carry that id, so it stays, or every node would refuse
+        # its own machine. Its entry in the providers' status keeps this choice stable.
+        log.warning(
+            "Keeping installation id %r, the id this installation had before ids named the "
+            "Kubernetes cluster (it is in NodeProvider status, and its machines carry it); "
+            "give --installation-id %s (the chart's operator.installationId) to say so",
+            name,
+            name,
+        )
+        return name
+    return installation
 
 
 GC_THRESHOLDS = (20_000, 20, 20)

@@ -63,9 +63,11 @@ async def test_startup_loads_every_node_provider_before_any_watch_event(
         assert sorted(specs) == ["other", "sim"]
         assert specs["other"].spec.driver == "simulator"
         assert world.providers.problem("sim") is None  # no ProviderNotFound for its clusters
-        # The cluster's identity (for the default installation id), then the providers.
+        # The cluster's identity and the providers' entries (for the default installation
+        # id: an upgraded installation keeps its earlier one), then the providers.
         assert [(c.verb, c.resource) for c in fake.calls] == [
             ("get", "namespaces"),
+            ("list", "nodeproviders"),
             ("list", "nodeproviders"),
         ]
         # Their own reconciles run when their watch events come, as before.
@@ -129,3 +131,41 @@ async def test_an_unreadable_cluster_identity_stops_the_operator_with_what_to_do
 
     assert "world" not in memo
     assert fake.closed
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        # Upgraded: the providers' status knows this installation by its name alone, the
+        # id earlier versions gave it, which its machines carry: it is kept.
+        (["ops.nc"], "ops.nc"),
+        (["ops.nc", "other.rel"], "ops.nc"),
+        # Already named by the cluster (the old entry is another's or left over): the new id.
+        (["ops.nc", "NEW"], "NEW"),
+        # Another installation's old entry is none of this one's business.
+        (["other.rel"], "NEW"),
+        ([], "NEW"),
+    ],
+)
+async def test_an_installation_upgraded_from_a_name_only_id_keeps_it(
+    fake: FakeKube,
+    connect_to_fake: None,
+    gc_restored: None,
+    tmp_path: Path,
+    entries: list[str],
+    expected: str,
+) -> None:
+    new = default_installation_id("ops.nc", fake.cluster_identity)
+    body = provider_body(tmp_path / "a.db", name="sim")
+    view = {"phase": "Ready", "nodes": 3}
+    body["status"] = {"installations": {new if e == "NEW" else e: view for e in entries}}
+    fake.add(NODEPROVIDERS, body)
+    memo = kopf.Memo(installation_id=None, installation_name="ops.nc")
+
+    await start(memo)
+
+    world = memo["world"]
+    try:
+        assert world.settings.installation_id == (new if expected == "NEW" else expected)
+    finally:
+        await world.queues.close()
