@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, cast
@@ -111,8 +112,11 @@ class NodesClient:
                 try:
                     k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
                 except ConfigException:
+                    # KUBECONFIG read now, not when kubernetes_asyncio was imported.
                     await k8s_config.load_kube_config(
-                        context=self._context, client_configuration=configuration
+                        config_file=os.environ.get("KUBECONFIG", "~/.kube/config"),
+                        context=self._context,
+                        client_configuration=configuration,
                     )
         return configuration
 
