@@ -1,0 +1,184 @@
+"""A NodeCluster on the kwok driver: the operator as a real process (the suite's), the sample
+kwok NodeProvider, and kwok (the suite's `kwok` fixture) playing every machine's kubelet. At
+every step the Nodes (`kubectl get nodes`) are audited against the ClusterNodes: one Node
+per node, none without its node, Ready or NotReady as the cluster's state says, carrying
+the node's identity as labels and its power state as the driver sets it."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kube import Kube, Operator, Timeout, sample, wait_for
+
+from kwok import KwokProcess
+from nodecluster.providers.identity import (
+    CLUSTER_TAG,
+    INSTALLATION_TAG,
+    NAMESPACE_TAG,
+    NODE_TAG,
+    NODE_UID_TAG,
+)
+from nodecluster.providers.kwok.nodes import POWER, PROVIDER, STOPPED_TAINT, ZONE
+
+TIMEOUT = 90.0
+ZONES = {"zone-a", "zone-b", "zone-c"}
+
+
+def ready_of(node: dict[str, Any]) -> str:
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition["type"] == "Ready":
+            return str(condition["status"])
+    return "None"
+
+
+class KwokCluster:
+    """One test's kwok NodeProvider (the sample) and its NodeCluster `workers`."""
+
+    def __init__(self, kube: Kube, ns: str) -> None:
+        self.kube = kube
+        self.ns = ns
+        self.provider = f"kwok-{ns}"
+        self.installation = kube.installation_id()
+
+    def make_provider(self) -> None:
+        np = sample("nodeprovider-kwok.yaml")
+        np["metadata"]["name"] = self.provider
+        np["spec"]["config"]["readyDelaySeconds"] = 0.5
+        self.kube.apply(np)
+
+    def make_cluster(self, **spec: Any) -> None:
+        nc = sample("nodecluster-basic.yaml")
+        nc["metadata"]["namespace"] = self.ns
+        nc["spec"]["providerRef"]["name"] = self.provider
+        nc["spec"].update(spec)
+        self.kube.apply(nc)
+
+    def patch(self, **fields: Any) -> None:
+        self.kube.kubectl(
+            "patch", "nodecluster/workers", "-n", self.ns, "--type=merge",
+            "-p", json.dumps({"spec": fields}),
+        )  # fmt: skip
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """This provider's Kubernetes Nodes."""
+        return self.kube.items("node", selector=f"{PROVIDER}={self.provider}")
+
+    def cluster_nodes(self) -> list[dict[str, Any]]:
+        return self.kube.items("clusternode", self.ns, "nodecluster.io/cluster=workers")
+
+    def audit(self, count: int, state: str = "Deployed", ready: str = "True") -> str | None:
+        """None when the cluster is `state` with `count` nodes, each with exactly one Node,
+        Ready as `ready` says, labelled with its identity; else what differs."""
+        nc = self.kube.get("nodecluster", "workers", self.ns) or {}
+        status = nc.get("status") or {}
+        if status.get("state") != state or status.get("observedGeneration") != (
+            nc.get("metadata", {}).get("generation")
+        ):
+            return f"state {status.get('state')}, not {state} (or not observed yet)"
+        members = {n["metadata"]["name"]: n for n in self.cluster_nodes()}
+        nodes = self.nodes()
+        per_member = Counter(n["metadata"]["labels"].get(NODE_TAG) for n in nodes)
+        doubled = {member: n for member, n in per_member.items() if n > 1}
+        if doubled:
+            raise AssertionError(f"ClusterNodes with more than one Node: {doubled}")
+        if len(members) != count or set(per_member) != set(members):
+            return f"ClusterNodes {sorted(members)} vs Nodes of {sorted(map(str, per_member))}"
+        for node in nodes:
+            labels = node["metadata"]["labels"]
+            member = members[labels[NODE_TAG]]
+            name = node["metadata"]["name"]
+            if ready_of(node) != ready:
+                return f"Node {name} Ready={ready_of(node)}, not {ready}"
+            wanted = {
+                INSTALLATION_TAG: self.installation,
+                NAMESPACE_TAG: self.ns,
+                CLUSTER_TAG: "workers",
+                NODE_UID_TAG: member["metadata"]["uid"],
+            }
+            assert {key: labels.get(key) for key in wanted} == wanted, name
+            assert labels[ZONE] in ZONES
+            member_status = member.get("status") or {}
+            if (member_status.get("providerId"), member_status.get("machineName")) != (
+                f"kwok://{name}",
+                name,
+            ):
+                return f"ClusterNode {labels[NODE_TAG]} does not name Node {name} yet"
+        return None
+
+    def wait(self, what: str, count: int, **kwargs: Any) -> None:
+        last: list[str | None] = [None]
+
+        def probe() -> bool:
+            last[0] = self.audit(count, **kwargs)
+            return last[0] is None
+
+        try:
+            wait_for(what, probe, timeout=TIMEOUT, interval=0.5)
+        except Timeout as err:
+            raise Timeout(f"{err}: {last[0]}") from None
+
+
+@pytest.fixture
+def kwok_cluster(
+    kube: Kube, kwok: KwokProcess, operator: Operator, ns: str
+) -> Iterator[KwokCluster]:
+    cluster = KwokCluster(kube, ns)
+    cluster.make_provider()
+    yield cluster
+    done = kube.kubectl("delete", "nodeclusters", "--all", "-n", ns, "--timeout=90s", check=False)
+    kube.kubectl("delete", "nodeprovider", cluster.provider, "--timeout=30s", check=False)
+    kwok.check_alive()
+    assert done.returncode == 0, f"deleting the test's clusters failed: {done.stderr}"
+    assert cluster.nodes() == [], "Nodes left behind"
+
+
+def test_a_cluster_on_kwok_shows_its_nodes_scales_stops_starts_and_is_deleted(
+    kwok_cluster: KwokCluster, kube: Kube
+) -> None:
+    kwok_cluster.make_cluster(targetNodes=2)
+    kwok_cluster.wait("2 Ready Nodes, one per node", 2)
+    shown = kube.kubectl(
+        "get", "nodes", "--no-headers", "-l", f"{NAMESPACE_TAG}={kwok_cluster.ns}"
+    ).stdout.splitlines()
+    assert len(shown) == 2 and all(line.split()[1] == "Ready" for line in shown), shown
+
+    kwok_cluster.patch(targetNodes=4)
+    kwok_cluster.wait("4 Ready Nodes after scaling out", 4)
+    per_zone = Counter(n["metadata"]["labels"][ZONE] for n in kwok_cluster.nodes())
+    assert sorted(per_zone.values()) == [1, 1, 2]  # spread over the three zones
+
+    kwok_cluster.patch(desiredState="Stopped")
+    kwok_cluster.wait("every Node NotReady", 4, state="Stopped", ready="False")
+    for node in kwok_cluster.nodes():
+        assert node["metadata"]["annotations"][POWER] == "Off"
+        assert STOPPED_TAINT in [t["key"] for t in node["spec"].get("taints") or []]
+    kwok_cluster.patch(desiredState="Running")
+    kwok_cluster.wait("every Node Ready again", 4)
+    for node in kwok_cluster.nodes():
+        assert STOPPED_TAINT not in [t["key"] for t in node["spec"].get("taints") or []]
+
+    kwok_cluster.patch(targetNodes=1)
+    kwok_cluster.wait("1 Node after scaling in", 1)
+
+    kube.kubectl("delete", "nodecluster/workers", "-n", kwok_cluster.ns, "--timeout=90s")
+    wait_for("no Node left", lambda: kwok_cluster.nodes() == [], timeout=TIMEOUT)
+
+
+def test_kill_9_during_scaling_neither_loses_nor_doubles_a_node(
+    kwok_cluster: KwokCluster, operator: Operator
+) -> None:
+    rng = random.Random(12)
+    kwok_cluster.make_cluster(targetNodes=2)
+    kwok_cluster.wait("2 Nodes", 2)
+    for target in (6, 3, 7, 2):
+        kwok_cluster.patch(targetNodes=target)
+        time.sleep(rng.uniform(0.0, 1.0))  # a random moment inside the scaling, not a wait
+        operator.kill9()
+        operator.start()
+        kwok_cluster.wait(f"{target} Nodes after a kill -9", target)
