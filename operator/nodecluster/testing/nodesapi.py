@@ -23,20 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
+from nodecluster.testing.fakekube import merge_patch
 from nodecluster.testing.faultykube import status_body
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: what a JSON merge patch makes of `target`."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def _matches(node: Mapping[str, Any], selector: str) -> bool:
