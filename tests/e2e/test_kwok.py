@@ -6,17 +6,22 @@ the node's identity as labels and its power state as the driver sets it."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import random
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import Kube, Operator, sample, wait_audited, wait_for
+import yaml
+from kube import ROOT, Kube, Operator, sample, service_account_kube, wait_audited, wait_for
 
 from kwok import KwokProcess
+from nodecluster.providers.base import InvalidConfig, ProviderConfig
 from nodecluster.providers.identity import (
     CLUSTER_TAG,
     INSTALLATION_TAG,
@@ -24,7 +29,9 @@ from nodecluster.providers.identity import (
     NODE_TAG,
     NODE_UID_TAG,
 )
+from nodecluster.providers.kwok import KwokDriver
 from nodecluster.providers.kwok.nodes import POWER, PROVIDER, STOPPED_TAINT, ZONE
+from nodecluster.testing.contract import delete_until_not_found, machine_spec
 
 TIMEOUT = 90.0
 ZONES = {"zone-a", "zone-b", "zone-c"}
@@ -173,3 +180,65 @@ def test_kill_9_during_scaling_neither_loses_nor_doubles_a_node(
         operator.kill9()
         operator.start()
         kwok_cluster.wait(f"{target} Nodes after a kill -9", target)
+
+
+def readme_rbac(account: str, namespace: str) -> list[dict[str, Any]]:
+    """The README's ClusterRole and binding for the kwok driver, bound to this account."""
+    text = (ROOT / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    block = next(b for b in blocks if "nodecluster-operator-kwok-nodes" in b)
+    docs = [doc for doc in yaml.safe_load_all(block) if doc]
+    for doc in docs:
+        for subject in doc.get("subjects", []):
+            subject.update(name=account, namespace=namespace)
+    return docs
+
+
+async def drive(kubeconfig: dict[str, Any]) -> list[str]:
+    """Every call of the driver, through a kubeconfig Secret; the states it saw."""
+    config = sample("nodeprovider-kwok.yaml")["spec"]["config"]
+    driver = KwokDriver(
+        ProviderConfig(
+            name="rbac-check", config=config, credentials={"kubeconfig": yaml.safe_dump(kubeconfig)}
+        )
+    )
+    try:
+        seen = [(await driver.create(machine_spec("rbac-1"))).state]
+        seen += [(await driver.stop("rbac-1")).state, (await driver.start("rbac-1")).state]
+        seen += [m.name for m in await driver.list()]
+        await delete_until_not_found(driver, "rbac-1")
+        return seen
+    finally:
+        await driver.close()
+
+
+def test_the_readme_rbac_is_all_the_driver_needs_through_a_kubeconfig_secret(
+    kube: Kube, kwok: KwokProcess, ns: str, tmp_path: Path
+) -> None:
+    """As a ServiceAccount bound to exactly the README's ClusterRole, from a Secret's
+    self-contained kubeconfig (a token, the CA inline): every call works. Without the
+    binding the API server refuses, and the refusal is InvalidConfig, naming the verb."""
+    kube.kubectl("create", "serviceaccount", "kwok-driver", "-n", ns)
+    user = service_account_kube(kube, "kwok-driver", ns, tmp_path / "sa.kubeconfig")
+    kubeconfig = yaml.safe_load(user.kubeconfig.read_text())
+    cluster = kubeconfig["clusters"][0]["cluster"]
+    ca = Path(cluster.pop("certificate-authority")).read_bytes()
+    cluster["certificate-authority-data"] = base64.b64encode(ca).decode()
+
+    with pytest.raises(InvalidConfig, match="forbidden"):
+        asyncio.run(drive(kubeconfig))
+
+    rbac = readme_rbac("kwok-driver", ns)
+    kube.apply(rbac)
+    try:
+        seen = wait_for("the binding to take effect", lambda: _allowed(kubeconfig), timeout=30)
+        assert seen == ["Provisioning", "Stopped", "Provisioning", "rbac-1"]
+    finally:
+        kube.kubectl("delete", "-f", "-", input=yaml.safe_dump_all(rbac), check=False)
+
+
+def _allowed(kubeconfig: dict[str, Any]) -> list[str] | None:
+    try:
+        return asyncio.run(drive(kubeconfig))
+    except InvalidConfig:
+        return None  # RBAC not seen by the API server's authorizer yet
