@@ -12,9 +12,9 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -34,6 +34,7 @@ from nodecluster.providers.kwok.nodes import POWER, PROVIDER, STOPPED_TAINT, ZON
 from nodecluster.testing.contract import delete_until_not_found, machine_spec
 
 TIMEOUT = 90.0
+T = TypeVar("T")
 ZONES = {"zone-a", "zone-b", "zone-c"}
 
 
@@ -242,3 +243,46 @@ def _allowed(kubeconfig: dict[str, Any]) -> list[str] | None:
         return asyncio.run(drive(kubeconfig))
     except InvalidConfig:
         return None  # RBAC not seen by the API server's authorizer yet
+
+
+def test_pods_run_on_a_kwok_node_and_a_drain_evicts_them(
+    kube: Kube, kwok: KwokProcess, ns: str
+) -> None:
+    """What Node integration builds on: a pod bound to one of the driver's Nodes runs
+    (Ready, so PodDisruptionBudgets count it), and `kubectl drain` (cordon, then the
+    Eviction API) empties the Node, kwok's pod stages playing the kubelet's part."""
+    config = sample("nodeprovider-kwok.yaml")["spec"]["config"] | {"readyDelaySeconds": 0}
+    config["kubeconfig"] = str(kube.kubeconfig)
+    provider = ProviderConfig(name=f"drain-{ns}"[:63], config=config)
+
+    def with_driver(action: Callable[[KwokDriver], Awaitable[T]]) -> T:
+        async def run() -> T:
+            driver = KwokDriver(provider)
+            try:
+                return await action(driver)
+            finally:
+                await driver.close()
+
+        return asyncio.run(run())
+
+    node = with_driver(lambda d: d.create(machine_spec(f"drain-{ns}"[:50]))).name
+    try:
+        wait_for("the Node Running", lambda: with_driver(lambda d: d.get(node)).state == "Running")
+        kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "app", "namespace": ns},
+                "spec": {"nodeName": node, "containers": [{"name": "app", "image": "app:1"}]},
+            }
+        )
+        wait_for(
+            "the pod Running and Ready",
+            lambda: kube.condition("pod", "app", "Ready", ns).get("status") == "True",
+        )
+        # --force: the pod has no controller to make it again elsewhere; still evicted.
+        kube.kubectl("drain", node, "--ignore-daemonsets", "--force", "--timeout=60s")
+        assert kube.get("pod", "app", ns) is None
+        assert (kube.get("node", node) or {})["spec"].get("unschedulable") is True
+    finally:
+        with_driver(lambda d: delete_until_not_found(d, node))
