@@ -4,12 +4,19 @@
 It uses the cluster of the current kubeconfig when one answers. When none does (the
 usual case on a laptop or CI machine without a cluster), it starts the local control
 plane (tools/controlplane.py), building it first if needed. Then it installs the CRDs,
-applies the sample simulator NodeProvider and NodeCluster, starts the operator, and
+applies a sample NodeProvider and the sample NodeCluster, starts the operator, and
 prints `kubectl get nodeproviders,nodeclusters,clusternodes` whenever it changes.
 
-    tools/run                 # until Ctrl-C
-    tools/run --once          # exit 0 once the sample is Deployed (exit 1 on timeout)
-    tools/run --no-samples    # just the operator
+    tools/run                     # until Ctrl-C
+    tools/run --once              # exit 0 once the sample is Deployed (exit 1 on timeout)
+    tools/run --no-samples        # just the operator
+    tools/run --provider kwok     # machines are fake Nodes: `kubectl get nodes` shows them
+
+With `--provider kwok` it also starts kwok (tools/kwok.py: the driver's stages, managing
+only the driver's fake Nodes) against the same API server, applies the sample kwok
+NodeProvider instead of the simulator's, and prints `kubectl get nodes` as well; `--once`
+then also waits until every machine's Node is Ready. Against a cluster of your own the
+Nodes stay after the run (delete the NodeCluster first to remove them).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from controlplane import ControlPlane, default_bin_dir  # noqa: E402
+from kwok import KwokError, KwokProcess, find_binary  # noqa: E402
 
 
 def say(message: str) -> None:
@@ -49,8 +57,9 @@ def reachable(kubectl: str, kubeconfig: str | None) -> bool:
 
 
 @contextlib.contextmanager
-def cluster(args: argparse.Namespace, state: Path) -> Iterator[tuple[str, str]]:
-    """(kubeconfig, kubectl) of the cluster to use; a local one when none answers."""
+def cluster(args: argparse.Namespace, state: Path) -> Iterator[tuple[str, str, Path | None]]:
+    """(kubeconfig, kubectl, the local binaries' directory or None) of the cluster to use; a
+    local one when none answers."""
     configured = args.kubeconfig or os.environ.get("KUBECONFIG")
     default = Path.home() / ".kube" / "config"
     if configured is None and default.is_file():
@@ -58,7 +67,7 @@ def cluster(args: argparse.Namespace, state: Path) -> Iterator[tuple[str, str]]:
     system_kubectl = shutil.which("kubectl")
     if configured and system_kubectl and reachable(system_kubectl, configured):
         say(f"using the cluster of {configured}")
-        yield configured, system_kubectl
+        yield configured, system_kubectl, None
         return
     if configured:
         say(f"{configured} does not reach a cluster; starting the local control plane")
@@ -67,7 +76,7 @@ def cluster(args: argparse.Namespace, state: Path) -> Iterator[tuple[str, str]]:
     bin_dir = default_bin_dir()
     with ControlPlane(work_dir=state / "controlplane", bin_dir=bin_dir) as cp:
         say(f"control plane ready in {cp.startup_seconds:.1f}s: export KUBECONFIG={cp.kubeconfig}")
-        yield str(cp.kubeconfig), str(cp.kubectl_bin)
+        yield str(cp.kubeconfig), str(cp.kubectl_bin), bin_dir
 
 
 def main() -> int:
@@ -84,10 +93,16 @@ def main() -> int:
         "--once", action="store_true", help="exit once the sample NodeCluster is Deployed"
     )
     parser.add_argument("--timeout", type=float, default=180.0, help="with --once: seconds to wait")
+    parser.add_argument(
+        "--provider",
+        choices=("simulator", "kwok"),
+        default="simulator",
+        help="the sample NodeProvider's driver (kwok: fake Nodes, kwok started too)",
+    )
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="nodecluster-run-"))
-    with cluster(args, state) as (kubeconfig, kubectl):
+    with cluster(args, state) as (kubeconfig, kubectl, bin_dir), contextlib.ExitStack() as stack:
 
         def k(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
@@ -109,6 +124,17 @@ def main() -> int:
                 say(done.stderr.strip())
                 return 1
 
+        kwok: KwokProcess | None = None
+        if args.provider == "kwok":
+            binary = bin_dir / "kwok" if bin_dir is not None else find_binary()
+            kwok = KwokProcess(kubeconfig, state / "kwok.log", binary=binary)
+            say(f"starting kwok, the fake Nodes' kubelet (log: {kwok.log_path})")
+            try:
+                stack.enter_context(kwok)
+            except KwokError as err:
+                say(str(err))
+                return 1
+
         log_path = state / "operator.log"
         env = {
             **os.environ,
@@ -127,23 +153,24 @@ def main() -> int:
         try:
             if not args.no_samples:
                 provider = yaml.safe_load(
-                    (ROOT / "manifests/samples/nodeprovider-simulator.yaml").read_text()
+                    (ROOT / f"manifests/samples/nodeprovider-{args.provider}.yaml").read_text()
                 )
-                provider["spec"]["config"]["path"] = str(state / "simulator.db")
-                say(f"applying the samples (simulator inventory: {state / 'simulator.db'})")
+                if args.provider == "simulator":
+                    provider["spec"]["config"]["path"] = str(state / "simulator.db")
+                    say(f"applying the samples (simulator inventory: {state / 'simulator.db'})")
+                else:
+                    say("applying the samples (machines: Nodes, see kubectl get nodes)")
+                workers = yaml.safe_load(
+                    (ROOT / "manifests/samples/nodecluster-basic.yaml").read_text()
+                )
+                workers["spec"]["providerRef"]["name"] = provider["metadata"]["name"]
                 applied = k("apply", "-f", "-", stdin=yaml.safe_dump(provider))
-                applied2 = k(
-                    "apply",
-                    "-n",
-                    "default",
-                    "-f",
-                    str(ROOT / "manifests/samples/nodecluster-basic.yaml"),
-                )
+                applied2 = k("apply", "-n", "default", "-f", "-", stdin=yaml.safe_dump(workers))
                 for done in (applied, applied2):
                     if done.returncode != 0:
                         say(done.stderr.strip())
                         return 1
-            return watch(k, operator, args)
+            return watch(k, operator, args, kwok)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(operator.pid, signal.SIGTERM)
@@ -155,8 +182,11 @@ def main() -> int:
             say("operator stopped")
 
 
-def watch(k, operator: subprocess.Popen[bytes], args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
-    """Print the objects whenever they change; with --once, stop when the sample is Deployed."""
+def watch(  # type: ignore[no-untyped-def]
+    k, operator: subprocess.Popen[bytes], args: argparse.Namespace, kwok: KwokProcess | None
+) -> int:
+    """Print the objects whenever they change; with --once, stop when the sample is Deployed
+    (and, with kwok, its Nodes are Ready)."""
     deadline = time.monotonic() + args.timeout
     last = ""
     try:
@@ -164,7 +194,15 @@ def watch(k, operator: subprocess.Popen[bytes], args: argparse.Namespace) -> int
             if operator.poll() is not None:
                 say(f"the operator exited with {operator.returncode}")
                 return 1
+            if kwok is not None:
+                try:
+                    kwok.check_alive()
+                except KwokError as err:
+                    say(str(err))
+                    return 1
             shown = k("get", "nodeproviders,nodeclusters,clusternodes", "-A").stdout
+            if kwok is not None:
+                shown += "\n" + k("get", "nodes", "-L", "topology.kubernetes.io/zone").stdout
             if shown != last:
                 print(f"--- {time.strftime('%H:%M:%S')}\n{shown}", flush=True)
                 last = shown
@@ -178,7 +216,7 @@ def watch(k, operator: subprocess.Popen[bytes], args: argparse.Namespace) -> int
                     "-o",
                     "jsonpath={.status.state}/{.status.readyNodes}",
                 ).stdout
-                if state.startswith("Deployed/"):
+                if state.startswith("Deployed/") and nodes_ready(k, kwok, state):
                     say(f"sample NodeCluster converged: {state}")
                     return 0
                 if time.monotonic() > deadline:
@@ -187,6 +225,17 @@ def watch(k, operator: subprocess.Popen[bytes], args: argparse.Namespace) -> int
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
+
+
+def nodes_ready(k, kwok: KwokProcess | None, state: str) -> bool:  # type: ignore[no-untyped-def]
+    """Without kwok, True; with it, whether `kubectl get nodes` shows as many Ready Nodes of
+    the sample provider as the NodeCluster has ready nodes."""
+    if kwok is None:
+        return True
+    ready = int(state.partition("/")[2] or 0)
+    lines = k("get", "nodes", "--no-headers", "-l", "nodecluster.io/provider=kwok").stdout
+    shown = [line.split() for line in lines.splitlines() if line.strip()]
+    return len(shown) == ready and all(line[1] == "Ready" for line in shown)
 
 
 if __name__ == "__main__":

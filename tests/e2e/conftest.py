@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from kube import Kube, Operator  # noqa: E402
+from kube import Kube, Operator, wait_for  # noqa: E402
 from scenario import Scenario  # noqa: E402
+
+from kwok import KwokProcess  # noqa: E402
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,6 +50,56 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
         k = Kube(Path(cp.kubeconfig), kubectl_bin=str(cp.bin_dir / "kubectl"), control_plane=cp)
         k.apply_crds(crds)
         yield k
+
+
+@pytest.fixture(scope="session")
+def kwok(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KwokProcess]:
+    """kwok, the kubelet of the `kwok` driver's Nodes, running against that API server
+    (tools/kwok.py: the driver's stages, only Nodes labelled kwok.x-k8s.io/node=fake).
+
+    Proven before any test uses it: a probe Node must become Ready. If kwok cannot start
+    or does not make the probe Ready, every test that needs it fails with kwok's log,
+    never skips: a driver whose tests quietly did not run would look tested."""
+    binary = kube.control_plane.bin_dir / "kwok" if kube.control_plane is not None else None
+    process = KwokProcess(
+        kube.kubeconfig, tmp_path_factory.mktemp("kwok") / "kwok.log", binary=binary
+    )
+    process.start()
+    try:
+        _prove_kwok(kube, process)
+        yield process
+    finally:
+        process.stop()
+
+
+def _prove_kwok(kube: Kube, process: KwokProcess) -> None:
+    """A Node as the driver makes them becomes Ready (and goes again)."""
+    name = f"kwok-probe-{secrets.token_hex(3)}"
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {"kwok.x-k8s.io/node": "fake", "nodecluster.io/provider": "probe"},
+                "annotations": {"nodecluster.io/boot-id": "probe"},
+            },
+        }
+    )
+    try:
+
+        def ready() -> bool:
+            process.check_alive()
+            node = kube.get("node", name) or {}
+            conditions = (node.get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+        try:
+            wait_for(f"kwok to make the probe Node {name} Ready", ready, timeout=60)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\nkwok's log:\n{process.log_tail()}") from None
+    finally:
+        kube.kubectl("delete", "node", name, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="session")

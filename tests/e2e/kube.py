@@ -41,6 +41,23 @@ def wait_for(
         time.sleep(interval)
 
 
+def wait_audited(
+    what: str, audit: Callable[[], str | None], timeout: float = 60.0, interval: float = 0.5
+) -> None:
+    """Poll an audit (None when all is as it should be, else what differs) until it passes;
+    fail with `what` and the audit's last finding."""
+    last: list[str | None] = [None]
+
+    def passed() -> bool:
+        last[0] = audit()
+        return last[0] is None
+
+    try:
+        wait_for(what, passed, timeout=timeout, interval=interval)
+    except Timeout as err:
+        raise Timeout(f"{err}: {last[0]}") from None
+
+
 class Kube:
     """kubectl against one kubeconfig."""
 

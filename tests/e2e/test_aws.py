@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kube import Kube, Operator, Timeout, sample, wait_for
+from kube import Kube, Operator, sample, wait_audited, wait_for
 
 from nodecluster.providers.aws.instances import MACHINE_TAG, PROVIDER_TAG
 from nodecluster.providers.identity import NODE_TAG
@@ -133,16 +133,7 @@ class Ec2Cluster:
         return None
 
     def wait(self, what: str, count: int, **kwargs: Any) -> None:
-        last: list[str | None] = [None]
-
-        def probe() -> bool:
-            last[0] = self.audit(count, **kwargs)
-            return last[0] is None
-
-        try:
-            wait_for(what, probe, timeout=TIMEOUT, interval=0.5)
-        except Timeout as err:
-            raise Timeout(f"{err}: {last[0]}") from None
+        wait_audited(what, lambda: self.audit(count, **kwargs), timeout=TIMEOUT)
 
 
 @pytest.fixture

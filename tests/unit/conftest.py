@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ import chart
 # EC2 on moto's standalone server, for the aws driver's tests (nodecluster.testing.ec2, so
 # that the end-to-end suite can share them): `moto_server` per session, `ec2` per test.
 from nodecluster.testing.ec2 import ec2, moto_server
+from nodecluster.testing.nodesapi import NodesApi
 
 REQUIRE_TOOLS = "NODECLUSTER_REQUIRE_TOOLS"
 
@@ -111,3 +113,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
         for nodeid in _skipped:
             terminalreporter.write_line(f"  {nodeid}", red=True)
+
+
+@pytest.fixture
+async def nodes_api() -> AsyncIterator[NodesApi]:
+    """The Nodes API stand-in (nodecluster.testing.nodesapi), for the kwok driver."""
+    api = await NodesApi().start()
+    yield api
+    await api.close()

@@ -5,23 +5,28 @@ Drivers log the specs they are asked to create, and tracebacks print the argumen
 the frame that failed; either would put the token in the operator's logs if the spec
 showed it. The same goes for a NodeProvider's credentials.
 
-Every built-in driver is held to it: the simulator, and the aws driver against moto's EC2,
+Every built-in driver is held to it: the simulator, the aws driver against moto's EC2,
 whose SDK would log request bodies (the user data, base64-encoded) and signing material (a
-session token) at DEBUG if the driver let it.
+session token) at DEBUG if the driver let it, and the kwok driver, whose credentials Secret
+holds a kubeconfig with a token and whose Nodes are readable by anyone who may list Nodes.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from pathlib import Path
 
 import pytest
+import yaml
 
 from nodecluster.providers.aws.driver import AwsDriver
 from nodecluster.providers.base import InvalidConfig, MachineSpec, ProviderConfig
+from nodecluster.providers.kwok import KwokDriver
 from nodecluster.providers.simulator import SimulatorDriver
 from nodecluster.testing.ec2 import Ec2Network
+from nodecluster.testing.nodesapi import NodesApi
 
 TOKEN = "abcdef.0123456789abcdef"
 USER_DATA = f"#cloud-config\nruncmd: [kubeadm join --token {TOKEN}]\n"
@@ -122,3 +127,52 @@ async def test_the_aws_driver_shows_neither_the_user_data_nor_the_credentials(
     for secret in secrets:
         assert secret not in caplog.text
         assert all(secret not in text for text in shown)
+
+
+KUBE_TOKEN = "eyJhbGciOiJSUzI1NiJ9.kwok-sentinel-token.c2lnbmF0dXJlEXAMPLE"
+
+
+async def test_the_kwok_driver_shows_neither_the_user_data_nor_its_kubeconfigs_token(
+    nodes_api: NodesApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    nodes_api.token = KUBE_TOKEN
+    settings = {"machineTypes": {"small": {"cores": 2, "memoryMib": 2048}}, "zones": ["zone-a"]}
+    config = ProviderConfig(
+        name="kwok",
+        config=settings,
+        credentials={"kubeconfig": yaml.safe_dump(nodes_api.kubeconfig())},
+    )
+    plugin = nodes_api.kubeconfig()
+    plugin["users"][0]["user"] = {"exec": {"command": "sh", "args": ["-c", KUBE_TOKEN]}}
+    driver = KwokDriver(config)
+    shown = [repr(config), repr(driver), repr(driver.settings)]
+    try:
+        await driver.create(spec_with_user_data())
+        stored = json.dumps(nodes_api.nodes)
+        await driver.get("web-x1")
+        await driver.list()
+        await driver.stop("web-x1")
+        await driver.reboot("web-x1")
+        nodes_api.answers = [("*", 403)]  # RBAC refuses: a message to show
+        with pytest.raises(InvalidConfig) as refused:
+            await driver.delete("web-x1")
+        await driver.delete("web-x1")
+        with pytest.raises(InvalidConfig) as unusable:  # a kubeconfig that would run a plugin
+            KwokDriver(
+                ProviderConfig(
+                    name="kwok", config=settings, credentials={"kubeconfig": yaml.safe_dump(plugin)}
+                )
+            )
+        shown += [str(refused.value), repr(refused.value), str(refused.value.__cause__)]
+        shown += [str(unusable.value), repr(unusable.value)]
+    finally:
+        await driver.close()
+
+    assert "created Node web-x1" in caplog.text  # the driver does log: the checks mean something
+    assert KUBE_TOKEN in nodes_api.tokens_seen  # and the token was used
+    for secret in (TOKEN, base64.b64encode(USER_DATA.encode()).decode(), KUBE_TOKEN):
+        assert secret not in caplog.text
+        assert all(secret not in text for text in shown)
+    assert "web-x1" in stored  # the Node was written: the check below looked at something
+    assert TOKEN not in stored  # the user data is not on a Node, which many may read
