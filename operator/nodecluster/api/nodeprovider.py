@@ -71,7 +71,7 @@ class NodeProviderSpec(CamelModel):
         pattern=DNS_LABEL,
         description=(
             "Name of the driver, as registered in the Python entry-point group "
-            "'nodecluster.providers' (built in: 'simulator')."
+            "'nodecluster.providers' (built in: 'simulator', 'aws' with the aws extra, 'kwok')."
         ),
     )
     config: dict[str, Any] = Field(
