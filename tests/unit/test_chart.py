@@ -229,6 +229,21 @@ def test_node_integration_is_off_by_default_and_grants_only_what_a_drain_needs()
     assert "--nodes" in pod["containers"][0]["args"]
 
 
+def test_the_kwok_drivers_nodes_are_granted_only_when_asked_for() -> None:
+    assert ("", "nodes", ()) not in rules(one(render(), "ClusterRole", "nc-nodecluster-operator"))
+
+    docs = render("--set", "rbac.kwokNodes=true")
+
+    assert rules(one(docs, "ClusterRole", "nc-nodecluster-operator")) == {
+        **CLUSTER_RULES,
+        ("", "nodes", ()): {"get", "list", "create", "patch", "delete"},
+    }
+    # With Node integration as well: one rule for nodes, with both's verbs.
+    docs = render("--set", "rbac.kwokNodes=true", "--set", "nodes.enabled=true")
+    nodes = rules(one(docs, "ClusterRole", "nc-nodecluster-operator"))[("", "nodes", ())]
+    assert nodes == {"get", "list", "watch", "create", "patch", "delete"}
+
+
 def test_the_pod_runs_locked_down_with_probes_and_writable_scratch_only() -> None:
     pod = one(render(), "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"]
     container = pod["containers"][0]
