@@ -204,6 +204,23 @@ class KwokCluster:
             "-p", json.dumps({"spec": fields}),
         )  # fmt: skip
 
+    def members(self) -> dict[str, dict[str, Any]]:
+        """The cluster's ClusterNodes by name."""
+        return {cn["metadata"]["name"]: cn for cn in self.cluster_nodes()}
+
+    def linked(self, count: int) -> dict[str, str] | None:
+        """ClusterNode -> Node name, once each of `count` ClusterNodes names its machine's
+        Node (`run --nodes`; a kwok Node has its machine's name) and says it is Ready."""
+        found = {}
+        for name, cn in self.members().items():
+            status = cn.get("status") or {}
+            ref = (status.get("nodeRef") or {}).get("name")
+            ready = node_ready(cn).get("status") == "True"
+            if ref is None or ref != status.get("machineName") or not ready:
+                return None
+            found[name] = ref
+        return found if len(found) == count else None
+
     def nodes(self) -> list[dict[str, Any]]:
         """This provider's Kubernetes Nodes."""
         return self.kube.items("node", selector=f"{PROVIDER}={self.provider}")
@@ -252,6 +269,32 @@ class KwokCluster:
 
     def wait(self, what: str, count: int, **kwargs: Any) -> None:
         wait_audited(what, lambda: self.audit(count, **kwargs), timeout=KWOK_TIMEOUT)
+
+
+def node_ready(cn: dict[str, Any]) -> dict[str, Any]:
+    """A ClusterNode's NodeReady condition (`run --nodes`; {} while it has none)."""
+    for condition in (cn.get("status") or {}).get("conditions") or []:
+        if condition["type"] == "NodeReady":
+            return dict(condition)
+    return {}
+
+
+def bind_pod(kube: Kube, ns: str, name: str, node: str, app: str = "web") -> None:
+    """A pod bound to `node` by spec.nodeName, as a scheduler binds one (the local control
+    plane has none), tolerating every taint, as one scheduled there would have to; kwok
+    runs it if it manages the Node."""
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
+            "spec": {
+                "nodeName": node,
+                "tolerations": [{"operator": "Exists"}],
+                "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}],
+            },
+        }
+    )
 
 
 @contextmanager

@@ -20,7 +20,14 @@ from typing import Any
 
 import pytest
 from kube import Kube, Operator, wait_for
-from scenario import KWOK_TIMEOUT, KwokCluster, kwok_cluster_in, operation_sample
+from scenario import (
+    KWOK_TIMEOUT,
+    KwokCluster,
+    bind_pod,
+    kwok_cluster_in,
+    node_ready,
+    operation_sample,
+)
 
 from kwok import KwokProcess
 from nodecluster.providers.identity import NAMESPACE_TAG
@@ -49,53 +56,6 @@ def events(kube: Kube, ns: str, reason: str) -> list[str]:
     found = [e for e in kube.items("events", ns) if e.get("reason") == reason]
     found.sort(key=lambda e: e.get("firstTimestamp") or e.get("eventTime") or "")
     return [e["involvedObject"]["name"] for e in found]
-
-
-def members(cluster: KwokCluster) -> dict[str, dict[str, Any]]:
-    """The cluster's ClusterNodes by name."""
-    return {cn["metadata"]["name"]: cn for cn in cluster.cluster_nodes()}
-
-
-def node_ready(cn: dict[str, Any]) -> dict[str, Any]:
-    """A ClusterNode's NodeReady condition ({} while it has none)."""
-    for condition in (cn.get("status") or {}).get("conditions") or []:
-        if condition["type"] == "NodeReady":
-            return dict(condition)
-    return {}
-
-
-def linked(cluster: KwokCluster, count: int) -> dict[str, str] | None:
-    """ClusterNode -> Node, once each of `count` ClusterNodes names its machine's Node
-    (the kwok Node has the machine's name) and says it is Ready; else None."""
-    found = {}
-    for name, cn in members(cluster).items():
-        status = cn.get("status") or {}
-        ref = (status.get("nodeRef") or {}).get("name")
-        if (
-            ref is None
-            or ref != status.get("machineName")
-            or node_ready(cn).get("status") != "True"
-        ):
-            return None
-        found[name] = ref
-    return found if len(found) == count else None
-
-
-def run_pod(kube: Kube, ns: str, name: str, node: str) -> None:
-    """A pod of app `web`, bound to `node` as a scheduler would; tolerating the profile's
-    taint, as a pod scheduled there would have to."""
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns, "labels": {"app": "web"}},
-            "spec": {
-                "nodeName": node,
-                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "web"}],
-                "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}],
-            },
-        }
-    )
 
 
 def budget(kube: Kube, ns: str, min_available: int) -> None:
@@ -129,7 +89,7 @@ def test_kwok_nodes_are_linked_labelled_and_drained_within_their_budget(
         policies={"deletion": {"criteria": "OldestFirst", "drainTimeoutSeconds": 300}},
     )
     cluster.wait("2 Ready Nodes", 2)
-    by_cn = wait_for("every ClusterNode linked to its Ready Node", lambda: linked(cluster, 2))
+    by_cn = wait_for("every ClusterNode linked to its Ready Node", lambda: cluster.linked(2))
 
     # `kubectl get nodes` shows the cluster's machines, `kubectl get cn` their Nodes.
     shown = kube.kubectl("get", "nodes", "--no-headers", "-l", f"{NAMESPACE_TAG}={ns}").stdout
@@ -155,14 +115,14 @@ def test_kwok_nodes_are_linked_labelled_and_drained_within_their_budget(
 
     pods = {cn: f"web-{i}" for i, cn in enumerate(sorted(by_cn))}
     for cn, pod in pods.items():
-        run_pod(kube, ns, pod, by_cn[cn])
+        bind_pod(kube, ns, pod, by_cn[cn])
     budget(kube, ns, min_available=1)
     allowed(kube, ns, 1)  # kwok reported both pods Running and Ready
 
     # Within the budget: one node goes, its pod evicted first, its Node with its machine.
     cluster.patch(targetNodes=1)
     cluster.wait("1 Node after a drained scale-in", 1)
-    [kept] = members(cluster)
+    [kept] = cluster.members()
     [gone] = [cn for cn in by_cn if cn != kept]
     assert kube.get("node", by_cn[gone]) is None
     assert kube.get("pod", pods[gone], ns) is None
@@ -230,7 +190,7 @@ def test_a_kwok_node_not_ready_is_replaced_and_a_stopped_one_is_not(
     health = {"nodeNotReadyTimeoutSeconds": 5, "recovery": "Recreate"}
     cluster.make_cluster(targetNodes=2, minNodes=0, policies={"health": health})
     cluster.wait("2 Ready Nodes", 2)
-    by_cn = wait_for("every ClusterNode linked to its Ready Node", lambda: linked(cluster, 2))
+    by_cn = wait_for("every ClusterNode linked to its Ready Node", lambda: cluster.linked(2))
     stopped, broken = sorted(by_cn)
 
     stop = operation_sample("stop-nodes")
@@ -239,7 +199,7 @@ def test_a_kwok_node_not_ready_is_replaced_and_a_stopped_one_is_not(
     kube.apply(stop)
 
     def stopped_node() -> bool:
-        cn = members(cluster).get(stopped) or {}
+        cn = cluster.members().get(stopped) or {}
         ready = node_ready(cn)
         state = (cn.get("status") or {}).get("state")
         return (state, ready.get("status"), ready.get("reason")) == (
@@ -253,7 +213,7 @@ def test_a_kwok_node_not_ready_is_replaced_and_a_stopped_one_is_not(
     fall_silent(kube, by_cn[broken])
 
     def replaced() -> set[str] | None:
-        names = set(members(cluster))
+        names = set(cluster.members())
         return names if broken not in names and len(names) == 2 else None
 
     now_members = wait_for(
@@ -272,5 +232,5 @@ def test_a_kwok_node_not_ready_is_replaced_and_a_stopped_one_is_not(
     start["spec"]["nodes"] = {"names": [stopped]}
     kube.apply(start)
     cluster.wait("2 Ready Nodes again, the stopped one among them", 2)
-    assert stopped in members(cluster)
+    assert stopped in cluster.members()
     assert len(events(kube, ns, "NodeRemediated")) == 1
