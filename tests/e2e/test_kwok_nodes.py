@@ -33,13 +33,13 @@ from kwok import KwokProcess
 from nodecluster.providers.identity import NAMESPACE_TAG
 from nodecluster.providers.kwok.nodes import KWOK_NODE, STOPPED_REASON
 
+TAINT = {"key": "dedicated", "value": "web", "effect": "NoSchedule"}
 PROFILE = {
     "machineType": "small",
     "labels": {"team": "batch"},
     "nodeLabels": {"node-role.kubernetes.io/web": "", "tier": "front"},
-    "nodeTaints": [{"key": "dedicated", "value": "web", "effect": "NoSchedule"}],
+    "nodeTaints": [TAINT],
 }
-TAINT = {"key": "dedicated", "value": "web", "effect": "NoSchedule"}
 
 
 @pytest.fixture
