@@ -114,6 +114,20 @@ def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[O
 
 
 @pytest.fixture
+def nodes_operator(kube: Kube, operator: Operator) -> Iterator[Operator]:
+    """The operator with Node integration (`run --nodes`), in place of the session's for
+    one test (never two operators at once: both would act on every cluster)."""
+    with_nodes = Operator(kube, operator.workdir, extra_args=["--nodes"])
+    operator.stop()
+    with_nodes.start()
+    try:
+        yield with_nodes
+    finally:
+        with_nodes.stop()
+        operator.start()
+
+
+@pytest.fixture
 def ns(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards."""
     slug = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())

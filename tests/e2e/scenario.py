@@ -4,10 +4,26 @@ the samples so the samples themselves are exercised."""
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from kube import Inventory, Kube, Timeout, sample, wait_for
+from kube import Inventory, Kube, Timeout, sample, wait_audited, wait_for
+
+from kwok import KwokProcess
+from nodecluster.providers.identity import (
+    CLUSTER_TAG,
+    INSTALLATION_TAG,
+    NAMESPACE_TAG,
+    NODE_TAG,
+    NODE_UID_TAG,
+)
+from nodecluster.providers.kwok.nodes import PROVIDER, ZONE
+
+KWOK_TIMEOUT = 90.0
+KWOK_ZONES = {"zone-a", "zone-b", "zone-c"}
 
 
 class Scenario:
@@ -151,3 +167,145 @@ class Operations:
             return op if got == phase else None
 
         return wait_for(f"operation {name} {phase}", probe, timeout)
+
+
+def ready_of(node: dict[str, Any]) -> str:
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition["type"] == "Ready":
+            return str(condition["status"])
+    return "None"
+
+
+class KwokCluster:
+    """One test's kwok NodeProvider (the sample) and its NodeCluster `workers`."""
+
+    def __init__(self, kube: Kube, ns: str) -> None:
+        self.kube = kube
+        self.ns = ns
+        self.provider = f"kwok-{ns}"
+        self.installation = kube.installation_id()
+
+    def make_provider(self) -> None:
+        np = sample("nodeprovider-kwok.yaml")
+        np["metadata"]["name"] = self.provider
+        np["spec"]["config"]["readyDelaySeconds"] = 0.5
+        self.kube.apply(np)
+
+    def make_cluster(self, **spec: Any) -> None:
+        nc = sample("nodecluster-basic.yaml")
+        nc["metadata"]["namespace"] = self.ns
+        nc["spec"]["providerRef"]["name"] = self.provider
+        nc["spec"].update(spec)
+        self.kube.apply(nc)
+
+    def patch(self, **fields: Any) -> None:
+        self.kube.kubectl(
+            "patch", "nodecluster/workers", "-n", self.ns, "--type=merge",
+            "-p", json.dumps({"spec": fields}),
+        )  # fmt: skip
+
+    def members(self) -> dict[str, dict[str, Any]]:
+        """The cluster's ClusterNodes by name."""
+        return {cn["metadata"]["name"]: cn for cn in self.cluster_nodes()}
+
+    def linked(self, count: int) -> dict[str, str] | None:
+        """ClusterNode -> Node name, once each of `count` ClusterNodes names its machine's
+        Node (`run --nodes`; a kwok Node has its machine's name) and says it is Ready."""
+        found = {}
+        for name, cn in self.members().items():
+            status = cn.get("status") or {}
+            ref = (status.get("nodeRef") or {}).get("name")
+            ready = node_ready(cn).get("status") == "True"
+            if ref is None or ref != status.get("machineName") or not ready:
+                return None
+            found[name] = ref
+        return found if len(found) == count else None
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """This provider's Kubernetes Nodes."""
+        return self.kube.items("node", selector=f"{PROVIDER}={self.provider}")
+
+    def cluster_nodes(self) -> list[dict[str, Any]]:
+        return self.kube.items("clusternode", self.ns, "nodecluster.io/cluster=workers")
+
+    def audit(self, count: int, state: str = "Deployed", ready: str = "True") -> str | None:
+        """None when the cluster is `state` with `count` nodes, each with exactly one Node,
+        Ready as `ready` says, labelled with its identity; else what differs."""
+        nc = self.kube.get("nodecluster", "workers", self.ns) or {}
+        status = nc.get("status") or {}
+        if status.get("state") != state or status.get("observedGeneration") != (
+            nc.get("metadata", {}).get("generation")
+        ):
+            return f"state {status.get('state')}, not {state} (or not observed yet)"
+        members = {n["metadata"]["name"]: n for n in self.cluster_nodes()}
+        nodes = self.nodes()
+        per_member = Counter(n["metadata"]["labels"].get(NODE_TAG) for n in nodes)
+        doubled = {member: n for member, n in per_member.items() if n > 1}
+        if doubled:
+            raise AssertionError(f"ClusterNodes with more than one Node: {doubled}")
+        if len(members) != count or set(per_member) != set(members):
+            return f"ClusterNodes {sorted(members)} vs Nodes of {sorted(map(str, per_member))}"
+        for node in nodes:
+            labels = node["metadata"]["labels"]
+            member = members[labels[NODE_TAG]]
+            name = node["metadata"]["name"]
+            if ready_of(node) != ready:
+                return f"Node {name} Ready={ready_of(node)}, not {ready}"
+            wanted = {
+                INSTALLATION_TAG: self.installation,
+                NAMESPACE_TAG: self.ns,
+                CLUSTER_TAG: "workers",
+                NODE_UID_TAG: member["metadata"]["uid"],
+            }
+            assert {key: labels.get(key) for key in wanted} == wanted, name
+            assert labels[ZONE] in KWOK_ZONES
+            member_status = member.get("status") or {}
+            if (member_status.get("providerId"), member_status.get("machineName")) != (
+                f"kwok://{name}",
+                name,
+            ):
+                return f"ClusterNode {labels[NODE_TAG]} does not name Node {name} yet"
+        return None
+
+    def wait(self, what: str, count: int, **kwargs: Any) -> None:
+        wait_audited(what, lambda: self.audit(count, **kwargs), timeout=KWOK_TIMEOUT)
+
+
+def node_ready(cn: dict[str, Any]) -> dict[str, Any]:
+    """A ClusterNode's NodeReady condition (`run --nodes`; {} while it has none)."""
+    for condition in (cn.get("status") or {}).get("conditions") or []:
+        if condition["type"] == "NodeReady":
+            return dict(condition)
+    return {}
+
+
+def bind_pod(kube: Kube, ns: str, name: str, node: str, app: str = "web") -> None:
+    """A pod bound to `node` by spec.nodeName, as a scheduler binds one (the local control
+    plane has none), tolerating every taint, as one scheduled there would have to; kwok
+    runs it if it manages the Node."""
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
+            "spec": {
+                "nodeName": node,
+                "tolerations": [{"operator": "Exists"}],
+                "containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10"}],
+            },
+        }
+    )
+
+
+@contextmanager
+def kwok_cluster_in(kube: Kube, kwok: KwokProcess, ns: str) -> Iterator[KwokCluster]:
+    """A test's kwok NodeProvider, made; afterwards its clusters and the provider deleted,
+    and no Node of it left behind (kwok still running: a test must not have killed it)."""
+    cluster = KwokCluster(kube, ns)
+    cluster.make_provider()
+    yield cluster
+    done = kube.kubectl("delete", "nodeclusters", "--all", "-n", ns, "--timeout=90s", check=False)
+    kube.kubectl("delete", "nodeprovider", cluster.provider, "--timeout=30s", check=False)
+    kwok.check_alive()
+    assert done.returncode == 0, f"deleting the test's clusters failed: {done.stderr}"
+    assert cluster.nodes() == [], "Nodes left behind"

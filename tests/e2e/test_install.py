@@ -17,15 +17,17 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 from kube import Kube, Operator, sample, service_account_kube, wait_for
-from scenario import Scenario
+from scenario import Scenario, bind_pod, kwok_cluster_in
 
 import chart
+from kwok import KwokProcess
 
 RELEASE = "nodecluster-operator"
 PEERING = "nodecluster-e2e"
@@ -128,40 +130,49 @@ def api_status(
         return int(err.code)
 
 
-@pytest.fixture(scope="module")
-def installed(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
-    """The chart installed with peering and one namespace for provider credentials."""
+@contextmanager
+def chart_installed(
+    kube: Kube, workdir: Path, release: str, prefix: str, *values: str
+) -> Iterator[Install]:
+    """`helm install` of the chart as `release` in a new namespace `<prefix>-<hex>`, with a
+    namespace for provider credentials and these `--set` values; uninstalled afterwards."""
     binary = helm_binary(kube)
     suffix = secrets.token_hex(2)
-    namespace = f"nodecluster-system-{suffix}"
+    namespace = f"{prefix}-{suffix}"
     credentials = f"nodecluster-credentials-{suffix}"
     kube.kubectl("create", "namespace", namespace)
     kube.kubectl("create", "namespace", credentials)
     # The chart's pod must satisfy the strictest Pod Security Standard: enforce it here.
     kube.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
-    workdir = tmp_path_factory.mktemp("install")
-    install = Install(kube, binary, namespace, credentials, RELEASE, workdir)
+    install = Install(kube, binary, namespace, credentials, release, workdir)
+    settings = [arg for value in values for arg in ("--set", value)]
     helm(
         kube,
         binary,
         "install",
-        RELEASE,
+        release,
         str(chart.CHART),
         "--namespace",
         namespace,
         "--set",
-        "peering.enabled=true",
-        "--set",
-        f"peering.name={PEERING}",
-        "--set",
         f"rbac.secretNamespaces={{{credentials}}}",
+        *settings,
         *NEVER_STARTS,
     )
     try:
         yield install
     finally:
-        helm(kube, binary, "uninstall", RELEASE, "--namespace", namespace, "--wait")
+        helm(kube, binary, "uninstall", release, "--namespace", namespace, "--wait")
         kube.kubectl("delete", "namespace", namespace, credentials, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def installed(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
+    """The chart installed with peering and one namespace for provider credentials."""
+    workdir = tmp_path_factory.mktemp("install")
+    values = ("peering.enabled=true", f"peering.name={PEERING}")
+    with chart_installed(kube, workdir, RELEASE, "nodecluster-system", *values) as install:
+        yield install
 
 
 def test_helm_template_passes_server_side_validation(kube: Kube, ns: str) -> None:
@@ -427,5 +438,87 @@ def test_operator_with_only_the_charts_permissions_runs_the_core_scenarios(
     finally:
         kube.kubectl("delete", "nodeclusters", "--all", "-n", ns, "--timeout=90s", check=False)
         kube.kubectl("delete", "nodeprovider", sc.provider, "--timeout=30s", check=False)
+        chart_operator.stop()
+        operator.start()
+
+
+NODES_RELEASE = "nodecluster-operator-nodes"
+
+
+@pytest.fixture(scope="module")
+def installed_with_nodes(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
+    """A second release with Node integration (`nodes.enabled`) and the kwok driver's
+    Nodes on this API server (`rbac.kwokNodes`): its own ServiceAccount and rules, so the
+    first release's tests see the chart's defaults."""
+    workdir = tmp_path_factory.mktemp("install-nodes")
+    values = ("nodes.enabled=true", "rbac.kwokNodes=true")
+    with chart_installed(kube, workdir, NODES_RELEASE, "nodecluster-nodes", *values) as install:
+        yield install
+
+
+def test_with_nodes_and_kwok_nodes_the_charts_permissions_are_all_the_operator_needs(
+    installed_with_nodes: Install, operator: Operator, kwok: KwokProcess, ns: str
+) -> None:
+    """As the chart's ServiceAccount, with the chart's `--nodes`, the operator makes its
+    machines as kwok Nodes on its own API server (the kwok driver's rules), follows them
+    (watch, link, the profile's labels patched on) and drains one before its machine goes
+    (cordon, its pods listed and evicted): with no 403 anywhere in its log. And nothing on
+    Nodes and pods beyond that."""
+    install = installed_with_nodes
+    kube = install.kube
+    deployment = kube.get("deployment", NODES_RELEASE, install.namespace) or {}
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--nodes" in args
+    assert install.can_i("create", "nodes") and install.can_i("watch", "nodes")
+    assert install.can_i("create", "pods", "--subresource=eviction", "-n", ns)
+    assert install.can_i("list", "pods", "--all-namespaces")
+    for refused in (
+        ("update", "nodes"),
+        ("patch", "nodes", "--subresource=status"),
+        ("get", "pods", "-n", ns),
+        ("delete", "pods", "-n", ns),
+        ("watch", "pods", "-n", ns),
+    ):
+        assert not install.can_i(*refused), refused
+
+    chart_operator = Operator(install.as_operator(), install.workdir, extra_args=["--nodes"])
+    operator.stop()  # never two operators at once
+    try:
+        chart_operator.start()
+        with kwok_cluster_in(kube, kwok, ns) as cluster:
+            profile = {"machineType": "small", "nodeLabels": {"tier": "front"}}
+            cluster.make_cluster(targetNodes=2, minNodes=0, profile=profile)
+            cluster.wait("2 Ready kwok Nodes, made as the chart's ServiceAccount", 2)
+            by_cn = wait_for("every ClusterNode linked", lambda: cluster.linked(2))
+            wait_for(
+                "the profile's label on every Node",
+                lambda: all(
+                    (kube.get("node", n) or {})["metadata"]["labels"].get("tier") == "front"
+                    for n in by_cn.values()
+                ),
+            )
+            pods = {cn: f"web-{i}" for i, cn in enumerate(sorted(by_cn))}
+            for cn, pod in pods.items():
+                bind_pod(kube, ns, pod, by_cn[cn])
+            wait_for(
+                "kwok to run the pods",
+                lambda: all(
+                    kube.condition("pod", pod, "Ready", ns).get("status") == "True"
+                    for pod in pods.values()
+                ),
+            )
+            cluster.patch(targetNodes=1)
+            cluster.wait("1 Node after a drained scale-in", 1)
+            [gone] = [cn for cn in by_cn if cn not in cluster.members()]
+            assert kube.get("node", by_cn[gone]) is None
+            assert kube.get("pod", pods[gone], ns) is None  # evicted by the operator
+            drained = [e for e in kube.items("events", ns) if e.get("reason") == "Draining"]
+            assert [e["involvedObject"]["name"] for e in drained] == [gone]
+
+        assert chart_operator.alive(), chart_operator.log_tail()
+        log = chart_operator.log_path.read_text(errors="replace").splitlines()
+        refused = [line for line in log if any(s in line for s in REFUSED_IN_LOG)]
+        assert refused == [], "\n".join(refused[:20])
+    finally:
         chart_operator.stop()
         operator.start()

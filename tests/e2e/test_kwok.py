@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import random
 import time
 from collections import Counter
@@ -18,123 +17,25 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from kube import ROOT, Kube, Operator, sample, service_account_kube, wait_audited, wait_for
+from kube import ROOT, Kube, Operator, sample, service_account_kube, wait_for
+from scenario import KWOK_TIMEOUT, KwokCluster, kwok_cluster_in
 
 from kwok import KwokProcess
 from nodecluster.providers.base import InvalidConfig, ProviderConfig
-from nodecluster.providers.identity import (
-    CLUSTER_TAG,
-    INSTALLATION_TAG,
-    NAMESPACE_TAG,
-    NODE_TAG,
-    NODE_UID_TAG,
-)
+from nodecluster.providers.identity import NAMESPACE_TAG
 from nodecluster.providers.kwok import KwokDriver
-from nodecluster.providers.kwok.nodes import POWER, PROVIDER, STOPPED_TAINT, ZONE
+from nodecluster.providers.kwok.nodes import POWER, STOPPED_TAINT, ZONE
 from nodecluster.testing.contract import delete_until_not_found, machine_spec
 
-TIMEOUT = 90.0
 T = TypeVar("T")
-ZONES = {"zone-a", "zone-b", "zone-c"}
-
-
-def ready_of(node: dict[str, Any]) -> str:
-    for condition in (node.get("status") or {}).get("conditions") or []:
-        if condition["type"] == "Ready":
-            return str(condition["status"])
-    return "None"
-
-
-class KwokCluster:
-    """One test's kwok NodeProvider (the sample) and its NodeCluster `workers`."""
-
-    def __init__(self, kube: Kube, ns: str) -> None:
-        self.kube = kube
-        self.ns = ns
-        self.provider = f"kwok-{ns}"
-        self.installation = kube.installation_id()
-
-    def make_provider(self) -> None:
-        np = sample("nodeprovider-kwok.yaml")
-        np["metadata"]["name"] = self.provider
-        np["spec"]["config"]["readyDelaySeconds"] = 0.5
-        self.kube.apply(np)
-
-    def make_cluster(self, **spec: Any) -> None:
-        nc = sample("nodecluster-basic.yaml")
-        nc["metadata"]["namespace"] = self.ns
-        nc["spec"]["providerRef"]["name"] = self.provider
-        nc["spec"].update(spec)
-        self.kube.apply(nc)
-
-    def patch(self, **fields: Any) -> None:
-        self.kube.kubectl(
-            "patch", "nodecluster/workers", "-n", self.ns, "--type=merge",
-            "-p", json.dumps({"spec": fields}),
-        )  # fmt: skip
-
-    def nodes(self) -> list[dict[str, Any]]:
-        """This provider's Kubernetes Nodes."""
-        return self.kube.items("node", selector=f"{PROVIDER}={self.provider}")
-
-    def cluster_nodes(self) -> list[dict[str, Any]]:
-        return self.kube.items("clusternode", self.ns, "nodecluster.io/cluster=workers")
-
-    def audit(self, count: int, state: str = "Deployed", ready: str = "True") -> str | None:
-        """None when the cluster is `state` with `count` nodes, each with exactly one Node,
-        Ready as `ready` says, labelled with its identity; else what differs."""
-        nc = self.kube.get("nodecluster", "workers", self.ns) or {}
-        status = nc.get("status") or {}
-        if status.get("state") != state or status.get("observedGeneration") != (
-            nc.get("metadata", {}).get("generation")
-        ):
-            return f"state {status.get('state')}, not {state} (or not observed yet)"
-        members = {n["metadata"]["name"]: n for n in self.cluster_nodes()}
-        nodes = self.nodes()
-        per_member = Counter(n["metadata"]["labels"].get(NODE_TAG) for n in nodes)
-        doubled = {member: n for member, n in per_member.items() if n > 1}
-        if doubled:
-            raise AssertionError(f"ClusterNodes with more than one Node: {doubled}")
-        if len(members) != count or set(per_member) != set(members):
-            return f"ClusterNodes {sorted(members)} vs Nodes of {sorted(map(str, per_member))}"
-        for node in nodes:
-            labels = node["metadata"]["labels"]
-            member = members[labels[NODE_TAG]]
-            name = node["metadata"]["name"]
-            if ready_of(node) != ready:
-                return f"Node {name} Ready={ready_of(node)}, not {ready}"
-            wanted = {
-                INSTALLATION_TAG: self.installation,
-                NAMESPACE_TAG: self.ns,
-                CLUSTER_TAG: "workers",
-                NODE_UID_TAG: member["metadata"]["uid"],
-            }
-            assert {key: labels.get(key) for key in wanted} == wanted, name
-            assert labels[ZONE] in ZONES
-            member_status = member.get("status") or {}
-            if (member_status.get("providerId"), member_status.get("machineName")) != (
-                f"kwok://{name}",
-                name,
-            ):
-                return f"ClusterNode {labels[NODE_TAG]} does not name Node {name} yet"
-        return None
-
-    def wait(self, what: str, count: int, **kwargs: Any) -> None:
-        wait_audited(what, lambda: self.audit(count, **kwargs), timeout=TIMEOUT)
 
 
 @pytest.fixture
 def kwok_cluster(
     kube: Kube, kwok: KwokProcess, operator: Operator, ns: str
 ) -> Iterator[KwokCluster]:
-    cluster = KwokCluster(kube, ns)
-    cluster.make_provider()
-    yield cluster
-    done = kube.kubectl("delete", "nodeclusters", "--all", "-n", ns, "--timeout=90s", check=False)
-    kube.kubectl("delete", "nodeprovider", cluster.provider, "--timeout=30s", check=False)
-    kwok.check_alive()
-    assert done.returncode == 0, f"deleting the test's clusters failed: {done.stderr}"
-    assert cluster.nodes() == [], "Nodes left behind"
+    with kwok_cluster_in(kube, kwok, ns) as cluster:
+        yield cluster
 
 
 def test_a_cluster_on_kwok_shows_its_nodes_scales_stops_starts_and_is_deleted(
@@ -166,7 +67,7 @@ def test_a_cluster_on_kwok_shows_its_nodes_scales_stops_starts_and_is_deleted(
     kwok_cluster.wait("1 Node after scaling in", 1)
 
     kube.kubectl("delete", "nodecluster/workers", "-n", kwok_cluster.ns, "--timeout=90s")
-    wait_for("no Node left", lambda: kwok_cluster.nodes() == [], timeout=TIMEOUT)
+    wait_for("no Node left", lambda: kwok_cluster.nodes() == [], timeout=KWOK_TIMEOUT)
 
 
 def test_kill_9_during_scaling_neither_loses_nor_doubles_a_node(
@@ -204,7 +105,7 @@ async def drive(kubeconfig: dict[str, Any]) -> list[str]:
         )
     )
     try:
-        seen = [(await driver.create(machine_spec("rbac-1"))).state]
+        seen: list[str] = [(await driver.create(machine_spec("rbac-1"))).state]
         seen += [(await driver.stop("rbac-1")).state, (await driver.start("rbac-1")).state]
         seen += [m.name for m in await driver.list()]
         await delete_until_not_found(driver, "rbac-1")

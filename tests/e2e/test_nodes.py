@@ -9,18 +9,16 @@ its pods not Ready, which changes what the budget allows), and binds pods to it 
 spec.nodeName, reporting them Running and Ready as a kubelet would. The disruption
 controller of kube-controller-manager computes the budget, and kube-apiserver's eviction
 subresource enforces it: nothing here is faked by the operator's own code. (With the kwok
-driver, kwok will play the kubelet instead.)
+driver, kwok plays the kubelet instead: tests/e2e/test_kwok_nodes.py.)
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from kube import Kube, Operator, wait_for
 from scenario import Scenario
 
@@ -130,19 +128,6 @@ class Kubelet:
             "patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge",
             "-p", json.dumps({"status": status}),
         )  # fmt: skip
-
-
-@pytest.fixture
-def nodes_operator(kube: Kube, operator: Operator) -> Iterator[Operator]:
-    """The operator with Node integration, in place of the session's (never two at once)."""
-    with_nodes = Operator(kube, operator.workdir, extra_args=["--nodes"])
-    operator.stop()
-    with_nodes.start()
-    try:
-        yield with_nodes
-    finally:
-        with_nodes.stop()
-        operator.start()
 
 
 def events(kube: Kube, ns: str, reason: str) -> list[dict[str, Any]]:

@@ -90,6 +90,34 @@ def test_a_reboot_issued_now_is_recorded_and_an_old_one_kept() -> None:
     assert status_from_machine(node, Machine(), NOW).last_reboot_time == earlier
 
 
+@pytest.mark.parametrize(
+    ("before", "machine", "rebooted", "restarted"),
+    [
+        # Up again after being down on purpose: restarted now.
+        *[(s, "Running", False, True) for s in ("Stopped", "Starting", "Stopping", "Rebooting")],
+        # A reboot that was over by the answer to it.
+        ("Running", "Running", True, True),
+        # Running all along, coming up the first time, or not up (yet): kept as it was.
+        ("Running", "Running", False, False),
+        ("Provisioning", "Running", False, False),
+        ("Stopped", "Starting", False, False),
+        ("Running", "Rebooting", True, False),
+    ],
+)
+def test_a_machine_up_again_after_a_stop_or_a_reboot_records_when(
+    before: NodeState, machine: NodeState, rebooted: bool, restarted: bool
+) -> None:
+    earlier = NOW - timedelta(days=2)
+    node = cluster_node(state=before, restartedAt=earlier.isoformat())
+
+    status = status_from_machine(node, Machine(state=machine), NOW, rebooted=rebooted)
+
+    assert status.restarted_at == (NOW if restarted else earlier)
+    # An error in between keeps it: the machine did not restart for a failed call.
+    later = status_from_error(node, Reason.PROVIDER_UNAVAILABLE, "timed out", NOW)
+    assert later.restarted_at == earlier
+
+
 def test_an_error_keeps_what_is_known_and_says_why() -> None:
     node = cluster_node(state="Running", ready=True, providerId="sim://x")
 

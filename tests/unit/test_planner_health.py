@@ -271,6 +271,53 @@ NODES = HealthPolicy.model_validate(
         (node("unknown", node=None), NODES, True, False),
         # The machine's own health still comes first.
         (node("stopped", state="Stopped", ready=False, node="NotReady"), NODES, True, False),
+        # Asked to stop (desiredState Stopped, a StopNodes operation) and its status not
+        # written since: its Node going NotReady is the stop, not a fault.
+        (
+            node("stop-asked", power_state="Stopped", node="NotReady", node_since=since(9999)),
+            NODES,
+            True,
+            False,
+        ),
+        # Running again after a stop or a reboot, its Node NotReady since before: a kubelet
+        # starting, given nodeStartupTimeoutSeconds from the restart, as a new machine is.
+        *[
+            (
+                node(name, node=health, node_since=since(9999), restarted_at=since(ago)),
+                NODES,
+                True,
+                bad,
+            )
+            for name, health, ago, bad in (
+                ("restarted-booting", "NotReady", 599, False),
+                ("restarted-never-back", "NotReady", 601, True),
+                ("restarted-unregistered", "NotRegistered", 599, False),
+                ("restarted-unregistered-long", "NotRegistered", 601, True),
+            )
+        ],
+        (
+            node(
+                "restarted-same-second",
+                node="NotReady",
+                node_since=since(200),
+                restarted_at=since(200),
+            ),
+            NODES,
+            True,
+            False,
+        ),
+        # Not Ready again since the restart: the ordinary timeout, from then.
+        (
+            node(
+                "restarted-fell-over",
+                node="NotReady",
+                node_since=since(121),
+                restarted_at=since(500),
+            ),
+            NODES,
+            True,
+            True,
+        ),
     ],
     ids=lambda v: v.name if isinstance(v, NodeView) else None,
 )

@@ -150,6 +150,12 @@ class ClusterNodeStatus(CamelModel):
     unhealthy_since: datetime | None = Field(
         default=None, description="Since when the machine has not been healthy."
     )
+    restarted_at: datetime | None = Field(
+        default=None,
+        description="When the machine was last seen running again after a stop or a reboot "
+        "(absent until then). With `run --nodes`, its Node, not Ready since before then, has "
+        "nodeStartupTimeoutSeconds from then to be Ready again, as a new machine's has.",
+    )
     message: str | None = Field(default=None, description="Last error or note, for people.")
     node_ref: NodeRef | None = Field(
         default=None,

@@ -230,10 +230,12 @@ class HealthPolicy(CamelModel):
         ge=0,
         le=86400,
         description=(
-            "With Node integration (`run --nodes`): a machine whose Kubernetes Node is not "
-            "Ready for longer than this, or that has no Node nodeStartupTimeoutSeconds after "
-            "its ClusterNode was created, is unhealthy (remediated as recovery says). "
-            "Unset: health follows the machine only."
+            "With Node integration (`run --nodes`): a running machine whose Kubernetes Node is "
+            "not Ready for longer than this, or that has no Node nodeStartupTimeoutSeconds "
+            "after its ClusterNode was created, is unhealthy (remediated as recovery says). A "
+            "stopped machine is not judged by its Node; one running again after a stop or a "
+            "reboot has nodeStartupTimeoutSeconds from then for its Node to be Ready. Unset: "
+            "health follows the machine only."
         ),
     )
     recovery: RecoveryAction = Field(

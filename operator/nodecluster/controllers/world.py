@@ -201,6 +201,7 @@ def node_view(node: ClusterNode) -> IndexedNode:
         reboot_pending=asked is not None and (last is None or asked > last),
         node=kube_node,
         node_since=node_cond.last_transition_time if node_cond is not None else None,
+        restarted_at=status.restarted_at,
     )
 
 

@@ -58,6 +58,9 @@ class NodeView:
     """Its Kubernetes Node, by the NodeReady condition (`run --nodes`); None: not known."""
     node_since: datetime | None = None
     """Since when `node` has been as it is (the Node's Ready lastTransitionTime)."""
+    restarted_at: datetime | None = None
+    """When the machine was last seen running again after a stop or a reboot: a Node not
+    Ready since before then has not been given its chance yet."""
 
     @property
     def machine_missing(self) -> bool:

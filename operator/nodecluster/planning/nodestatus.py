@@ -40,6 +40,13 @@ SETTLING_STATES: frozenset[NodeState] = frozenset(
 )
 """Transitional machine states: the machine will change without being asked again."""
 
+POWERED_DOWN_STATES: frozenset[NodeState] = frozenset(
+    {"Stopping", "Stopped", "Starting", "Rebooting"}
+)
+"""States a machine leaves by booting: running again after one, it has restarted, and its
+Node (not Ready meanwhile, its kubelet off) is given time to come back
+(`status.restartedAt`)."""
+
 
 class MachineFacts(Protocol):
     """What a provider reports about a machine (providers.base.Machine has all of it)."""
@@ -77,6 +84,10 @@ def status_from_machine(
         unhealthy_since = old.unhealthy_since or (now if settled or state == "Failed" else None)
     reason = Reason.MACHINE_RUNNING.value if healthy else f"Machine{state}"
     last_reboot = now if rebooted else old.last_reboot_time
+    # Up again after a stop or a reboot (seen going down, or rebooted just now and already
+    # back): the Node's kubelet is starting afresh. Kept otherwise, errors included.
+    restarted = healthy and (rebooted or old.state in POWERED_DOWN_STATES)
+    restarted_at = now if restarted else old.restarted_at
     return ClusterNodeStatus(
         observed_generation=node.metadata.generation,
         state=state,
@@ -88,6 +99,7 @@ def status_from_machine(
         machine_created_at=machine.created_at.replace(microsecond=0),
         last_reboot_time=last_reboot,
         unhealthy_since=unhealthy_since,
+        restarted_at=restarted_at,
         message=None,
         conditions=[
             condition(

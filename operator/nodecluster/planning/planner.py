@@ -164,7 +164,14 @@ def unhealthy_at(
 
     With `healthPolicy.nodeNotReadyTimeoutSeconds` set and the operator following Nodes,
     a running machine is unhealthy once its Node has been not Ready that long, or once it
-    still has no Node `nodeStartupTimeoutSeconds` after its ClusterNode was created."""
+    still has no Node `nodeStartupTimeoutSeconds` after its ClusterNode was created.
+
+    Only a machine meant to run is judged by its Node: one asked to stop (its status not
+    yet written since) has its Node go NotReady on purpose. And a Node not Ready since
+    before its machine came up again (started after a stop, rebooted) is a kubelet still
+    starting, not one that fell over: it gets `nodeStartupTimeoutSeconds` from the
+    restart, as a new machine's does; counting the stop as time not Ready would have a
+    machine started after a long stop replaced at once, before its kubelet could report."""
     if node.deleting or (node.error_reason is not None and not node.error_reason.machine_fault):
         return None
     if node.state == "Failed" or node.machine_missing:
@@ -177,9 +184,14 @@ def unhealthy_at(
         timeout = health.node_not_ready_timeout_seconds
         if timeout is None or not watching_nodes or node.node is None or node.node == "Ready":
             return None
-        if node.node == "NotRegistered":
-            return _after(node.created_at, health.node_startup_timeout_seconds)
-        return _after(node.node_since or node.created_at, timeout)
+        if node.power_state != "Running":
+            return None
+        booted = node.restarted_at or node.created_at
+        # Status times are whole seconds: a Node not Ready since the second of the restart
+        # went down with it.
+        if node.node == "NotRegistered" or node.node_since is None or node.node_since <= booted:
+            return _after(booted, health.node_startup_timeout_seconds)
+        return _after(node.node_since, timeout)
     return _after(node.unhealthy_since or node.created_at, health.unhealthy_timeout_seconds)
 
 

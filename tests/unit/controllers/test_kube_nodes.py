@@ -322,6 +322,53 @@ async def test_a_machine_whose_node_never_registers_is_replaced_after_the_startu
     assert fake.events_about("web", reason="NodeRemediated")
 
 
+async def test_a_stopped_machine_is_not_judged_by_its_node_nor_when_started_again(
+    fake: FakeKube, harness: Harness, inventory: Path, clock: LoopClock
+) -> None:
+    """A stopped machine's Node goes NotReady (its kubelet is off): that is the stop, not a
+    fault, however long it lasts. Started again, the machine runs before its kubelet has
+    posted Ready: its Node, NotReady since the stop, gets nodeStartupTimeoutSeconds from
+    then, as a new machine's does, instead of counting the stop as time not Ready."""
+    health = {"nodeNotReadyTimeoutSeconds": 60, "nodeStartupTimeoutSeconds": 300}
+    [cn] = await deployed(fake, harness, inventory, targetNodes=1, policies={"health": health})
+    name = cn["metadata"]["name"]
+    status = cn_status(fake, name)
+    node, provider_id = status["nodeRef"]["name"], status["providerId"]
+
+    async def node_goes(ready: str) -> None:
+        since = clock.now().replace(microsecond=0)
+        body = node_body(node, provider_id, ready=ready, since=since)
+        await fake.patch(NODES, None, node, {"status": body["status"]}, status=True)
+        await harness.wait_for(lambda: node_ready(fake, name).get("status") == ready)
+
+    await fake.patch(NODECLUSTERS, NS, "web", {"spec": {"desiredState": "Stopped"}})
+    await harness.wait_for(lambda: state(fake) == "Stopped", what="Stopped")
+    await node_goes("Unknown")
+    await asyncio.sleep(3600)
+    assert [n["metadata"]["name"] for n in nodes(fake)] == [name]
+
+    await fake.patch(NODECLUSTERS, NS, "web", {"spec": {"desiredState": "Running"}})
+    await harness.wait_for(lambda: cn_status(fake, name).get("state") == "Running")
+    await asyncio.sleep(250)  # a slow boot, within the startup timeout
+    await harness.idle()
+    assert [n["metadata"]["name"] for n in live_nodes(fake)] == [name]
+    await node_goes("True")
+    await harness.wait_for(lambda: state(fake) == "Deployed")
+    assert not fake.events_about("web", reason="NodeRemediated")
+
+    # A kubelet that never comes back is still noticed, once the startup timeout is over.
+    await fake.patch(NODECLUSTERS, NS, "web", {"spec": {"desiredState": "Stopped"}})
+    await harness.wait_for(lambda: state(fake) == "Stopped", what="Stopped again")
+    await node_goes("Unknown")
+    await asyncio.sleep(600)
+    await fake.patch(NODECLUSTERS, NS, "web", {"spec": {"desiredState": "Running"}})
+    await harness.wait_for(lambda: cn_status(fake, name).get("state") == "Running")
+    started = clock.now()
+    await harness.wait_for(lambda: name not in {n["metadata"]["name"] for n in nodes(fake)})
+    assert 300 <= (clock.now() - started).total_seconds() < 360
+    assert fake.events_about("web", reason="NodeRemediated")
+
+
 async def test_without_the_option_a_node_not_ready_changes_nothing(
     fake: FakeKube, harness: Harness, inventory: Path
 ) -> None:
