@@ -710,9 +710,11 @@ async def test_a_refused_event_is_logged_not_raised(
 async def test_a_named_event_is_stored_once_under_its_name(fake: FakeKube) -> None:
     involved = await fake.create(NODECLUSTERS, NS, cluster())
 
-    await fake.post_event("web.abc", involved, "Normal", "OperationSucceeded", "first")
+    assert await fake.post_event("web.abc", involved, "Normal", "OperationSucceeded", "first")
     revision = fake.revision
-    await fake.post_event("web.abc", involved, "Normal", "OperationSucceeded", "again")
+    again = await fake.post_event("web.abc", involved, "Normal", "OperationSucceeded", "again")
+
+    assert again is False, "it says the Event existed"
 
     [event] = fake.events_about("web")
     assert event["metadata"]["name"] == "web.abc"

@@ -489,8 +489,9 @@ async def test_a_named_event_is_created_under_its_name(
 ) -> None:
     involved = {"kind": "NodeClusterOperation", "metadata": {"name": "op", "namespace": "team-a"}}
 
-    await client.post_event("op.0123abcd", involved, "Normal", "OperationSucceeded", "done")
+    posted = await client.post_event("op.0123abcd", involved, "Normal", "OperationSucceeded", "x")
 
+    assert posted is True
     request = only(server)
     assert (request.method, request.path) == ("POST", "/api/v1/namespaces/team-a/events")
     assert request.body["metadata"] == {"name": "op.0123abcd", "namespace": "team-a"}
@@ -504,8 +505,9 @@ async def test_a_named_event_posted_before_is_left_as_it_is(
     server.answer("POST", "/api/v1/namespaces/team-a/events", 409, {"reason": "AlreadyExists"})
     involved = {"kind": "NodeClusterOperation", "metadata": {"name": "op", "namespace": "team-a"}}
 
-    await client.post_event("op.0123abcd", involved, "Normal", "OperationSucceeded", "done")
+    posted = await client.post_event("op.0123abcd", involved, "Normal", "OperationSucceeded", "x")
 
+    assert posted is False, "it says the Event existed"
     assert len(server.requests) == 1
 
 

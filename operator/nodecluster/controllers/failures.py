@@ -46,6 +46,7 @@ from nodecluster.controllers.kubeapi import (
     NODECLUSTERS,
     NODEPROVIDERS,
     OPERATIONS,
+    REFUSED,
     Kind,
     KubeConflict,
     KubeError,
@@ -59,9 +60,6 @@ from nodecluster.providers.base import ProviderError
 K = TypeVar("K")
 
 log = logging.getLogger(__name__)
-
-REFUSED = frozenset({400, 403, 404, 422})
-"""Statuses of a write the API server will refuse again until a person changes something."""
 
 KINDS: dict[str, Kind] = {"NodeCluster": NODECLUSTERS, "ClusterNode": CLUSTERNODES}
 

@@ -31,10 +31,10 @@ from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION, Condition, annot
 from nodecluster.api.nodecluster import ClusterState, NodeCluster, NodeClusterStatus
 from nodecluster.clock import rfc3339
 from nodecluster.controllers.expectations import NsName
-from nodecluster.controllers.failures import REFUSED
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
+    REFUSED,
     KubeConflict,
     KubeError,
     KubeNotFound,

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,10 +53,10 @@ from nodecluster.api.operation import (
 )
 from nodecluster.api.reasons import reason_of
 from nodecluster.clock import rfc3339
+from nodecluster.controllers.announcements import event_name
 from nodecluster.controllers.clusternode import identity_of, machine_name_of
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.failures import (
-    REFUSED,
     cleared,
     forget_operation_failure,
     report_operation_failure,
@@ -66,6 +65,7 @@ from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
     OPERATIONS,
+    REFUSED,
     KubeConflict,
     KubeError,
     KubeNotFound,
@@ -823,8 +823,7 @@ def announcement_name(op: NodeClusterOperation, about: str, kind: str, phase: st
     operation's identity, the object's kind and the phase. A valid name whatever the
     operation is called (at most 253 characters)."""
     identity = op.metadata.uid or f"{op.metadata.namespace}/{op.metadata.name}"
-    digest = hashlib.sha256(f"{identity}/{kind}/{phase}".encode()).hexdigest()[:16]
-    return f"{about[:200]}.{digest}"
+    return event_name(about, identity, kind, phase)
 
 
 async def list_nodes(world: World, op: NodeClusterOperation) -> list[ClusterNode]:

@@ -577,7 +577,7 @@ class FakeKube:
 
     async def post_event(
         self, name: str, involved: dict[str, Any], etype: str, reason: str, message: str
-    ) -> None:
+    ) -> bool:
         """See KubeApi.post_event: recorded in `events` unless one of that name (and
         namespace) is there already, as the server's 409 would say; faults raise."""
         meta = involved.get("metadata", {})
@@ -592,8 +592,11 @@ class FakeKube:
                 raise kube_error(409, f'events "{name}" already exists')
             self.events.append(self._event_body(involved, etype, reason, message, name=name))
 
-        with contextlib.suppress(KubeConflict):
+        try:
             await self._serve(call, effect, ok=201)
+        except KubeConflict:
+            return False
+        return True
 
     async def close(self) -> None:
         """See KubeApi.close. Nothing to release; the fake stays readable."""

@@ -290,6 +290,70 @@ async def test_a_hand_made_node_stuck_deleting_is_let_go_by_its_own_annotation(
     assert "the ClusterNode is annotated" in said["message"]
 
 
+async def abandoning_lone_node(fake: FakeKube, harness: Harness, inventory: Path) -> str:
+    """A hand-made node with a machine, deleted after its provider was deleted anyway:
+    stuck, until it is annotated to abandon its machine. Its machine's name."""
+    fake.add(NODEPROVIDERS, provider_body(inventory))
+    await fake.create(CLUSTERNODES, NS, hand_made_node())
+    await harness.wait_for(lambda: len(machines(inventory)) == 1)
+    [machine] = machines(inventory)
+    await delete_anyway(fake)
+    await fake.delete(CLUSTERNODES, NS, "lone-x1")
+    await asyncio.sleep(60)
+    return str(machine["name"])
+
+
+async def test_a_failed_post_of_machine_abandoned_is_retried_before_the_node_lets_go(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    """The Event is the only record of the machine left: it is posted before the node lets
+    go, and a post that fails keeps the node until it is posted (issue 11, review
+    finding 4: it was posted after the release, once, and a 503 lost it)."""
+    machine = await abandoning_lone_node(fake, harness, inventory)
+    failed = fake.fail("event", "events", 503, name="lone-x1")
+
+    await fake.patch(CLUSTERNODES, NS, "lone-x1", {"metadata": {"annotations": {ABANDON: "1"}}})
+    await harness.wait_for(lambda: fake.stored(CLUSTERNODES, NS, "lone-x1") is None, within=600)
+    await harness.idle()
+
+    assert failed.fired == 1
+    [said] = fake.events_about("lone-x1", reason="MachineAbandoned")
+    assert machine in said["message"]
+    assert [m["name"] for m in machines(inventory)] == [machine], "left, not deleted"
+
+
+async def test_machine_abandoned_survives_a_kill_while_it_is_posted(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await abandoning_lone_node(fake, harness, inventory)
+    posting = fake.hang("event", "events", name="lone-x1")
+
+    await fake.patch(CLUSTERNODES, NS, "lone-x1", {"metadata": {"annotations": {ABANDON: "1"}}})
+    await harness.wait_for(lambda: posting.fired == 1)
+    await harness.restart(kill=True)
+    assert fake.stored(CLUSTERNODES, NS, "lone-x1") is not None, "not let go before the Event"
+    await harness.wait_for(lambda: fake.stored(CLUSTERNODES, NS, "lone-x1") is None, within=600)
+    await harness.idle()
+
+    assert len(fake.events_about("lone-x1", reason="MachineAbandoned")) == 1
+
+
+async def test_machine_abandoned_is_posted_once_when_the_node_lets_go_only_later(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    """Posted before the release, and the release fails (409, written meanwhile): the next
+    attempt posts it again under the same name, which changes nothing."""
+    await abandoning_lone_node(fake, harness, inventory)
+
+    await fake.patch(CLUSTERNODES, NS, "lone-x1", {"metadata": {"annotations": {ABANDON: "1"}}})
+    conflict = fake.fail("patch", "clusternodes", 409, name="lone-x1")  # the release
+    await harness.wait_for(lambda: fake.stored(CLUSTERNODES, NS, "lone-x1") is None, within=600)
+    await harness.idle()
+
+    assert conflict.fired == 1
+    assert len(fake.events_about("lone-x1", reason="MachineAbandoned")) == 1
+
+
 async def test_a_restart_writes_nothing_over_a_held_provider_nor_one_waiting_to_go(
     fake: FakeKube, harness: Harness, inventory: Path
 ) -> None:
