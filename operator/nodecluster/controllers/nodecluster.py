@@ -30,6 +30,7 @@ from nodecluster.api.clusternode import ClusterNode, ClusterNodeSpec, PowerState
 from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION, Condition, annotated_true
 from nodecluster.api.nodecluster import ClusterState, NodeCluster, NodeClusterStatus
 from nodecluster.clock import rfc3339
+from nodecluster.controllers.announcements import event_name, post_once
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
@@ -80,6 +81,8 @@ TRANSITIONS_WORTH_AN_EVENT: dict[ClusterState, tuple[str, str]] = {
 }
 """State transitions a person watching `kubectl describe` wants to see, as Events."""
 
+ABANDONING_MACHINES = "AbandoningMachines"
+"""The reason of the Event saying which nodes of a deleted cluster leave their machines."""
 LISTED_NODES = 10
 """How many nodes an Event names (the count is always whole)."""
 HEALTH_RECHECK_MARGIN = 1.0
@@ -328,25 +331,33 @@ async def abandon_machines(world: World, scope: ClusterScope) -> Stop | None:
     """A cluster deleted with `nodecluster.io/abandon-machines`: its nodes let go of their
     machines without deleting them (clusternode.abandon_machine). They are woken (one
     waiting on a provider that is gone retries only with backoff), and the cluster says
-    once which nodes leave their machines; each node's Event names its machine."""
+    once which nodes leave their machines; each node's Event names its machine.
+
+    Once: under a name of the cluster's uid (announcements.py), so a restarted operator's
+    post of it is none; and remembered, so this process does not post it on every look.
+    It is posted before the cluster can let go (release comes after this phase): a post
+    that fails in passing fails the reconcile, which is retried."""
     if not scope.abandons:
         return None
     names = sorted(n.name for n in scope.nodes)
+    for name in names:
+        world.queues.node.add((scope.key[0], name))
     if names and scope.key not in world.book.abandoning:
-        world.book.abandoning.add(scope.key)
         shown = ", ".join(names[:LISTED_NODES]) + (
             f" and {len(names) - LISTED_NODES} more" if len(names) > LISTED_NODES else ""
         )
-        await world.api.event(
+        meta = scope.cluster.metadata
+        await post_once(
+            world.api,
+            event_name(meta.name, meta.uid, ABANDONING_MACHINES),
             scope.body,
             "Warning",
-            "AbandoningMachines",
+            ABANDONING_MACHINES,
             f"deleted with {ABANDON_MACHINES_ANNOTATION}: the machines of {len(names)} nodes "
             f"are left at NodeProvider {scope.cluster.spec.provider_ref.name!r}, not deleted "
             f"({shown}); each node's MachineAbandoned Event names its machine",
         )
-    for name in names:
-        world.queues.node.add((scope.key[0], name))
+        world.book.abandoning.add(scope.key)
     return None
 
 

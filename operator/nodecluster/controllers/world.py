@@ -339,8 +339,9 @@ class ClusterBook:
     orphan_checks_refused: set[str] = field(default_factory=set)
     """Namespaces whose NodeClusters the API refused to show the health poll (said once)."""
     abandoning: set[NsName] = field(default_factory=set)
-    """Clusters deleted with nodecluster.io/abandon-machines that have said so in an Event
-    (once per process: a restart in the middle says it again, which is harmless)."""
+    """Clusters deleted with nodecluster.io/abandon-machines that have said so in an Event,
+    so that this process does not post it on every look; the Event's name (of the cluster's
+    uid) keeps a restarted one from posting it again."""
 
     def lock(self, key: NsName) -> asyncio.Lock:
         """The lock that serialises changes to one cluster's nodes."""

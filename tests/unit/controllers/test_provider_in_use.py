@@ -354,6 +354,29 @@ async def test_machine_abandoned_is_posted_once_when_the_node_lets_go_only_later
     assert len(fake.events_about("lone-x1", reason="MachineAbandoned")) == 1
 
 
+async def test_abandoning_machines_is_said_once_across_a_restart(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    """The cluster's summary was remembered in memory only, so a restart while its nodes
+    were still letting go posted it again (issue 11, review finding 9)."""
+    await deployed(fake, harness, inventory)
+    await delete_anyway(fake)
+    await fake.delete(NODECLUSTERS, NS, "web")
+    letting_go = fake.hang("patch", "clusternodes", times=None)  # the nodes' releases
+
+    await fake.patch(NODECLUSTERS, NS, "web", {"metadata": {"annotations": {ABANDON: "true"}}})
+    await harness.wait_for(lambda: bool(fake.events_about("web", reason="AbandoningMachines")))
+    await harness.wait_for(lambda: letting_go.fired == 3)
+    await harness.restart(kill=True)
+    await harness.wait_for(lambda: letting_go.fired == 6, what="the nodes let go again")
+    fake.remove(letting_go)
+    await harness.restart(kill=True)
+    await harness.wait_for(lambda: fake.stored(NODECLUSTERS, NS, "web") is None, within=600)
+
+    assert len(fake.events_about("web", reason="AbandoningMachines")) == 1
+    assert len(fake.events_about(reason="MachineAbandoned")) == 3
+
+
 async def test_a_restart_writes_nothing_over_a_held_provider_nor_one_waiting_to_go(
     fake: FakeKube, harness: Harness, inventory: Path
 ) -> None:
