@@ -377,6 +377,117 @@ async def test_abandoning_machines_is_said_once_across_a_restart(
     assert len(fake.events_about(reason="MachineAbandoned")) == 3
 
 
+# -- why a deletion waits, why a cluster stalls: one Event each, whatever fails ----------------
+# (issue 11, review finding 5: each was posted after the status that remembers it was
+# written, so a kill in between lost it for good)
+
+
+async def test_provider_in_use_survives_a_kill_while_it_is_posted(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await deployed(fake, harness, inventory)
+    await harness.wait_for(lambda: "users" in entry(fake), within=10)
+    posting = fake.hang("event", "events", name="sim")
+
+    await fake.delete(NODEPROVIDERS, None, "sim")
+    await harness.wait_for(lambda: posting.fired == 1)
+    await harness.restart(kill=True)
+    await harness.wait_for(lambda: entry(fake).get("reason") == "ProviderInUse")
+    await harness.idle()
+
+    [event] = fake.events_about("sim", reason="ProviderInUse")
+    assert event["message"] == entry(fake)["message"]
+
+
+async def test_provider_in_use_whose_status_answer_is_lost_is_said_once(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await deployed(fake, harness, inventory)
+    await harness.wait_for(lambda: "users" in entry(fake), within=10)
+    lost = fake.fail("patch_status", "nodeproviders", 503, after_effect=True)
+
+    await fake.delete(NODEPROVIDERS, None, "sim")
+    await harness.wait_for(lambda: entry(fake).get("reason") == "ProviderInUse")
+    await asyncio.sleep(600)
+    await harness.idle()
+
+    assert lost.fired == 1
+    assert len(fake.events_about("sim", reason="ProviderInUse")) == 1
+
+
+async def test_a_provider_created_again_and_deleted_again_says_so_again(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    """Its Event's name is of its uid and its deletion: a new deletion of a new provider of
+    the same name is news."""
+    await deployed(fake, harness, inventory)
+    await fake.delete(NODEPROVIDERS, None, "sim")
+    await harness.wait_for(lambda: entry(fake).get("reason") == "ProviderInUse")
+    await fake.delete(NODECLUSTERS, NS, "web")
+    await harness.wait_for(lambda: provider(fake) is None, what="the provider gone")
+
+    await fake.create(NODEPROVIDERS, None, provider_body(inventory))
+    await fake.create(NODECLUSTERS, NS, cluster_body())
+    await harness.wait_for(lambda: state(fake) == "Deployed")
+    await fake.delete(NODEPROVIDERS, None, "sim")
+    await harness.wait_for(lambda: entry(fake).get("reason") == "ProviderInUse")
+    await harness.idle()
+
+    assert len(fake.events_about("sim", reason="ProviderInUse")) == 2
+
+
+async def test_a_cluster_stalled_by_its_provider_says_so_across_a_kill(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await deployed(fake, harness, inventory)
+    posting = fake.hang("event", "events", name="web")
+
+    await delete_anyway(fake)
+    await harness.wait_for(lambda: posting.fired == 1)
+    await harness.restart(kill=True)
+    await harness.wait_for(lambda: condition(fake, "Stalled").get("status") == "True")
+    await asyncio.sleep(600)
+    await harness.idle()
+
+    [warning] = fake.events_about("web", reason="ProviderNotFound")
+    assert warning["message"] == condition(fake, "Stalled")["message"]
+
+
+async def test_a_cluster_stalled_whose_status_write_fails_says_so_once(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await deployed(fake, harness, inventory)
+    failing = fake.fail("patch_status", "nodeclusters", 503, name="web")
+
+    await delete_anyway(fake)
+    await harness.wait_for(lambda: condition(fake, "Stalled").get("status") == "True")
+    await asyncio.sleep(600)
+    await harness.idle()
+
+    assert failing.fired == 1
+    assert len(fake.events_about("web", reason="ProviderNotFound")) == 1
+
+
+async def test_a_cluster_stalled_again_after_it_recovered_says_so_again(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    """A stall is told from the next by the condition it replaces, whose transition time
+    has whole seconds: stalls are apart if the cluster ran a moment between them."""
+    await deployed(fake, harness, inventory)
+    await asyncio.sleep(60)
+    await delete_anyway(fake)
+    await harness.wait_for(lambda: condition(fake, "Stalled").get("status") == "True")
+    fake.add(NODEPROVIDERS, provider_body(inventory))
+    await harness.wait_for(lambda: condition(fake, "Stalled").get("status") == "False")
+    await asyncio.sleep(60)
+
+    await delete_anyway(fake)
+    await harness.wait_for(lambda: condition(fake, "Stalled").get("status") == "True")
+    await harness.idle()
+
+    assert len(fake.events_about("web", reason="ProviderNotFound")) == 2
+
+
 async def test_a_restart_writes_nothing_over_a_held_provider_nor_one_waiting_to_go(
     fake: FakeKube, harness: Harness, inventory: Path
 ) -> None:
