@@ -511,6 +511,29 @@ async def test_a_named_event_posted_before_is_left_as_it_is(
     assert len(server.requests) == 1
 
 
+async def test_a_named_event_is_read_back_by_its_name(
+    server: ApiServer, client: KubeClient
+) -> None:
+    path = "/api/v1/namespaces/team-a/events/op.0123abcd"
+    server.answer("GET", path, body={"reason": "OperationSucceeded", "message": "Check: done"})
+
+    event = await client.read_event("team-a", "op.0123abcd")
+
+    assert (only(server).method, only(server).path) == ("GET", path)
+    assert event["reason"] == "OperationSucceeded"
+    assert client.writes == 0
+
+
+async def test_a_named_event_that_is_gone_reads_as_not_found(
+    server: ApiServer, client: KubeClient
+) -> None:
+    path = "/api/v1/namespaces/team-a/events/op.0123abcd"
+    server.answer("GET", path, 404, {"kind": "Status", "reason": "NotFound"})
+
+    with pytest.raises(KubeNotFound):
+        await client.read_event("team-a", "op.0123abcd")
+
+
 @pytest.mark.parametrize("status", [403, 503])
 async def test_a_named_event_that_fails_raises_for_its_caller_to_decide(
     server: ApiServer, client: KubeClient, status: int

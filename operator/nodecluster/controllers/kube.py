@@ -292,3 +292,7 @@ class KubeClient:
         except KubeConflict:
             return False
         return True
+
+    async def read_event(self, namespace: str, name: str) -> dict[str, Any]:
+        """See KubeApi.read_event."""
+        return await self._call("GET", f"/api/v1/namespaces/{namespace}/events/{name}")

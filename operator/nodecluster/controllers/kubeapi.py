@@ -204,6 +204,12 @@ class KubeApi(Protocol):
         that it was) can try again."""
         ...
 
+    async def read_event(self, namespace: str, name: str) -> dict[str, Any]:
+        """The core/v1 Event of that name (one `post_event` posted); KubeNotFound if there
+        is none: never posted, or expired (the API server keeps Events an hour by
+        default)."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

@@ -327,6 +327,9 @@ class ClusterBook:
     operation's deletes and target change are seen together, never half."""
     pending_operations: set[NsName] = field(default_factory=set)
     """Clusters with unfinished operations: their events also wake the operation queue."""
+    endings: dict[NsName, Any] = field(default_factory=dict)
+    """How each cluster's active operation ends, decided but not yet recorded
+    (`operation.Ending`: typed there, as this module comes before the operation's)."""
     progress_written: dict[NsName, float] = field(default_factory=dict)
     """When each cluster being worked on last had its status written (monotonic)."""
     poll_intervals: dict[NsName, float] = field(default_factory=dict)
@@ -358,6 +361,7 @@ class ClusterBook:
         """Cluster `key` is gone: drop everything remembered about it."""
         self.locks.pop(key, None)
         self.pending_operations.discard(key)
+        self.endings.pop(key, None)
         self.progress_written.pop(key, None)
         self.poll_intervals.pop(key, None)
         self.orphans_suspected.discard(key)
