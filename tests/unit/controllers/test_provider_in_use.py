@@ -290,6 +290,49 @@ async def test_a_hand_made_node_stuck_deleting_is_let_go_by_its_own_annotation(
     assert "the ClusterNode is annotated" in said["message"]
 
 
+# -- what becomes of abandoned machines (README, "A deletion that cannot finish") -------------
+
+
+async def test_machines_abandoned_through_a_provider_being_deleted_are_left(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    """The provider works, but is being deleted: its hold goes with its last user, and the
+    provider with it, before a health poll could collect the machines as orphans. They
+    are left, each named by an Event (the README once said orphan collection deleted
+    them)."""
+    await deployed(fake, harness, inventory)
+    left = sorted(m["name"] for m in machines(inventory))
+    await fake.delete(NODEPROVIDERS, None, "sim")
+    await harness.wait_for(lambda: entry(fake).get("reason") == "ProviderInUse")
+
+    await fake.patch(NODECLUSTERS, NS, "web", {"metadata": {"annotations": {ABANDON: "true"}}})
+    await fake.delete(NODECLUSTERS, NS, "web")
+    await harness.wait_for(lambda: provider(fake) is None, what="the provider gone")
+    await asyncio.sleep(3600)
+    await harness.idle()
+
+    assert sorted(m["name"] for m in machines(inventory)) == left
+    said = " ".join(e["message"] for e in fake.events_about(reason="MachineAbandoned"))
+    assert all(name in said for name in left)
+
+
+async def test_machines_abandoned_through_a_working_provider_are_collected_at_a_poll(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    """The provider works and stays: the machines are orphans, deleted at its next health
+    poll (60 s once no cluster uses it), being older than the 30 s grace."""
+    await deployed(fake, harness, inventory)
+    await asyncio.sleep(60)  # the machines are older than the grace
+    await fake.patch(NODECLUSTERS, NS, "web", {"metadata": {"annotations": {ABANDON: "true"}}})
+
+    await fake.delete(NODECLUSTERS, NS, "web")
+    await harness.wait_for(lambda: fake.stored(NODECLUSTERS, NS, "web") is None, within=10)
+    assert len(machines(inventory)) == 3, "abandoned: left by their nodes"
+    await harness.wait_for(lambda: machines(inventory) == [], within=61, what="collected")
+
+    assert provider(fake) is not None
+
+
 async def abandoning_lone_node(fake: FakeKube, harness: Harness, inventory: Path) -> str:
     """A hand-made node with a machine, deleted after its provider was deleted anyway:
     stuck, until it is annotated to abandon its machine. Its machine's name."""
