@@ -457,3 +457,35 @@ async def test_evictions_end_the_same_on_the_fake_and_the_real_api_server(
         await real.close()
 
     assert fake_trace == real_trace
+
+
+async def play_named_events(api: KubeApi, ns: str) -> Trace:
+    """Events posted once under a name (controllers/announcements.py), and read back."""
+    trace: Trace = []
+    involved = {
+        "apiVersion": API_VERSION,
+        "kind": "NodeClusterOperation",
+        "metadata": {"name": "honest-op", "namespace": ns},
+    }
+    name = "honest-op.0123456789abcdef"
+    first = await api.post_event(name, involved, "Normal", "OperationSucceeded", "Check: done")
+    again = await api.post_event(name, involved, "Warning", "OperationFailed", "Check: timed out")
+    trace.append(("posted", first, again))
+    event = await api.read_event(ns, name)
+    trace.append(("read", event["metadata"]["name"], event["reason"], event["message"]))
+    err = await refused(api.read_event(ns, "honest-op.fedcba9876543210"))
+    trace.append(("read missing", err.status, isinstance(err, KubeNotFound)))
+    return trace
+
+
+async def test_named_events_are_posted_once_and_read_back_the_same(kube: Kube, ns: str) -> None:
+    fake_trace = await play_named_events(FakeKube(), ns)
+
+    real = await KubeClient.connect(kubeconfig=str(kube.kubeconfig))
+    try:
+        real_trace = await play_named_events(real, ns)
+    finally:
+        await real.close()
+
+    assert fake_trace == real_trace
+    assert fake_trace[0] == ("posted", True, False)

@@ -278,6 +278,7 @@ def test_permissions_the_chart_does_not_grant_are_refused(installed: Install, ns
     assert installed.can_i("patch", "nodeproviders", "--subresource=status")
     assert installed.can_i("patch", "nodeproviders")  # its finalizer, while they are used
     assert installed.can_i("create", "events", "-n", ns)
+    assert installed.can_i("get", "events", "-n", ns)  # an operation's end Event, read back
     assert installed.can_i("get", "secrets", "-n", creds)
     # And nothing more.
     assert not installed.can_i("delete", "nodeproviders")
@@ -298,6 +299,7 @@ def test_permissions_the_chart_does_not_grant_are_refused(installed: Install, ns
     assert installed.can_i("get", "namespaces/kube-system")
     assert not installed.can_i("get", "namespaces/default")
     assert not installed.can_i("patch", "events", "-n", ns)
+    assert not installed.can_i("list", "events", "-n", ns)
     assert not installed.can_i("get", "pods", "-n", ns)
     assert installed.can_i("patch", f"clusterkopfpeerings.kopf.dev/{PEERING}")
     assert not installed.can_i("patch", "clusterkopfpeerings.kopf.dev/another-operator")

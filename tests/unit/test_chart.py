@@ -43,7 +43,7 @@ NAMESPACED_RULES: Rules = {
     ("nodecluster.io", "nodeclusters/status", ()): {"patch"},
     ("nodecluster.io", "clusternodes/status", ()): {"patch"},
     ("nodecluster.io", "nodeclusteroperations/status", ()): {"patch"},
-    ("", "events", ()): {"create"},
+    ("", "events", ()): {"create", "get"},
 }
 
 

@@ -710,15 +710,34 @@ async def test_a_refused_event_is_logged_not_raised(
 async def test_a_named_event_is_stored_once_under_its_name(fake: FakeKube) -> None:
     involved = await fake.create(NODECLUSTERS, NS, cluster())
 
-    await fake.post_event("web.abc", involved, "Normal", "OperationSucceeded", "first")
+    assert await fake.post_event("web.abc", involved, "Normal", "OperationSucceeded", "first")
     revision = fake.revision
-    await fake.post_event("web.abc", involved, "Normal", "OperationSucceeded", "again")
+    again = await fake.post_event("web.abc", involved, "Normal", "OperationSucceeded", "again")
+
+    assert again is False, "it says the Event existed"
 
     [event] = fake.events_about("web")
     assert event["metadata"]["name"] == "web.abc"
     assert event["message"] == "first"
     assert fake.revision == revision, "the second post changed nothing"
     assert [c.status for c in fake.calls_of("event")] == [201, 409]
+
+
+async def test_a_named_event_is_read_back_by_its_name(fake: FakeKube) -> None:
+    involved = await fake.create(NODECLUSTERS, NS, cluster())
+    await fake.post_event("web.abc", involved, "Normal", "OperationSucceeded", "first")
+    await fake.post_event("web.abc", involved, "Warning", "OperationFailed", "again")
+
+    event = await fake.read_event(NS, "web.abc")
+
+    assert (event["reason"], event["message"]) == ("OperationSucceeded", "first")
+    assert [(c.verb, c.resource, c.name) for c in fake.calls_of("get")] == [
+        ("get", "events", "web.abc")
+    ]
+    with pytest.raises(KubeNotFound):
+        await fake.read_event(NS, "web.xyz")
+    with pytest.raises(KubeNotFound):
+        await fake.read_event("elsewhere", "web.abc")
 
 
 async def test_a_named_event_that_fails_raises(fake: FakeKube) -> None:

@@ -489,8 +489,9 @@ async def test_a_named_event_is_created_under_its_name(
 ) -> None:
     involved = {"kind": "NodeClusterOperation", "metadata": {"name": "op", "namespace": "team-a"}}
 
-    await client.post_event("op.0123abcd", involved, "Normal", "OperationSucceeded", "done")
+    posted = await client.post_event("op.0123abcd", involved, "Normal", "OperationSucceeded", "x")
 
+    assert posted is True
     request = only(server)
     assert (request.method, request.path) == ("POST", "/api/v1/namespaces/team-a/events")
     assert request.body["metadata"] == {"name": "op.0123abcd", "namespace": "team-a"}
@@ -504,9 +505,33 @@ async def test_a_named_event_posted_before_is_left_as_it_is(
     server.answer("POST", "/api/v1/namespaces/team-a/events", 409, {"reason": "AlreadyExists"})
     involved = {"kind": "NodeClusterOperation", "metadata": {"name": "op", "namespace": "team-a"}}
 
-    await client.post_event("op.0123abcd", involved, "Normal", "OperationSucceeded", "done")
+    posted = await client.post_event("op.0123abcd", involved, "Normal", "OperationSucceeded", "x")
 
+    assert posted is False, "it says the Event existed"
     assert len(server.requests) == 1
+
+
+async def test_a_named_event_is_read_back_by_its_name(
+    server: ApiServer, client: KubeClient
+) -> None:
+    path = "/api/v1/namespaces/team-a/events/op.0123abcd"
+    server.answer("GET", path, body={"reason": "OperationSucceeded", "message": "Check: done"})
+
+    event = await client.read_event("team-a", "op.0123abcd")
+
+    assert (only(server).method, only(server).path) == ("GET", path)
+    assert event["reason"] == "OperationSucceeded"
+    assert client.writes == 0
+
+
+async def test_a_named_event_that_is_gone_reads_as_not_found(
+    server: ApiServer, client: KubeClient
+) -> None:
+    path = "/api/v1/namespaces/team-a/events/op.0123abcd"
+    server.answer("GET", path, 404, {"kind": "Status", "reason": "NotFound"})
+
+    with pytest.raises(KubeNotFound):
+        await client.read_event("team-a", "op.0123abcd")
 
 
 @pytest.mark.parametrize("status", [403, 503])

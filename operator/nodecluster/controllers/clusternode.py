@@ -31,6 +31,7 @@ from nodecluster.api.clusternode import ClusterNode
 from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION, annotated_true
 from nodecluster.api.nodecluster import NodeCluster
 from nodecluster.api.reasons import Reason
+from nodecluster.controllers.announcements import event_name, post_once
 from nodecluster.controllers.bodies import ObjectKey
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.inuse import hold_for_create
@@ -84,6 +85,8 @@ POLL_SETTLING_SECONDS = 1.0
 SETTLING_FALLBACK_SECONDS = 15.0
 """How soon a settling machine is looked at again by its own get, should its provider's
 list calls fail (they normally wake it as soon as its state changes)."""
+MACHINE_ABANDONED = "MachineAbandoned"
+"""The reason of the Event naming a machine a node left at its provider (abandon_machine)."""
 POLLED_STATES = SETTLING_STATES - {"Deleting"}
 """Transitional states that keep the provider's health poll going (see poll_provider):
 a machine being deleted is polled by its node's own reconciles until NotFound."""
@@ -121,8 +124,14 @@ async def abandon_machine(world: World, scope: NodeScope) -> Stop | None:
     ever. `nodecluster.io/abandon-machines: "true"` on the node, or on its NodeCluster
     once that is being deleted, says to stop waiting; the machine left is named in a
     Warning Event, for a person to delete by hand if it still exists. (If the provider
-    does work, this installation's orphan collection deletes it later: abandoning is a way
-    to stop waiting, not a way to keep a machine.)
+    does work and is not being deleted, this installation's orphan collection deletes it
+    at a later health poll: abandoning is a way to stop waiting, not a way to keep a
+    machine.)
+
+    That Event is the only record of which machine was left, so it is posted before the
+    node lets go, under a name of the node's uid (announcements.py): a post that fails
+    keeps the node (retried with backoff), and one posted before a failed release, a lost
+    answer or a restart is not posted twice.
     """
     if not scope.deleting:
         return None
@@ -130,20 +139,21 @@ async def abandon_machine(world: World, scope: NodeScope) -> Stop | None:
     by = await abandoned_by(world, node)
     if by is None:
         return None
-    again = await release(world, scope)
-    if again is None and not owned_elsewhere(node):  # (one never ours is not left by us)
+    if not owned_elsewhere(node):  # (one never ours is not left by us)
         name = machine_name_of(world, node)
         status = node.status
         known = f" ({status.provider_id})" if status.provider_id else " (if it was created)"
-        await world.api.event(
+        await post_once(
+            world.api,
+            event_name(node.metadata.name, node.metadata.uid, MACHINE_ABANDONED),
             scope.body,
             "Warning",
-            "MachineAbandoned",
+            MACHINE_ABANDONED,
             f"machine {name}{known} of NodeProvider {node.spec.provider_ref.name!r} is left "
             f"as it is, not deleted: {by} is annotated {ABANDON_MACHINES_ANNOTATION}; delete "
             "it at the provider if it still exists",
         )
-    return Stop(again)
+    return Stop(await release(world, scope))
 
 
 async def abandoned_by(world: World, node: ClusterNode) -> str | None:

@@ -46,6 +46,7 @@ from nodecluster.controllers.kubeapi import (
     NODECLUSTERS,
     NODEPROVIDERS,
     OPERATIONS,
+    REFUSED,
     Kind,
     KubeConflict,
     KubeError,
@@ -59,9 +60,6 @@ from nodecluster.providers.base import ProviderError
 K = TypeVar("K")
 
 log = logging.getLogger(__name__)
-
-REFUSED = frozenset({400, 403, 404, 422})
-"""Statuses of a write the API server will refuse again until a person changes something."""
 
 KINDS: dict[str, Kind] = {"NodeCluster": NODECLUSTERS, "ClusterNode": CLUSTERNODES}
 
@@ -284,7 +282,8 @@ async def report_operation_failure(
     the patch's precondition): a step may have recorded more than `op` shows (a write whose
     answer was lost: an intent, or the operation's end), and that must stay. An operation
     whose status already shows the failure, or whose failure this process reported, is not
-    written nor announced again.
+    written nor announced again; nor is one that moved on past `op` (409: the write the
+    step failed on took effect after all).
     """
     reason, message = classify(err)
     log.debug("operation %s/%s failed", op.metadata.namespace, op.metadata.name, exc_info=err)
@@ -315,7 +314,11 @@ async def report_operation_failure(
     try:
         await world.api.patch(OPERATIONS, namespace, name, body, status=True)
     except KubeConflict:
-        pass  # it moved on (a write whose answer was lost): the retry reads it afresh
+        # It moved on: the step's own write took effect and only its answer was lost (an
+        # intent, or the operation's end). The retry reads it afresh and says the failure
+        # if it is still there; said now, a Warning would stand next to an operation that
+        # Succeeded, about a failure that changed nothing.
+        return f"{reason}: {message}"
     except KubeError as patch_err:
         log.warning(
             "NodeClusterOperation %s/%s: could not report %s: %s",

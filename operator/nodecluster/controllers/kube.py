@@ -282,10 +282,17 @@ class KubeClient:
 
     async def post_event(
         self, name: str, involved: dict[str, Any], etype: str, reason: str, message: str
-    ) -> None:
+    ) -> bool:
         """See KubeApi.post_event: the server's 409 (AlreadyExists) says it was posted."""
         body = named_event_body(name, involved, etype, reason, message, rfc3339(self._clock.now()))
         namespace = body["metadata"]["namespace"]
         self.writes += 1
-        with contextlib.suppress(KubeConflict):
+        try:
             await self._call("POST", f"/api/v1/namespaces/{namespace}/events", body)
+        except KubeConflict:
+            return False
+        return True
+
+    async def read_event(self, namespace: str, name: str) -> dict[str, Any]:
+        """See KubeApi.read_event."""
+        return await self._call("GET", f"/api/v1/namespaces/{namespace}/events/{name}")

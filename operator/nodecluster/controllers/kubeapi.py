@@ -46,6 +46,10 @@ class KubeDisruptionBlocked(KubeError):
     2 currently"). Raised by `evict` only: elsewhere a 429 is throttling, a plain KubeError."""
 
 
+REFUSED = frozenset({400, 403, 404, 422})
+"""Statuses of a write the API server will refuse again until a person changes something."""
+
+
 def kube_error(status: int, message: str) -> KubeError:
     """The exception class the controllers act on, for an HTTP status."""
     if status == 404:
@@ -192,11 +196,18 @@ class KubeApi(Protocol):
 
     async def post_event(
         self, name: str, involved: dict[str, Any], etype: str, reason: str, message: str
-    ) -> None:
+    ) -> bool:
         """Post a core/v1 Event under the name given, once: if an Event of that name exists
         (posted by an attempt whose answer was lost, or before a restart), it is left as it
-        is. Any other failure raises KubeError, so that a caller who must know the Event
-        was posted (before it records that it was) can try again."""
+        is. True if this call posted it, False if it existed. Any other failure raises
+        KubeError, so that a caller who must know the Event was posted (before it records
+        that it was) can try again."""
+        ...
+
+    async def read_event(self, namespace: str, name: str) -> dict[str, Any]:
+        """The core/v1 Event of that name (one `post_event` posted); KubeNotFound if there
+        is none: never posted, or expired (the API server keeps Events an hour by
+        default)."""
         ...
 
     async def close(self) -> None:

@@ -30,11 +30,12 @@ from nodecluster.api.clusternode import ClusterNode, ClusterNodeSpec, PowerState
 from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION, Condition, annotated_true
 from nodecluster.api.nodecluster import ClusterState, NodeCluster, NodeClusterStatus
 from nodecluster.clock import rfc3339
+from nodecluster.controllers.announcements import event_name, post_once
 from nodecluster.controllers.expectations import NsName
-from nodecluster.controllers.failures import REFUSED
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
+    REFUSED,
     KubeConflict,
     KubeError,
     KubeNotFound,
@@ -80,6 +81,8 @@ TRANSITIONS_WORTH_AN_EVENT: dict[ClusterState, tuple[str, str]] = {
 }
 """State transitions a person watching `kubectl describe` wants to see, as Events."""
 
+ABANDONING_MACHINES = "AbandoningMachines"
+"""The reason of the Event saying which nodes of a deleted cluster leave their machines."""
 LISTED_NODES = 10
 """How many nodes an Event names (the count is always whole)."""
 HEALTH_RECHECK_MARGIN = 1.0
@@ -328,25 +331,33 @@ async def abandon_machines(world: World, scope: ClusterScope) -> Stop | None:
     """A cluster deleted with `nodecluster.io/abandon-machines`: its nodes let go of their
     machines without deleting them (clusternode.abandon_machine). They are woken (one
     waiting on a provider that is gone retries only with backoff), and the cluster says
-    once which nodes leave their machines; each node's Event names its machine."""
+    once which nodes leave their machines; each node's Event names its machine.
+
+    Once: under a name of the cluster's uid (announcements.py), so a restarted operator's
+    post of it is none; and remembered, so this process does not post it on every look.
+    It is posted before the cluster can let go (release comes after this phase): a post
+    that fails in passing fails the reconcile, which is retried."""
     if not scope.abandons:
         return None
     names = sorted(n.name for n in scope.nodes)
+    for name in names:
+        world.queues.node.add((scope.key[0], name))
     if names and scope.key not in world.book.abandoning:
-        world.book.abandoning.add(scope.key)
         shown = ", ".join(names[:LISTED_NODES]) + (
             f" and {len(names) - LISTED_NODES} more" if len(names) > LISTED_NODES else ""
         )
-        await world.api.event(
+        meta = scope.cluster.metadata
+        await post_once(
+            world.api,
+            event_name(meta.name, meta.uid, ABANDONING_MACHINES),
             scope.body,
             "Warning",
-            "AbandoningMachines",
+            ABANDONING_MACHINES,
             f"deleted with {ABANDON_MACHINES_ANNOTATION}: the machines of {len(names)} nodes "
             f"are left at NodeProvider {scope.cluster.spec.provider_ref.name!r}, not deleted "
             f"({shown}); each node's MachineAbandoned Event names its machine",
         )
-    for name in names:
-        world.queues.node.add((scope.key[0], name))
+        world.book.abandoning.add(scope.key)
     return None
 
 
@@ -556,7 +567,8 @@ async def delete_orphans(world: World, scope: ClusterScope, final: bool) -> int:
 async def write_status(
     world: World, scope: ClusterScope, status: NodeClusterStatus
 ) -> float | None:
-    """One status patch, only when something changed, plus an Event on state transitions.
+    """One status patch, only when something changed, plus an Event on state transitions
+    and one (exactly) when the cluster stalls.
 
     Progress (counts moving while the state stays) is written at most every
     `status_progress_seconds` per cluster: while a thousand nodes come up, a write per
@@ -577,6 +589,23 @@ async def write_status(
         if now < due:
             return due - now
     world.book.progress_written[scope.key] = now
+    transition: tuple[str, str] | None = None
+    if status.state is not None and nc.status.state != status.state:
+        transition = TRANSITIONS_WORTH_AN_EVENT.get(status.state)
+    stalled = newly_stalled(nc.status, status)
+    if stalled is not None and (transition is None or transition[0] != "Warning"):
+        # Stalled with no change of state to say so (a converged cluster whose provider
+        # was deleted): a person must act, so it is said where people look. Before the
+        # status that remembers it is written, under a name of this stall (announcements.py):
+        # neither a kill nor a lost answer in between loses it, and a retry's post is none.
+        await post_once(
+            world.api,
+            stalled_event_name(nc, status),
+            scope.body,
+            "Warning",
+            stalled.reason,
+            stalled.message,
+        )
     try:
         patched = await world.api.patch(
             NODECLUSTERS, *scope.key, status_patch(old, new), status=True
@@ -584,17 +613,24 @@ async def write_status(
     except KubeNotFound:
         return None
     world.bodies.wrote(scope.cache_key, patched)
-    warned = False
-    if nc.status.state != status.state and status.state in TRANSITIONS_WORTH_AN_EVENT:
-        etype, reason = TRANSITIONS_WORTH_AN_EVENT[status.state]
-        await world.api.event(scope.body, etype, reason, status.message or status.state)
-        warned = etype == "Warning"
-    stalled = newly_stalled(nc.status, status)
-    if stalled is not None and not warned:
-        # Stalled with no change of state to say so (a converged cluster whose provider
-        # was deleted): a person must act, so it is said where people look.
-        await world.api.event(scope.body, "Warning", stalled.reason, stalled.message)
+    if transition is not None:
+        etype, reason = transition
+        await world.api.event(scope.body, etype, reason, status.message or reason)
     return None
+
+
+def stalled_event_name(nc: NodeCluster, new: NodeClusterStatus) -> str:
+    """The name of the Event saying that a cluster stalled: one per stall. A stall is told
+    from the next by the Stalled condition it replaces (its status, reason and transition
+    time), which a retry of the same write finds unchanged, and which every stall after
+    this one (once it cleared, or for another reason) finds changed."""
+    after = next(c for c in new.conditions if c.type == "Stalled")
+    before = next((c for c in nc.status.conditions if c.type == "Stalled"), None)
+    replaced: tuple[str, ...] = ()
+    if before is not None:
+        since = before.last_transition_time
+        replaced = (before.status, before.reason, since.isoformat() if since else "")
+    return event_name(nc.metadata.name, nc.metadata.uid, "Stalled", after.reason, *replaced)
 
 
 def newly_stalled(old: NodeClusterStatus, new: NodeClusterStatus) -> Condition | None:

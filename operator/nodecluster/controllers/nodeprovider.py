@@ -10,7 +10,7 @@ Ready=False and Stalled=False, and clears by itself.
 It also holds the provider with this installation's finalizer while anything uses it, and
 lets go once nothing does (inuse.py); while it is being deleted and still held, its entry
 of `status.installations` says what holds it (`ProviderInUse`) and one Warning Event why
-its deletion waits.
+its deletion waits (exactly one: posted before the entry is written, announcements.py).
 
 A provider that is not Ready is looked at again, 30 s after it stopped being Ready and then
 about as long again as it has been not Ready, up to `Settings.credentials_refresh_seconds`:
@@ -32,6 +32,7 @@ from nodecluster.api.nodeprovider import (
     provider_finalizer,
 )
 from nodecluster.api.reasons import Reason
+from nodecluster.controllers.announcements import event_name, post_once
 from nodecluster.controllers.clusternode import POLL_SETTLING_SECONDS, POLLED_STATES
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.inuse import deletion_waits, settle_hold
@@ -116,11 +117,22 @@ async def reconcile_provider(world: World, name: str) -> float | None:
     )
     patch, before = installation_status_patch(world.settings.installation_id, old, status, mine)
     was = before.phase if before is not None else old.phase
-    # Said once, when it begins (the entry remembers it, so a restart does not say it again).
     newly_waits = said[0] == Reason.PROVIDER_IN_USE and (
         before is None or before.reason != Reason.PROVIDER_IN_USE
     )
     if patch is not None:
+        if newly_waits:
+            # Said once, when it begins: before the entry that remembers it is written, under
+            # a name of this deletion of this provider (announcements.py), so neither a kill
+            # nor a lost answer in between loses it, and a retry does not say it again.
+            await post_once(
+                world.api,
+                in_use_event_name(world, np),
+                body,
+                "Warning",
+                str(said[0]),
+                said[1],
+            )
         try:
             patched = await world.api.patch(NODEPROVIDERS, None, name, patch, status=True)
         except KubeNotFound:
@@ -128,8 +140,6 @@ async def reconcile_provider(world: World, name: str) -> float | None:
         world.bodies.wrote(key, patched)
         if was != status.phase:
             await world.api.event(body, "Normal" if ok else "Warning", reason, message)
-        if newly_waits:
-            await world.api.event(body, "Warning", *said)
     if was != status.phase or newly_waits:
         # Its clusters say what changed: not Ready, or no new machines while it goes.
         for cluster in world.clusters_of(name):
@@ -147,6 +157,20 @@ async def reconcile_provider(world: World, name: str) -> float | None:
     again = min(known) if known else world.settings.default_poll_seconds
     credentials_due = world.providers.next_read_in(name)
     return again if credentials_due is None else min(again, credentials_due)
+
+
+def in_use_event_name(world: World, np: NodeProvider) -> str:
+    """The name of the Event saying why a provider's deletion waits for this installation:
+    one per installation per deletion (a provider is deleted once; one created again under
+    the same name has another uid, and its deletion is news)."""
+    meta = np.metadata
+    return event_name(
+        meta.name,
+        meta.uid,
+        world.settings.installation_id,
+        Reason.PROVIDER_IN_USE,
+        meta.deletion_timestamp.isoformat() if meta.deletion_timestamp else "",
+    )
 
 
 def installation_status_patch(

@@ -29,14 +29,14 @@ deadline is refused at once rather than waited out only to time out.
 A step that fails (an API call refused or failing, a bug) changes no phase: it is written on
 the operation (Stalled or Degraded, and its message: `failures.report_operation_failure`)
 and retried until the timeout. How an operation ended is announced exactly once, by Events
-posted before its end is recorded, under names of its own (`announce`).
+posted before its end is recorded, under names of its own (`announce`); once announced, that
+end is the one recorded, whatever a retry would find (`Ending`, `announced_before`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,18 +54,20 @@ from nodecluster.api.operation import (
 )
 from nodecluster.api.reasons import reason_of
 from nodecluster.clock import rfc3339
+from nodecluster.controllers.announcements import event_name, post_once
 from nodecluster.controllers.clusternode import identity_of, machine_name_of
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.failures import (
-    REFUSED,
     cleared,
     forget_operation_failure,
     report_operation_failure,
 )
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
+    EVENT_MESSAGE_LIMIT,
     NODECLUSTERS,
     OPERATIONS,
+    REFUSED,
     KubeConflict,
     KubeError,
     KubeNotFound,
@@ -168,6 +170,7 @@ async def reconcile_operations(world: World, key: NsName) -> float | None:
     active = [o for o in ops if o.status.phase not in ("Succeeded", "Failed")]
     if not active:
         world.book.pending_operations.discard(key)
+        world.book.endings.pop(key, None)  # its operation was deleted before it was recorded
         return None
     world.book.pending_operations.add(key)
     again = await advance(world, active[0])
@@ -182,18 +185,27 @@ async def advance(world: World, op: NodeClusterOperation) -> float | None:
     Past its deadline an operation takes no step: it fails with what its last step was
     waiting for (that step looked at most a poll interval ago, as a wait never ends after
     the deadline). A step that fails (an API call refused or failing, a bug) is reported
-    on the operation and retried with backoff (failures.py); its phase stays as it was."""
+    on the operation and retried with backoff (failures.py); its phase stays as it was.
+
+    An end once decided is the end: it is announced (`announce`) before it is recorded, and
+    until it is recorded every retry records that end, taking no step and minding no
+    deadline (`Ending`), so the operation never says two different things of how it
+    ended, and its final phase is the one it announced."""
     now = world.now()
     status = op.status.model_copy(deep=True)
     if status.phase in (None, "Pending"):
         status.start_time = status.start_time or now
     timeout = timeout_seconds(op)
     deadline = (status.start_time or now) + timedelta(seconds=timeout)
+    key: NsName = (op.metadata.namespace or "default", op.spec.cluster_name)
+    ending = remembered_ending(world, key, op)
     scope: OperationScope | None = None
     try:
         try:
-            if now >= deadline:
-                outcome: Outcome = timed_out(op.spec.action, status, timeout)
+            if ending is not None:
+                outcome: Outcome = ending.outcome
+            elif now >= deadline:
+                outcome = timed_out(op.spec.action, status, timeout)
             else:
                 cluster = await read_cluster(world, op)
                 scope = OperationScope(
@@ -206,26 +218,61 @@ async def advance(world: World, op: NodeClusterOperation) -> float | None:
         again: float | None = None
         status.conditions = cleared(status.conditions, op.metadata.generation, now)
         if isinstance(outcome, Finished):
+            if ending is None or not ending.announced:
+                # Remembered before it is announced: a retry after a failed post posts the
+                # same end again, whatever the deadline or the nodes say by then.
+                at = ending.at if ending is not None else now
+                world.book.endings[key] = Ending(recorded.metadata.uid, outcome, at)
+                cluster_read = scope.cluster if scope is not None else None
+                outcome = await announce(world, recorded, outcome, cluster_read)
+                ending = Ending(recorded.metadata.uid, outcome, at, announced=True)
+                world.book.endings[key] = ending
             status.phase, status.message = outcome.phase, outcome.message
             if outcome.nodes is not None:
                 status.nodes = outcome.nodes
-            status.completion_time = now
+            status.completion_time = ending.at
         else:
             again = max(0.0, min(outcome.again, (deadline - now).total_seconds()))
-        if status.phase in ("Succeeded", "Failed") and op.status.phase != status.phase:
-            # Announced before it is recorded: once recorded, the operation is never looked
-            # at again, so an Event meant to follow a write whose answer was lost (or a
-            # kill right after it) would never be posted. Named after the operation, so a
-            # retry's post of it is none.
-            await announce(world, op, status, scope.cluster if scope is not None else None)
         await write_status(world, recorded, status)
     except Exception as err:
         recorded = scope.op if scope is not None else op
         raise Backoff(
             await report_operation_failure(world, recorded, status.start_time, err)
         ) from err
+    if isinstance(outcome, Finished):
+        world.book.endings.pop(key, None)
     forget_operation_failure(world, op)
     return again
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How the active operation of a cluster ends, decided but not yet recorded (the write
+    failed, or has not been made yet): kept by this process until it is recorded.
+
+    Without it a retry would take the step again and could end differently: past the
+    deadline it times out, nodes may have moved meanwhile (a stopped node started again),
+    and an operation that announced Succeeded would record Failed. A restarted process has
+    no memory of it; the Event it announced is the record then (`announced_before`)."""
+
+    uid: str | None
+    """The operation's (a cluster runs one at a time: any other's ending is stale)."""
+    outcome: Finished
+    at: datetime
+    """When it was decided: the operation's completionTime."""
+    announced: bool = False
+    """Whether both Events say it (a retry then only records it)."""
+
+
+def remembered_ending(world: World, key: NsName, op: NodeClusterOperation) -> Ending | None:
+    """The end decided for `op` and not yet recorded, if this process decided one."""
+    ending = world.book.endings.get(key)
+    if not isinstance(ending, Ending):
+        return None
+    if ending.uid != op.metadata.uid:
+        del world.book.endings[key]  # another operation's, deleted before it was recorded
+        return None
+    return ending
 
 
 def timeout_seconds(op: NodeClusterOperation) -> int:
@@ -769,25 +816,36 @@ async def write_status(
 
 
 async def announce(
-    world: World,
-    op: NodeClusterOperation,
-    status: NodeClusterOperationStatus,
-    cluster: NodeCluster | None,
-) -> None:
-    """An Event on the operation and on its cluster: what was done, and how it ended.
+    world: World, op: NodeClusterOperation, outcome: Finished, cluster: NodeCluster | None
+) -> Finished:
+    """An Event on the operation and on its cluster: what was done, and how it ended; the
+    end that stands (`outcome`, or the one an earlier attempt announced).
 
-    Each Event is named after the operation, its uid and how it ended, so posting it again
-    (a retry after a lost answer, a restart between posting and recording) posts nothing:
-    one Event each, exactly. A post that fails in passing fails the step, which is retried;
-    one the API server refuses (no permission for Events) is logged and left: an Event is
-    a courtesy to people and must not keep an operation from ending.
+    Each Event is named after the operation's uid and its object's kind, not after how it
+    ended, so there is one of each, exactly: posting it again (a retry after a lost answer,
+    a restart between posting and recording) posts nothing. An attempt that finds the
+    operation's Event posted already (409) reads it back, and the end it says stands (an
+    earlier attempt, killed before it recorded it, may have ended otherwise: before the
+    deadline, or before the nodes moved): the cluster's Event and the recorded status say
+    that end too. A post that fails in passing fails the step, which is retried; one the
+    API server refuses (no permission for Events) is logged and left: an Event is a
+    courtesy to people and must not keep an operation from ending.
 
     Each names its object by uid (and resourceVersion), as `kubectl describe` selects
     Events by it: the cluster as this step read it, else (a step that did not read it: a
     timeout) as read now; one that does not exist gets an Event by name only."""
-    etype = "Normal" if status.phase == "Succeeded" else "Warning"
-    reason = f"Operation{status.phase}"
+    name = announcement_name(op, op.metadata.name, op.kind)
     body = op.model_dump(by_alias=True, mode="json")
+    for _ in range(2):  # a second time only if its Event was there, then expired
+        posted = await post_once(
+            world.api, name, body, *said_of(outcome), f"{op.spec.action}: {outcome.message}"
+        )
+        if posted is not False:
+            break
+        before = await announced_before(world, op, name, outcome)
+        if before is not None:
+            outcome = before
+            break
     cluster_body: dict[str, Any] = {
         "apiVersion": op.api_version,
         "kind": "NodeCluster",
@@ -800,31 +858,71 @@ async def announce(
             cluster_body = await world.api.get(
                 NODECLUSTERS, op.metadata.namespace, op.spec.cluster_name
             )
-    for involved, about, message in (
-        (body, op.metadata.name, f"{op.spec.action}: {status.message}"),
-        (
-            cluster_body,
-            op.spec.cluster_name,
-            f"{op.metadata.name} ({op.spec.action}): {status.message}",
-        ),
-    ):
-        name = announcement_name(op, about, str(involved.get("kind")), status.phase or "")
-        try:
-            await world.api.post_event(name, involved, etype, reason, message)
-        except KubeError as err:
-            if err.status not in REFUSED:
-                raise
-            log.warning("could not post event %s on %s: %s", reason, about, err)
+    await post_once(
+        world.api,
+        announcement_name(op, op.spec.cluster_name, "NodeCluster"),
+        cluster_body,
+        *said_of(outcome),
+        f"{op.metadata.name} ({op.spec.action}): {outcome.message}",
+    )
+    return outcome
 
 
-def announcement_name(op: NodeClusterOperation, about: str, kind: str, phase: str) -> str:
+ENDED_REASONS: dict[str, Literal["Succeeded", "Failed"]] = {
+    "OperationSucceeded": "Succeeded",
+    "OperationFailed": "Failed",
+}
+"""The reason of the Event that says how an operation ended, and the phase it says."""
+
+
+def said_of(outcome: Finished) -> tuple[str, str]:
+    """The type and reason of the Event announcing `outcome`."""
+    etype = "Normal" if outcome.phase == "Succeeded" else "Warning"
+    return etype, f"Operation{outcome.phase}"
+
+
+async def announced_before(
+    world: World, op: NodeClusterOperation, name: str, ours: Finished
+) -> Finished | None:
+    """The end the operation's Event `name` (posted by an earlier attempt) says: `ours`
+    when it says the same, or none can be known (it cannot be read: logged); None when it
+    is gone (expired since the post that found it).
+
+    The message said is the one recorded (as cut to an Event's length, if it was). Its
+    results per node are this step's if it ended in the same phase; else, as they cannot
+    be told from the Event, the ones recorded before it (this step's belong to another
+    end)."""
+    try:
+        event = await world.api.read_event(op.metadata.namespace or "default", name)
+    except KubeNotFound:
+        return None
+    except KubeError as err:
+        if err.status not in REFUSED:
+            raise
+        log.warning(
+            "could not read event %s (how operation %s ended, as announced before): %s",
+            name,
+            op.metadata.name,
+            err,
+        )
+        return ours
+    phase = ENDED_REASONS.get(str(event.get("reason")))
+    said = str(event.get("message", ""))
+    prefix = f"{op.spec.action}: "
+    if phase is None or not said.startswith(prefix):
+        return ours  # not an end this operator announced: nothing to follow
+    if phase == ours.phase and said == f"{prefix}{ours.message}"[:EVENT_MESSAGE_LIMIT]:
+        return ours
+    nodes = ours.nodes if phase == ours.phase else list(op.status.nodes)
+    return Finished(phase, said.removeprefix(prefix), nodes)
+
+
+def announcement_name(op: NodeClusterOperation, about: str, kind: str) -> str:
     """The name of the Event that says how an operation ended, about one object: the
-    object's name (as the API server's own Event names start) and a digest of the
-    operation's identity, the object's kind and the phase. A valid name whatever the
-    operation is called (at most 253 characters)."""
+    object's name and a digest of the operation's identity and the object's kind; not of
+    how it ended, so that it has one end only (`announce`)."""
     identity = op.metadata.uid or f"{op.metadata.namespace}/{op.metadata.name}"
-    digest = hashlib.sha256(f"{identity}/{kind}/{phase}".encode()).hexdigest()[:16]
-    return f"{about[:200]}.{digest}"
+    return event_name(about, identity, kind, "ended")
 
 
 async def list_nodes(world: World, op: NodeClusterOperation) -> list[ClusterNode]:

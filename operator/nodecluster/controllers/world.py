@@ -328,6 +328,9 @@ class ClusterBook:
     operation's deletes and target change are seen together, never half."""
     pending_operations: set[NsName] = field(default_factory=set)
     """Clusters with unfinished operations: their events also wake the operation queue."""
+    endings: dict[NsName, Any] = field(default_factory=dict)
+    """How each cluster's active operation ends, decided but not yet recorded
+    (`operation.Ending`: typed there, as this module comes before the operation's)."""
     progress_written: dict[NsName, float] = field(default_factory=dict)
     """When each cluster being worked on last had its status written (monotonic)."""
     poll_intervals: dict[NsName, float] = field(default_factory=dict)
@@ -340,8 +343,9 @@ class ClusterBook:
     orphan_checks_refused: set[str] = field(default_factory=set)
     """Namespaces whose NodeClusters the API refused to show the health poll (said once)."""
     abandoning: set[NsName] = field(default_factory=set)
-    """Clusters deleted with nodecluster.io/abandon-machines that have said so in an Event
-    (once per process: a restart in the middle says it again, which is harmless)."""
+    """Clusters deleted with nodecluster.io/abandon-machines that have said so in an Event,
+    so that this process does not post it on every look; the Event's name (of the cluster's
+    uid) keeps a restarted one from posting it again."""
 
     def lock(self, key: NsName) -> asyncio.Lock:
         """The lock that serialises changes to one cluster's nodes."""
@@ -358,6 +362,7 @@ class ClusterBook:
         """Cluster `key` is gone: drop everything remembered about it."""
         self.locks.pop(key, None)
         self.pending_operations.discard(key)
+        self.endings.pop(key, None)
         self.progress_written.pop(key, None)
         self.poll_intervals.pop(key, None)
         self.orphans_suspected.discard(key)

@@ -387,7 +387,8 @@ class FakeKube:
         """The journal: every API call in the order it came in."""
         self.events: builtins.list[dict[str, Any]] = []
         """Every core/v1 Event posted (and not refused), as stored; Events are kept apart
-        from the objects (no watch sees them), as the controllers never read them."""
+        from the objects (no watch sees them): the controllers only read one back by name
+        (`read_event`), never list or watch them."""
         self.history: builtins.list[WatchEvent] = []
         """Every change of the store in order, as a watch opened at the start saw them."""
         self.closed = False
@@ -577,7 +578,7 @@ class FakeKube:
 
     async def post_event(
         self, name: str, involved: dict[str, Any], etype: str, reason: str, message: str
-    ) -> None:
+    ) -> bool:
         """See KubeApi.post_event: recorded in `events` unless one of that name (and
         namespace) is there already, as the server's 409 would say; faults raise."""
         meta = involved.get("metadata", {})
@@ -592,8 +593,25 @@ class FakeKube:
                 raise kube_error(409, f'events "{name}" already exists')
             self.events.append(self._event_body(involved, etype, reason, message, name=name))
 
-        with contextlib.suppress(KubeConflict):
+        try:
             await self._serve(call, effect, ok=201)
+        except KubeConflict:
+            return False
+        return True
+
+    async def read_event(self, namespace: str, name: str) -> dict[str, Any]:
+        """See KubeApi.read_event: from `events` (which never expire here); journaled as a
+        get of "events" by the Event's own name."""
+        call = Call("get", EVENTS, namespace, name)
+
+        def answer() -> dict[str, Any]:
+            for event in self.events:
+                meta = event["metadata"]
+                if (meta["name"], meta["namespace"]) == (name, namespace):
+                    return _json_copy(event)
+            raise kube_error(404, f'events "{name}" not found')
+
+        return await self._serve(call, answer)
 
     async def close(self) -> None:
         """See KubeApi.close. Nothing to release; the fake stays readable."""

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_operations import NS, deploy, finished, operate, phase
+from test_operations import NS, deploy, finished, op_status, operate, phase, results
 
-from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS
+from nodecluster.controllers.kubeapi import CLUSTERNODES, EVENT_MESSAGE_LIMIT, NODECLUSTERS
+from nodecluster.planning.model import POWER_HOLD_ANNOTATION
 from nodecluster.testing import FakeKube, Harness
 
 
@@ -259,3 +260,201 @@ async def test_an_operation_whose_events_are_forbidden_still_ends(
 
     assert status["phase"] == "Succeeded", "an Event is a courtesy: it never holds an operation"
     assert ended_events(fake, "op") == ([], [])
+
+
+# -- an end once announced is the end: the deadline or the nodes never change it afterwards --
+# (issue 11, review finding 3: the end Event is posted before the final status write; when
+# that write kept failing past the deadline, the retry timed out and announced Failed after
+# Succeeded, and recorded Failed)
+
+
+def announced_once(fake: FakeKube, name: str, action: str) -> dict[str, Any]:
+    """The operation's status, checked against what was announced: one end Event on the
+    operation and one on its cluster, saying the phase and the message recorded."""
+    status = op_status(fake, name)
+    on_op = [e for e in fake.events_about(name) if e["reason"].startswith("Operation")]
+    on_cluster = [
+        e
+        for e in fake.events_about("web")
+        if e["reason"].startswith("Operation") and e["message"].startswith(f"{name} (")
+    ]
+    assert (len(on_op), len(on_cluster)) == (1, 1), (name, on_op, on_cluster)
+    said = f"Operation{status['phase']}"
+    assert (on_op[0]["reason"], on_cluster[0]["reason"]) == (said, said), (name, status)
+    assert on_op[0]["message"] == f"{action}: {status['message']}"[:EVENT_MESSAGE_LIMIT]
+    assert (
+        on_cluster[0]["message"] == f"{name} ({action}): {status['message']}"[:EVENT_MESSAGE_LIMIT]
+    )
+    return status
+
+
+async def test_an_end_whose_record_fails_past_the_deadline_stays_the_end_announced(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await deploy(fake, harness, inventory, maxNodes=10)
+    await operate(fake, "grow", "ScaleOut", count=1, timeoutSeconds=60)
+    await harness.wait_for(lambda: phase(fake, "grow") == "Running")
+    outage = fake.fail("patch_status", "nodeclusteroperations", 503, times=None)
+
+    await harness.wait_for(lambda: bool(fake.events_about("grow")), what="the end announced")
+    await asyncio.sleep(300)  # five minutes of failing writes: far past the deadline
+    fake.remove(outage)
+    status = await finished(fake, harness, "grow")
+    await harness.idle()
+
+    assert outage.fired > 3
+    assert status["phase"] == "Succeeded", status["message"]
+    assert status["message"].startswith("target 3 -> 4")
+    announced_once(fake, "grow", "ScaleOut")
+
+
+async def test_an_end_announced_before_a_kill_stays_the_end_after_the_deadline(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    """Killed between its Events and its final write, and restarted past its deadline: the
+    restarted operator, which would time it out, finds its Event and records that end."""
+    await deploy(fake, harness, inventory, maxNodes=10)
+    await operate(fake, "grow", "ScaleOut", count=1, timeoutSeconds=60)
+    await harness.wait_for(lambda: phase(fake, "grow") == "Running")
+    fake.hang("patch_status", "nodeclusteroperations", name="grow")
+
+    await harness.wait_for(lambda: bool(fake.events_about("web", reason="OperationSucceeded")))
+    # The restarted operator cannot see its operations until past their deadline.
+    blind = fake.fail("list", "nodeclusteroperations", 503, times=None)
+    await harness.restart(kill=True)
+    await asyncio.sleep(120)
+    fake.remove(blind)
+    status = await finished(fake, harness, "grow")
+    await harness.idle()
+
+    assert status["phase"] == "Succeeded", status["message"]
+    assert status["message"].startswith("target 3 -> 4")
+    assert fake.calls_of("get", "events"), "it read the Event posted before the kill"
+    announced_once(fake, "grow", "ScaleOut")
+
+
+def node_state(fake: FakeKube, name: str) -> str | None:
+    body = fake.stored(CLUSTERNODES, NS, name) or {}
+    return body.get("status", {}).get("state")
+
+
+async def start_by_hand(fake: FakeKube, name: str) -> None:
+    """Someone starts a stopped node again (as StartNodes would)."""
+    await fake.patch(
+        CLUSTERNODES,
+        NS,
+        name,
+        {
+            "metadata": {"annotations": {POWER_HOLD_ANNOTATION: None}},
+            "spec": {"powerState": "Running"},
+        },
+    )
+
+
+async def test_a_stop_whose_record_fails_ends_as_announced_though_the_node_runs_again(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    names = await deploy(fake, harness, inventory)
+    await operate(fake, "stop", "StopNodes", nodes={"names": names[:1]}, timeoutSeconds=120)
+    await harness.wait_for(lambda: phase(fake, "stop") == "Running")
+    outage = fake.fail("patch_status", "nodeclusteroperations", 503, times=None)
+    await harness.wait_for(lambda: bool(fake.events_about("stop")), what="the end announced")
+
+    await start_by_hand(fake, names[0])
+    await asyncio.sleep(300)
+    fake.remove(outage)
+    status = await finished(fake, harness, "stop")
+    await harness.idle()
+
+    assert status["phase"] == "Succeeded", status["message"]
+    assert status["message"] == "StopNodes: 1 OK, 0 failed"
+    assert results(status) == {names[0]: ("OK", "machine is Stopped")}
+    announced_once(fake, "stop", "StopNodes")
+
+
+async def test_a_stop_announced_before_a_kill_ends_as_announced_though_the_node_runs_again(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    """The restarted operator knows nothing of the end announced until it ends the
+    operation itself (here: at its deadline, as the node runs again); then the Event it
+    finds is the end."""
+    names = await deploy(fake, harness, inventory)
+    await operate(fake, "stop", "StopNodes", nodes={"names": names[:1]}, timeoutSeconds=120)
+    await harness.wait_for(lambda: phase(fake, "stop") == "Running")
+    fake.hang("patch_status", "nodeclusteroperations", name="stop")
+    await harness.wait_for(lambda: bool(fake.events_about("web", reason="OperationSucceeded")))
+
+    await start_by_hand(fake, names[0])
+    await harness.wait_for(lambda: node_state(fake, names[0]) == "Running")
+    await harness.restart(kill=True)
+    status = await finished(fake, harness, "stop")
+    await harness.idle()
+
+    assert status["phase"] == "Succeeded", status["message"]
+    assert status["message"] == "StopNodes: 1 OK, 0 failed"
+    announced_once(fake, "stop", "StopNodes")
+
+
+def held_stopped(fake: FakeKube) -> list[str]:
+    return sorted(
+        n["metadata"]["name"]
+        for n in fake.objects(CLUSTERNODES, NS)
+        if not n["metadata"].get("deletionTimestamp")
+        and n["metadata"].get("annotations", {}).get(POWER_HOLD_ANNOTATION) == "Stopped"
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_operations_under_outages_past_their_deadline_end_as_they_announced(
+    fake: FakeKube, harness: Harness, inventory: Path, seed: int
+) -> None:
+    """Checks, scales, stops and starts in a row, with short timeouts, while the operations'
+    status writes go down for minutes at random (before or after taking effect: often past
+    the deadline), Event posts fail at random, and the operator is killed at random
+    points: every operation ends (Succeeded, or Failed when it timed out before it was
+    done), announced exactly once on itself and on its cluster, and what it records is
+    what it announced."""
+    rng = random.Random(seed)
+    await deploy(fake, harness, inventory, targetNodes=4, maxNodes=30)
+    for after in (False, True):
+        fake.fail("event", "events", 503, after_effect=after, times=None, probability=0.2)
+    fake.slow("patch_status", "nodeclusteroperations", 0.5, times=None)
+    ran: list[tuple[str, str]] = []
+    kills = outages_past_deadline = 0
+    for i in range(8):
+        name, timeout = f"op-{i}", rng.choice([30, 60, 120])
+        running = sorted(live(fake) - set(held_stopped(fake)))
+        choices = ["Check", "ScaleOut"] + (["ScaleIn", "StopNodes"] if len(running) > 2 else [])
+        action = rng.choice(choices + (["StartNodes"] if held_stopped(fake) else []))
+        spec: dict[str, Any] = {"timeoutSeconds": timeout}
+        if action in ("ScaleOut", "ScaleIn"):
+            spec["count"] = 1
+        elif action == "StopNodes":
+            spec["nodes"] = {"names": running[:1]}
+        elif action == "StartNodes":
+            spec["nodes"] = {"names": held_stopped(fake)[:1]}
+        await operate(fake, name, action, **spec)
+        ran.append((name, action))
+        await asyncio.sleep(rng.uniform(0.0, 3.0))
+        down = rng.uniform(0.0, 300.0)
+        outage = fake.fail(
+            "patch_status",
+            "nodeclusteroperations",
+            503,
+            after_effect=rng.random() < 0.5,
+            times=None,
+        )
+        if rng.random() < 0.5:
+            await harness.restart(kill=True)
+            kills += 1
+        await asyncio.sleep(down)
+        fake.remove(outage)
+        outages_past_deadline += down > timeout
+        if rng.random() < 0.3:
+            await harness.restart(kill=True)
+            kills += 1
+        await finished(fake, harness, name, within=3600)
+    assert kills > 0 and outages_past_deadline > 0
+    await harness.idle()
+    for name, action in ran:
+        announced_once(fake, name, action)

@@ -170,3 +170,23 @@ async def test_a_failure_to_list_a_clusters_operations_is_posted_on_the_cluster(
 
     fake.remove(broken)
     assert (await finished(fake, harness, "check"))["phase"] == "Succeeded"
+
+
+async def test_a_lost_answer_to_the_final_write_posts_no_warning(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    """The final write took effect and only its answer was lost: the failure report's write
+    meets 409 (the operation moved on) and leaves the status alone; it must not post a
+    Warning either, or `kubectl describe` shows a Succeeded operation next to a failure
+    that changed nothing (issue 11, review finding 6)."""
+    await deploy(fake, harness, inventory)
+    lost = fake.fail("patch_status", "nodeclusteroperations", 500, after_effect=True)
+
+    await operate(fake, "check", "Check")
+    status = await finished(fake, harness, "check")
+    await harness.idle()
+
+    assert lost.fired == 1
+    assert status["phase"] == "Succeeded"
+    assert not any(c["status"] == "True" for c in status.get("conditions", []))
+    assert [e["reason"] for e in fake.events_about("check")] == ["OperationSucceeded"]
