@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 from typing import Any
 
 import kopf
@@ -27,12 +28,12 @@ from nodecluster.controllers.events import (
 )
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kube import KubeClient
-from nodecluster.controllers.kubeapi import NODEPROVIDERS, KubeApi, KubeError
+from nodecluster.controllers.kubeapi import NODECLUSTERS, NODEPROVIDERS, KubeApi, KubeError
 from nodecluster.controllers.world import (
+    ClusterBookIndex,
     IndexedNode,
     Settings,
     World,
-    index_cluster,
     index_node,
 )
 from nodecluster.planning.kubenode import NodeFacts, node_facts
@@ -110,7 +111,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     # kopf hands startup handlers the indexes already (empty; filled before any
     # resource handler runs), so the world is complete from the start.
     nodes = kwargs["clusternodes_by_cluster"]
-    clusters = kwargs["nodeclusters_by_provider"]
+    clusters = ClusterBookIndex()
+    try:
+        await seed_clusters(api, clusters, tunables.namespaces)
+    except Exception:
+        await api.close()
+        raise
     kube_nodes = kwargs.get("nodes_by_provider_id")  # only with --nodes (watch_kube_nodes)
     world = build_world(tunables, api, ProviderRegistry(), clock, nodes, clusters, kube_nodes)
     try:
@@ -121,6 +127,24 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         raise
     memo["world"] = world
     tune_garbage_collector()
+
+
+GLOB = re.compile(r"[*?\[!]")
+"""What makes a `--namespace` a pattern (kopf's globs and negations), not a name."""
+
+
+async def seed_clusters(api: KubeApi, index: ClusterBookIndex, namespaces: tuple[str, ...]) -> None:
+    """Fill the cluster index with one list before the watches start (ClusterBookIndex):
+    of every namespace, or of each namespace served by name. Namespace patterns cannot be
+    listed: the index then fills from events only and is never complete, so no provider
+    is let go (inuse.settle_hold) rather than one let go while clusters still use it."""
+    if any(GLOB.search(ns) for ns in namespaces):
+        log.info("Namespace patterns: NodeProviders are held, never let go, by this operator")
+        return
+    for namespace in namespaces or (None,):
+        for body in await api.list(NODECLUSTERS, namespace):
+            index.update(None, body)
+    index.complete = True
 
 
 async def installation_from_cluster(api: KubeApi, name: str) -> str:
@@ -196,13 +220,6 @@ async def clusternodes_by_cluster(body: kopf.Body, **_: Any) -> dict[NsName, Ind
     return index_node(body)
 
 
-@kopf.index(GROUP, VERSION, "nodeclusters")
-async def nodeclusters_by_provider(body: kopf.Body, **_: Any) -> dict[str, NsName]:
-    """provider -> (namespace, name) of each NodeCluster naming it: who uses a NodeProvider,
-    complete before any handler runs (see world.ClusterIndex)."""
-    return index_cluster(body)
-
-
 @kopf.on.event(GROUP, VERSION, "nodeproviders")
 async def nodeprovider_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
     """See events.on_provider_event."""
@@ -211,8 +228,12 @@ async def nodeprovider_event(type: str | None, body: kopf.Body, memo: Any, **_: 
 
 @kopf.on.event(GROUP, VERSION, "nodeclusters")
 async def nodecluster_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    """See events.on_cluster_event."""
-    on_cluster_event(memo["world"], type, body)
+    """See events.on_cluster_event; the cluster index first, as kopf does its indexes."""
+    world: World = memo["world"]
+    index = getattr(world, "cluster_index", None)
+    if isinstance(index, ClusterBookIndex):
+        index.update(type, body)
+    on_cluster_event(world, type, body)
 
 
 @kopf.on.event(GROUP, VERSION, "clusternodes")

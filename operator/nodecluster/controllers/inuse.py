@@ -115,6 +115,8 @@ async def settle_hold(
         used = users is not None
         if used == held or (used and meta.deletion_timestamp is not None):
             return np, users
+        if not used and not world.cluster_index.complete:
+            return np, users  # not knowing every cluster (no startup list), never let go
         finalizers = (
             [*meta.finalizers, finalizer]
             if used

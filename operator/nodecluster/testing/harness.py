@@ -86,6 +86,9 @@ class LocalClusterIndex:
     def __init__(self) -> None:
         self._stores: dict[str, set[NsName]] = {}
         self._entries: dict[NsName, dict[str, NsName]] = {}
+        self.complete = True
+        """Filled from the fake's listing before any event is handled, as the operator's
+        is seeded by a list at startup."""
 
     def apply(self, event: WatchEvent) -> None:
         """Update the index with one NodeCluster event: its entry replaces the one before."""

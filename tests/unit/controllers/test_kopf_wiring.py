@@ -6,10 +6,12 @@ Nothing here starts kopf: the functions kopf would call are called directly, wit
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import kopf
@@ -20,8 +22,8 @@ from nodecluster.clock import LoopClock, SystemClock
 from nodecluster.controllers import handlers
 from nodecluster.controllers.assembly import build_world
 from nodecluster.controllers.kube import KubeClient
-from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS
-from nodecluster.controllers.world import Settings, World
+from nodecluster.controllers.kubeapi import CLUSTERNODES
+from nodecluster.controllers.world import ClusterBookIndex, Settings, World
 from nodecluster.providers.base import ProviderConfig
 from nodecluster.providers.identity import default_installation_id
 from nodecluster.providers.registry import ProviderRegistry
@@ -134,21 +136,16 @@ async def test_startup_builds_the_world_into_memo(
     settings = kopf.OperatorSettings()
     memo = kopf.Memo(peering="nodecluster")
     index = LocalNodeIndex()
-    clusters = LocalClusterIndex()
 
-    await handlers.startup(
-        settings=settings,
-        memo=memo,
-        clusternodes_by_cluster=index,
-        nodeclusters_by_provider=clusters,
-    )
+    await handlers.startup(settings=settings, memo=memo, clusternodes_by_cluster=index)
 
     world = memo["world"]
     try:
         assert isinstance(world, World)
         assert world.api is fake
         assert world.node_index is index
-        assert world.cluster_index is clusters
+        assert isinstance(world.cluster_index, ClusterBookIndex)
+        assert world.cluster_index.complete  # seeded by a list (of no clusters here)
         assert isinstance(world.clock, SystemClock)
         # No id given: the default name and the (fake) Kubernetes cluster's identity.
         installation = default_installation_id("default", fake.cluster_identity)
@@ -235,15 +232,25 @@ async def test_the_node_index_keys_each_node_by_its_namespace_and_cluster() -> N
     assert not view.has_machine
 
 
-async def test_the_cluster_index_keys_each_cluster_by_its_provider() -> None:
+async def test_the_cluster_index_keys_each_cluster_by_its_provider_from_its_events() -> None:
     body = {
         "metadata": {"name": "web", "namespace": "team-a"},
         "spec": {"providerRef": {"name": "sim"}},
     }
+    index = ClusterBookIndex()
+    world = SimpleNamespace(cluster_index=index, book=SimpleNamespace(pending_operations=()))
 
-    assert await handlers.nodeclusters_by_provider(body=kopf.Body(body)) == {
-        "sim": ("team-a", "web")
-    }
+    with contextlib.suppress(AttributeError):  # the rest of on_cluster_event: not here
+        await handlers.nodecluster_event(
+            type=None, body=kopf.Body(body), memo=kopf.Memo(world=world)
+        )
+    assert list(index["sim"]) == [("team-a", "web")]
+
+    moved = {**body, "spec": {"providerRef": {"name": "other"}}}
+    index.update("MODIFIED", moved)
+    assert "sim" not in index and list(index["other"]) == [("team-a", "web")]
+    index.update("DELETED", moved)
+    assert "other" not in index
 
 
 def test_every_watched_kind_has_its_handler_registered_with_kopf() -> None:
@@ -260,10 +267,9 @@ def test_every_watched_kind_has_its_handler_registered_with_kopf() -> None:
         "operation_event": ("nodecluster.io", "v1alpha1", "nodeclusteroperations"),
     }
     indexes = {h.id: h.selector.any_name for h in registry._indexing.get_all_handlers()}
-    assert indexes == {
-        "clusternodes_by_cluster": CLUSTERNODES.plural,
-        "nodeclusters_by_provider": NODECLUSTERS.plural,
-    }
+    # Only the nodes: an index of NodeClusters would make kopf's restart quadratic in them
+    # (world.ClusterBookIndex).
+    assert indexes == {"clusternodes_by_cluster": CLUSTERNODES.plural}
 
 
 # -- run_operator ----------------------------------------------------------------------------

@@ -17,9 +17,9 @@ from conftest import provider_body
 
 from nodecluster.controllers import handlers
 from nodecluster.controllers.kube import KubeClient
-from nodecluster.controllers.kubeapi import NODEPROVIDERS, KubeError
+from nodecluster.controllers.kubeapi import NODECLUSTERS, NODEPROVIDERS, KubeError
 from nodecluster.providers.identity import default_installation_id
-from nodecluster.testing import FakeKube, LocalClusterIndex, LocalNodeIndex
+from nodecluster.testing import FakeKube, LocalNodeIndex
 
 
 @pytest.fixture
@@ -44,7 +44,6 @@ async def start(memo: kopf.Memo) -> None:
         settings=kopf.OperatorSettings(),
         memo=memo,
         clusternodes_by_cluster=LocalNodeIndex(),
-        nodeclusters_by_provider=LocalClusterIndex(),
     )
 
 
@@ -65,9 +64,11 @@ async def test_startup_loads_every_node_provider_before_any_watch_event(
         assert world.providers.problem("sim") is None  # no ProviderNotFound for its clusters
         # The cluster's identity and the providers' entries (for the default installation
         # id: an upgraded installation keeps its earlier one), then the providers.
+        # And the NodeClusters, so that every provider's users are known from the start.
         assert [(c.verb, c.resource) for c in fake.calls] == [
             ("get", "namespaces"),
             ("list", "nodeproviders"),
+            ("list", "nodeclusters"),
             ("list", "nodeproviders"),
         ]
         # Their own reconciles run when their watch events come, as before.
@@ -167,5 +168,57 @@ async def test_an_installation_upgraded_from_a_name_only_id_keeps_it(
     world = memo["world"]
     try:
         assert world.settings.installation_id == (new if expected == "NEW" else expected)
+    finally:
+        await world.queues.close()
+
+
+def cluster_body(name: str, namespace: str = "team-a", provider: str = "sim") -> dict[str, Any]:
+    return {
+        "apiVersion": "nodecluster.io/v1alpha1",
+        "kind": "NodeCluster",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"providerRef": {"name": provider}, "targetNodes": 0},
+    }
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "seen"),
+    [((), {("team-a", "web"), ("team-b", "db")}), (("team-a",), {("team-a", "web")})],
+)
+async def test_startup_knows_every_cluster_of_a_provider_before_any_watch_event(
+    fake: FakeKube,
+    connect_to_fake: None,
+    gc_restored: None,
+    tmp_path: Path,
+    namespaces: tuple[str, ...],
+    seen: set[tuple[str, str]],
+) -> None:
+    fake.add(NODEPROVIDERS, provider_body(tmp_path / "a.db", name="sim"))
+    fake.add(NODECLUSTERS, cluster_body("web"))
+    fake.add(NODECLUSTERS, cluster_body("db", namespace="team-b"))
+    memo = kopf.Memo(installation_id="i", namespaces=list(namespaces))
+
+    await start(memo)
+
+    world = memo["world"]
+    try:
+        assert world.clusters_of("sim") == seen
+        assert world.cluster_index.complete
+    finally:
+        await world.queues.close()
+
+
+async def test_with_namespace_patterns_the_clusters_are_never_complete_so_none_is_let_go(
+    fake: FakeKube, connect_to_fake: None, gc_restored: None, tmp_path: Path
+) -> None:
+    fake.add(NODEPROVIDERS, provider_body(tmp_path / "a.db", name="sim"))
+    memo = kopf.Memo(installation_id="i", namespaces=["team-*"])
+
+    await start(memo)
+
+    world = memo["world"]
+    try:
+        assert not world.cluster_index.complete
+        assert ("list", "nodeclusters") not in [(c.verb, c.resource) for c in fake.calls]
     finally:
         await world.queues.close()
