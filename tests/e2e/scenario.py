@@ -176,25 +176,23 @@ def ready_of(node: dict[str, Any]) -> str:
     return "None"
 
 
-class KwokCluster:
-    """One test's kwok NodeProvider (the sample) and its NodeCluster `workers`."""
+class DriverCluster:
+    """One test's NodeProvider of a real driver and its NodeCluster `workers`: what the
+    aws and kwok tests share (each adds its provider and its audit of the machines)."""
 
-    def __init__(self, kube: Kube, ns: str) -> None:
+    def __init__(self, kube: Kube, ns: str, provider: str) -> None:
         self.kube = kube
         self.ns = ns
-        self.provider = f"kwok-{ns}"
-        self.installation = kube.installation_id()
+        self.provider = provider
 
-    def make_provider(self) -> None:
-        np = sample("nodeprovider-kwok.yaml")
-        np["metadata"]["name"] = self.provider
-        np["spec"]["config"]["readyDelaySeconds"] = 0.5
-        self.kube.apply(np)
+    def cluster_defaults(self, nc: dict[str, Any]) -> None:
+        """The driver's own changes to the sample NodeCluster (none by default)."""
 
     def make_cluster(self, **spec: Any) -> None:
         nc = sample("nodecluster-basic.yaml")
         nc["metadata"]["namespace"] = self.ns
         nc["spec"]["providerRef"]["name"] = self.provider
+        self.cluster_defaults(nc)
         nc["spec"].update(spec)
         self.kube.apply(nc)
 
@@ -203,6 +201,41 @@ class KwokCluster:
             "patch", "nodecluster/workers", "-n", self.ns, "--type=merge",
             "-p", json.dumps({"spec": fields}),
         )  # fmt: skip
+
+    def cluster_nodes(self) -> list[dict[str, Any]]:
+        return self.kube.items("clusternode", self.ns, "nodecluster.io/cluster=workers")
+
+    def not_in_state(self, state: str) -> str | None:
+        """None when the cluster is `state` for its current generation; else what it is."""
+        nc = self.kube.get("nodecluster", "workers", self.ns) or {}
+        status = nc.get("status") or {}
+        if status.get("state") != state or status.get("observedGeneration") != (
+            nc.get("metadata", {}).get("generation")
+        ):
+            return f"state {status.get('state')}, not {state} (or not observed yet)"
+        return None
+
+
+def one_machine_each(owners: Counter[str | None], message: str) -> None:
+    """Fail with `message` when any node has more than one machine (`owners`: node ->
+    machines): a doubled machine is a bug, never something to wait out."""
+    doubled = {owner: n for owner, n in owners.items() if n > 1}
+    if doubled:
+        raise AssertionError(f"{message}: {doubled}")
+
+
+class KwokCluster(DriverCluster):
+    """One test's kwok NodeProvider (the sample) and its NodeCluster `workers`."""
+
+    def __init__(self, kube: Kube, ns: str) -> None:
+        super().__init__(kube, ns, f"kwok-{ns}")
+        self.installation = kube.installation_id()
+
+    def make_provider(self) -> None:
+        np = sample("nodeprovider-kwok.yaml")
+        np["metadata"]["name"] = self.provider
+        np["spec"]["config"]["readyDelaySeconds"] = 0.5
+        self.kube.apply(np)
 
     def members(self) -> dict[str, dict[str, Any]]:
         """The cluster's ClusterNodes by name."""
@@ -225,24 +258,15 @@ class KwokCluster:
         """This provider's Kubernetes Nodes."""
         return self.kube.items("node", selector=f"{PROVIDER}={self.provider}")
 
-    def cluster_nodes(self) -> list[dict[str, Any]]:
-        return self.kube.items("clusternode", self.ns, "nodecluster.io/cluster=workers")
-
     def audit(self, count: int, state: str = "Deployed", ready: str = "True") -> str | None:
         """None when the cluster is `state` with `count` nodes, each with exactly one Node,
         Ready as `ready` says, labelled with its identity; else what differs."""
-        nc = self.kube.get("nodecluster", "workers", self.ns) or {}
-        status = nc.get("status") or {}
-        if status.get("state") != state or status.get("observedGeneration") != (
-            nc.get("metadata", {}).get("generation")
-        ):
-            return f"state {status.get('state')}, not {state} (or not observed yet)"
+        if (differs := self.not_in_state(state)) is not None:
+            return differs
         members = {n["metadata"]["name"]: n for n in self.cluster_nodes()}
         nodes = self.nodes()
         per_member = Counter(n["metadata"]["labels"].get(NODE_TAG) for n in nodes)
-        doubled = {member: n for member, n in per_member.items() if n > 1}
-        if doubled:
-            raise AssertionError(f"ClusterNodes with more than one Node: {doubled}")
+        one_machine_each(per_member, "ClusterNodes with more than one Node")
         if len(members) != count or set(per_member) != set(members):
             return f"ClusterNodes {sorted(members)} vs Nodes of {sorted(map(str, per_member))}"
         for node in nodes:

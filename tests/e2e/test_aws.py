@@ -6,7 +6,6 @@ node, none without its node, in the zones and of the type declared."""
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections import Counter
@@ -14,7 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kube import Kube, Operator, sample, wait_audited, wait_for
+from kube import Kube, Operator, wait_audited, wait_for
+from scenario import DriverCluster, one_machine_each
 
 from nodecluster.providers.aws.instances import MACHINE_TAG, PROVIDER_TAG
 from nodecluster.providers.identity import NODE_TAG
@@ -38,14 +38,12 @@ def tags(instance: dict[str, Any]) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
 
 
-class Ec2Cluster:
+class Ec2Cluster(DriverCluster):
     """One test's aws NodeProvider (moto behind it) and its NodeCluster `workers`."""
 
     def __init__(self, kube: Kube, ns: str, network: Ec2Network) -> None:
-        self.kube = kube
-        self.ns = ns
+        super().__init__(kube, ns, f"aws-{ns}")
         self.network = network
-        self.provider = f"aws-{ns}"
 
     def make_provider(self) -> None:
         self.kube.apply(
@@ -72,20 +70,9 @@ class Ec2Cluster:
             }
         )
 
-    def make_cluster(self, **spec: Any) -> None:
-        nc = sample("nodecluster-basic.yaml")
-        nc["metadata"]["namespace"] = self.ns
-        nc["spec"]["providerRef"]["name"] = self.provider
+    def cluster_defaults(self, nc: dict[str, Any]) -> None:
         nc["spec"]["profile"] = {"machineType": "t3.micro", "labels": {"team": "batch"}}
         nc["spec"]["policies"]["placement"]["zones"] = [{"name": z, "weight": 1} for z in ZONES]
-        nc["spec"].update(spec)
-        self.kube.apply(nc)
-
-    def patch(self, **fields: Any) -> None:
-        self.kube.kubectl(
-            "patch", "nodecluster/workers", "-n", self.ns, "--type=merge",
-            "-p", json.dumps({"spec": fields}),
-        )  # fmt: skip
 
     def instances(self) -> list[dict[str, Any]]:
         """This provider's instances that are not terminated (moto's truth)."""
@@ -97,24 +84,15 @@ class Ec2Cluster:
         found = asyncio.run(read())
         return [i for i in found if tags(i).get(PROVIDER_TAG) == self.provider]
 
-    def nodes(self) -> list[dict[str, Any]]:
-        return self.kube.items("clusternode", self.ns, "nodecluster.io/cluster=workers")
-
     def audit(self, count: int, state: str = "Deployed", ec2_state: str = "running") -> str | None:
         """None when the cluster is `state` with `count` nodes, each with exactly one
         instance in `ec2_state`, none without its node; else what differs."""
-        nc = self.kube.get("nodecluster", "workers", self.ns) or {}
-        status = nc.get("status") or {}
-        if status.get("state") != state or status.get("observedGeneration") != (
-            nc.get("metadata", {}).get("generation")
-        ):
-            return f"state {status.get('state')}, not {state} (or not observed yet)"
-        nodes = {n["metadata"]["name"]: n for n in self.nodes()}
+        if (differs := self.not_in_state(state)) is not None:
+            return differs
+        nodes = {n["metadata"]["name"]: n for n in self.cluster_nodes()}
         instances = self.instances()
         per_node = Counter(tags(i).get(NODE_TAG) for i in instances)
-        doubled = {node: n for node, n in per_node.items() if n > 1}
-        if doubled:
-            raise AssertionError(f"nodes with more than one instance: {doubled}")
+        one_machine_each(per_node, "nodes with more than one instance")
         if len(nodes) != count or set(per_node) != set(nodes):
             return f"nodes {sorted(nodes)} vs instances of {sorted(map(str, per_node))}"
         states = {i["State"]["Name"] for i in instances}
