@@ -96,12 +96,32 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     clock = SystemClock()
     api = await KubeClient.connect(max_connections=Settings.api_connections, clock=clock)
     try:
-        installation = memo.get("installation_id") or await installation_from_cluster(
-            api, memo.get("installation_name") or "default"
-        )
-    except Exception:
-        await api.close()
+        world = await build_started_world(api, clock, memo, kwargs)
+    except BaseException as err:
+        await api.close()  # kopf retries a failed startup handler: it connects anew
+        if isinstance(err, KubeError) and (err.status == 429 or err.status >= 500):
+            # An API server still starting ("storage is (re)initializing" for CRDs just
+            # installed): soon again, not after kopf's default minute.
+            raise kopf.TemporaryError(
+                f"the API server is not ready: {err}", delay=STARTUP_RETRY_SECONDS
+            ) from err
         raise
+    memo["world"] = world
+    tune_garbage_collector()
+
+
+STARTUP_RETRY_SECONDS = 1.0
+"""How soon a startup refused by an API server that is not ready yet is tried again."""
+
+
+async def build_started_world(
+    api: KubeApi, clock: SystemClock, memo: kopf.Memo, kwargs: dict[str, Any]
+) -> World:
+    """The world, with the installation id decided, every NodeCluster indexed by provider
+    and every NodeProvider known, before kopf starts the watches."""
+    installation = memo.get("installation_id") or await installation_from_cluster(
+        api, memo.get("installation_name") or "default"
+    )
     log.info("Installation id: %s", installation)
     tunables = Settings(
         installation_id=installation,
@@ -112,21 +132,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     # resource handler runs), so the world is complete from the start.
     nodes = kwargs["clusternodes_by_cluster"]
     clusters = ClusterBookIndex()
-    try:
-        await seed_clusters(api, clusters, tunables.namespaces)
-    except Exception:
-        await api.close()
-        raise
+    await seed_clusters(api, clusters, tunables.namespaces)
     kube_nodes = kwargs.get("nodes_by_provider_id")  # only with --nodes (watch_kube_nodes)
     world = build_world(tunables, api, ProviderRegistry(), clock, nodes, clusters, kube_nodes)
-    try:
-        # Before kopf starts the watches: see load_providers.
-        await load_providers(world)
-    except Exception:
-        await api.close()  # kopf retries a failed startup handler: it connects anew
-        raise
-    memo["world"] = world
-    tune_garbage_collector()
+    await load_providers(world)  # before kopf starts the watches: see load_providers
+    return world
 
 
 GLOB = re.compile(r"[*?\[!]")

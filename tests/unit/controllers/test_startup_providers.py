@@ -222,3 +222,19 @@ async def test_with_namespace_patterns_the_clusters_are_never_complete_so_none_i
         assert ("list", "nodeclusters") not in [(c.verb, c.resource) for c in fake.calls]
     finally:
         await world.queues.close()
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_an_api_server_not_ready_yet_is_tried_again_within_a_second(
+    fake: FakeKube, connect_to_fake: None, gc_restored: None, status: int
+) -> None:
+    # "storage is (re)initializing": a CRD just installed, as `tools/run` does it.
+    fake.fail("list", "nodeclusters", status)
+    memo = kopf.Memo(installation_id="i")
+
+    with pytest.raises(kopf.TemporaryError) as raised:
+        await start(memo)
+
+    assert raised.value.delay == handlers.STARTUP_RETRY_SECONDS == 1.0
+    assert "world" not in memo
+    assert fake.closed
