@@ -8,7 +8,7 @@ The rule is the same in both directions: move toward each zone's ideal share
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from nodecluster.api.nodecluster import ZoneWeight
 
@@ -46,7 +46,16 @@ def zone_overage(
     if not zones:
         return {}
     ideal = ideal_shares(zones, total)
-    return {
-        zone: n - ideal.get(zone, 0.0) if zone in ideal else float(n) + total
-        for zone, n in counts.items()
-    }
+    return {zone: overage_of(ideal, zone, n, total) for zone, n in counts.items()}
+
+
+def overage_of(ideal: Mapping[str, float], zone: str | None, count: int, total: int) -> float:
+    """How far above its share one zone of `count` nodes is, given the shares of
+    `ideal_shares` (none: no placement policy, so no zone is over). A zone depends on its
+    own count only, which is what lets the deletion ranking re-key one zone per pick."""
+    if not ideal:
+        return 0.0
+    share = ideal.get(zone) if zone is not None else None
+    if share is None:
+        return float(count) + total
+    return count - share
