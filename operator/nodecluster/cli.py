@@ -3,6 +3,7 @@
 nodecluster-operator run [--namespace NS ...] [--installation-id ID | --installation-name NAME]
                          [--nodes] [--verbose]
                          [--liveness URL] [--peering NAME]
+                         [--leader-elect [--lease-name NAME] [--lease-namespace NS]]
 nodecluster-operator crds [--write DIR | --check DIR]
 nodecluster-operator simulator inventory PATH
 """
@@ -68,6 +69,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         return 2
 
+    lease = None
+    if args.leader_elect:
+        from nodecluster.controllers.leader import LeaseSettings, default_identity
+
+        namespace = args.lease_namespace or os.environ.get("POD_NAMESPACE")
+        if not namespace:
+            print(
+                "--leader-elect needs the Lease's namespace: --lease-namespace, or POD_NAMESPACE "
+                "(the chart sets it to the release namespace)",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            lease = LeaseSettings(
+                name=args.lease_name,
+                namespace=namespace,
+                identity=default_identity(),
+                duration=args.lease_duration,
+                renew_deadline=args.renew_deadline,
+                retry_period=args.retry_period,
+            )
+        except ValueError as err:
+            print(str(err), file=sys.stderr)
+            return 2
     run_operator(
         namespaces=list(args.namespace or []),
         liveness=args.liveness,
@@ -77,6 +102,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         installation_id=installation_id,
         installation_name=installation_name or "default",
         nodes=args.nodes,
+        lease=lease,
     )
     return 0
 
@@ -187,6 +213,47 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME",
         default=None,
         help="coordinate replicas through this kopf peering object (needs its CRDs)",
+    )
+    elect = run.add_argument_group(
+        "leader election",
+        "replicas take turns on a coordination.k8s.io/v1 Lease: one acts, the others stand "
+        "by and take over when it stops renewing the Lease",
+    )
+    elect.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="act only while holding the Lease (needs get, create and update on leases "
+        "in its namespace)",
+    )
+    elect.add_argument(
+        "--lease-name", metavar="NAME", default="nodecluster-operator", help="the Lease's name"
+    )
+    elect.add_argument(
+        "--lease-namespace",
+        metavar="NS",
+        default=None,
+        help="the Lease's namespace (default: env POD_NAMESPACE)",
+    )
+    elect.add_argument(
+        "--lease-duration",
+        metavar="SECONDS",
+        type=float,
+        default=15.0,
+        help="a standby takes over when the Lease was not renewed for this long (15)",
+    )
+    elect.add_argument(
+        "--renew-deadline",
+        metavar="SECONDS",
+        type=float,
+        default=10.0,
+        help="the leader stops (exits) when it could not renew for this long (10)",
+    )
+    elect.add_argument(
+        "--retry-period",
+        metavar="SECONDS",
+        type=float,
+        default=2.0,
+        help="how often the leader renews and a standby tries (2)",
     )
     run.set_defaults(func=_cmd_run)
 

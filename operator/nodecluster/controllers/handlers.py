@@ -9,8 +9,10 @@ indexes that are complete before any handler runs, peering and the liveness prob
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import os
 import re
 from typing import Any
 
@@ -29,6 +31,13 @@ from nodecluster.controllers.events import (
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.kubeapi import NODECLUSTERS, NODEPROVIDERS, KubeApi, KubeError
+from nodecluster.controllers.leader import (
+    Fence,
+    FencedKubeApi,
+    LeaseElector,
+    LeaseSettings,
+    StandbyHealth,
+)
 from nodecluster.controllers.world import (
     ClusterBookIndex,
     IndexedNode,
@@ -37,6 +46,7 @@ from nodecluster.controllers.world import (
     index_node,
 )
 from nodecluster.planning.kubenode import NodeFacts, node_facts
+from nodecluster.providers.deadline import Guard
 from nodecluster.providers.identity import default_installation_id
 from nodecluster.providers.registry import ProviderRegistry
 
@@ -94,9 +104,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     through memo."""
     configure(settings, memo.get("peering"))
     clock = SystemClock()
-    api = await KubeClient.connect(max_connections=Settings.api_connections, clock=clock)
+    api: KubeApi = await KubeClient.connect(max_connections=Settings.api_connections, clock=clock)
+    guard = None
     try:
-        world = await build_started_world(api, clock, memo, kwargs)
+        lease: LeaseSettings | None = memo.get("lease")
+        if lease is not None:
+            api, guard = await lead(api, clock, lease, memo)
+        world = await build_started_world(api, clock, memo, kwargs, guard)
     except BaseException as err:
         await api.close()  # kopf retries a failed startup handler: it connects anew
         if isinstance(err, KubeError) and (err.status == 429 or err.status >= 500):
@@ -114,8 +128,56 @@ STARTUP_RETRY_SECONDS = 1.0
 """How soon a startup refused by an API server that is not ready yet is tried again."""
 
 
+async def lead(
+    api: KubeApi, clock: SystemClock, lease: LeaseSettings, memo: kopf.Memo
+) -> tuple[KubeApi, Guard]:
+    """Wait until this replica holds the Lease (serving the liveness endpoint meanwhile),
+    keep renewing it in the background, and return the API and the provider guard fenced
+    by it: from here on, nothing is written or called after the Lease is lost."""
+    elector: LeaseElector | None = memo.get("elector")
+    if elector is None:
+        fence = Fence(clock, on_lost=exit_now)
+        fence.close()  # a standby acts on nothing
+        elector = memo["elector"] = LeaseElector(api, clock, lease, fence)
+    else:
+        elector.api = api  # a retried startup connected anew
+    health = StandbyHealth(memo["liveness"]) if memo.get("liveness") else None
+    if health is not None:
+        await health.start()
+    try:
+        await elector.acquire()
+    finally:
+        if health is not None:
+            await health.stop()  # kopf serves the endpoint once startup is over
+
+    async def keep() -> None:
+        await elector.keep()
+        exit_now(f"the leader Lease {lease.namespace}/{lease.name} was lost")
+
+    if memo.get("keeper") is None:
+        memo["keeper"] = asyncio.create_task(keep(), name="leader lease")
+    return FencedKubeApi(api, elector.fence), elector.fence.check
+
+
+def exit_now(why: str) -> None:
+    """Stop the process at once: a replica that lost the Lease must not take another step
+    (a graceful shutdown would still finish reconciles, i.e. write). Its Deployment starts
+    it again, as a standby."""
+    log.critical("%s: exiting now so that the new leader acts alone", why)
+    logging.shutdown()
+    os._exit(LEASE_LOST_EXIT_CODE)
+
+
+LEASE_LOST_EXIT_CODE = 3
+"""The exit status of a replica that lost the Lease (told apart from a crash's 1)."""
+
+
 async def build_started_world(
-    api: KubeApi, clock: SystemClock, memo: kopf.Memo, kwargs: dict[str, Any]
+    api: KubeApi,
+    clock: SystemClock,
+    memo: kopf.Memo,
+    kwargs: dict[str, Any],
+    guard: Guard | None = None,
 ) -> World:
     """The world, with the installation id decided, every NodeCluster indexed by provider
     and every NodeProvider known, before kopf starts the watches."""
@@ -134,7 +196,8 @@ async def build_started_world(
     clusters = ClusterBookIndex()
     await seed_clusters(api, clusters, tunables.namespaces)
     kube_nodes = kwargs.get("nodes_by_provider_id")  # only with --nodes (watch_kube_nodes)
-    world = build_world(tunables, api, ProviderRegistry(), clock, nodes, clusters, kube_nodes)
+    registry = ProviderRegistry(guard=guard)
+    world = build_world(tunables, api, registry, clock, nodes, clusters, kube_nodes)
     await load_providers(world)  # before kopf starts the watches: see load_providers
     return world
 
@@ -214,11 +277,17 @@ def tune_garbage_collector() -> None:
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Finish in-flight reconciles, then close clients and drivers."""
     world: World | None = memo.get("world")
-    if world is None:
-        return
-    await world.queues.close()
-    await world.providers.registry.close()
-    await world.api.close()
+    elector: LeaseElector | None = memo.get("elector")
+    keeper: asyncio.Task[None] | None = memo.get("keeper")
+    if world is not None:
+        await world.queues.close()
+        await world.providers.registry.close()
+    if keeper is not None:
+        keeper.cancel()
+    if elector is not None:
+        await elector.release()  # after the last write: the standby may start at once
+    if world is not None:
+        await world.api.close()
 
 
 # `async def` although it never awaits: kopf runs a plain `def` handler in a worker
@@ -292,8 +361,10 @@ def run_operator(
     installation_id: str | None = None,
     installation_name: str = "default",
     nodes: bool = False,
+    lease: LeaseSettings | None = None,
 ) -> None:
     """Run the operator until it is stopped: all namespaces when `namespaces` is empty.
+    With `lease`, only while holding that Lease (leader.py): a standby waits in startup.
     `installation_id` tags every machine it makes (see providers/identity.py); without it,
     the id is `installation_name` and 8 hex digits naming the Kubernetes cluster. `nodes`
     turns Node integration on (Settings.nodes)."""
@@ -314,5 +385,7 @@ def run_operator(
             installation_name=installation_name,
             namespaces=list(namespaces),
             nodes=nodes,
+            lease=lease,
+            liveness=liveness,
         ),
     )

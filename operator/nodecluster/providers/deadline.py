@@ -13,7 +13,7 @@ by its name instead of making a second one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from nodecluster.providers.base import (
@@ -27,16 +27,32 @@ from nodecluster.providers.base import (
 T = TypeVar("T")
 
 
+Guard = Callable[[str], None]
+"""Asked before every call (with what the call is), and raises if it may not be made: the
+leader election's fence (controllers/leader.py), so a replica that lost its Lease never
+reaches a provider. Providers know it only as a callable."""
+
+
 class DeadlineDriver:
     """A driver whose every call ends within `seconds`."""
 
-    def __init__(self, inner: ProviderDriver, seconds: float, provider: str) -> None:
+    def __init__(
+        self, inner: ProviderDriver, seconds: float, provider: str, guard: Guard | None = None
+    ) -> None:
         self.inner = inner
         """The driver as its factory built it."""
         self.seconds = seconds
         self._provider = provider
+        self._guard = guard
 
     async def _bounded(self, call: str, awaitable: Awaitable[T]) -> T:
+        if self._guard is not None:
+            try:
+                self._guard(f"NodeProvider {self._provider!r}: {call}")
+            except BaseException:
+                if asyncio.iscoroutine(awaitable):
+                    awaitable.close()  # never started: no "never awaited" warning
+                raise
         try:
             async with asyncio.timeout(self.seconds):
                 return await awaitable
@@ -70,9 +86,11 @@ class DeadlineDriver:
 class DeadlinePowerDriver(DeadlineDriver):
     """The same, for drivers that can also power machines off, on and reboot them."""
 
-    def __init__(self, inner: ProviderDriver, seconds: float, provider: str) -> None:
+    def __init__(
+        self, inner: ProviderDriver, seconds: float, provider: str, guard: Guard | None = None
+    ) -> None:
         assert isinstance(inner, PowerControl)
-        super().__init__(inner, seconds, provider)
+        super().__init__(inner, seconds, provider, guard)
         self._power: PowerControl = inner
 
     async def start(self, name: str) -> Machine:
@@ -88,9 +106,12 @@ class DeadlinePowerDriver(DeadlineDriver):
         return await self._bounded(f"reboot {name}", self._power.reboot(name))
 
 
-def with_deadline(inner: ProviderDriver, seconds: float, provider: str) -> DeadlineDriver:
-    """Wrap a driver so no call outlives `seconds`; power control stays optional, so
-    `isinstance(driver, PowerControl)` answers for the wrapper as for the driver."""
+def with_deadline(
+    inner: ProviderDriver, seconds: float, provider: str, guard: Guard | None = None
+) -> DeadlineDriver:
+    """Wrap a driver so no call outlives `seconds` (and, with `guard`, none is made that the
+    guard refuses); power control stays optional, so `isinstance(driver, PowerControl)`
+    answers for the wrapper as for the driver."""
     if isinstance(inner, PowerControl):
-        return DeadlinePowerDriver(inner, seconds, provider)
-    return DeadlineDriver(inner, seconds, provider)
+        return DeadlinePowerDriver(inner, seconds, provider, guard)
+    return DeadlineDriver(inner, seconds, provider, guard)

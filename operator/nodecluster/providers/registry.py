@@ -25,7 +25,7 @@ from nodecluster.providers.base import (
     ProviderDriver,
     ProviderError,
 )
-from nodecluster.providers.deadline import with_deadline
+from nodecluster.providers.deadline import Guard, with_deadline
 
 GROUP = "nodecluster.providers"
 
@@ -43,10 +43,14 @@ def discover() -> dict[str, Callable[[ProviderConfig], ProviderDriver]]:
 class ProviderRegistry:
     """Builds and caches one driver per NodeProvider."""
 
-    def __init__(self, factories: Mapping[str, DriverFactory] | None = None) -> None:
+    def __init__(
+        self, factories: Mapping[str, DriverFactory] | None = None, guard: Guard | None = None
+    ) -> None:
         self._factories: dict[str, DriverFactory] = dict(
             factories if factories is not None else discover()
         )
+        self.guard = guard
+        """Asked before every call of every driver built (see deadline.Guard)."""
         self._drivers: dict[str, tuple[str, ProviderDriver]] = {}
 
     @property
@@ -69,7 +73,7 @@ class ProviderRegistry:
             raise InvalidConfig(
                 f"no driver named {driver!r} is installed (installed: {', '.join(self.names)})"
             )
-        built = with_deadline(factory(config), config.call_timeout_seconds, config.name)
+        built = with_deadline(factory(config), config.call_timeout_seconds, config.name, self.guard)
         self._drivers[config.name] = (fingerprint, built)
         if cached is not None:
             await _close(config.name, cached[1])
