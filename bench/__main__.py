@@ -4,9 +4,12 @@
     python -m bench --quick         # 10 x 10 nodes, 100 / 1,000 idle clusters: a smoke run
     python -m bench --latency 10    # provider create latency 10 s (jitter 0.2)
     python -m bench --skip-idle     # baseline, converge and scale-in only
+    python -m bench --out DIR       # where the JSON and the converge plot go (bench-out/)
 
-Progress goes to stderr. Nothing here asserts on time: the figures are for people and
-for comparing runs (bench/README.md says what each one means and what it should be).
+The JSON goes to stdout and, with a PNG plot of the converge (bench/plot.py), to
+DIR/bench-<UTC time>-<revision>.json and .png. Progress goes to stderr. Nothing here
+asserts on time: the figures are for people and for comparing runs (bench/README.md says
+what each one means and what it should be).
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import phases
+from bench import phases, plot
 from bench.audit import AuditLog, conflicts
 from bench.cluster import ROOT, ControlPlane, connect, install, say, server_version
 from bench.phases import Bench, Options
 from bench.process import OperatorProcess, control_plane_pids
+from bench.timeline import Series
 from nodecluster.controllers.world import Settings
 
 TARGETS = {
@@ -66,6 +70,13 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         metavar="DIR",
         help="run the operator from another checkout, e.g. `git worktree add /tmp/old HEAD~1`, "
         "to compare against (the benchmark itself and its baseline stay this checkout's)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench-out",
+        metavar="DIR",
+        help="write the JSON and the converge plot (PNG) here too; default bench-out/",
     )
     parser.add_argument(
         "--profile",
@@ -120,10 +131,13 @@ def environment(cp: ControlPlane, operator_source: Path | None) -> dict[str, Any
     }
 
 
+Timelines = dict[str, tuple[Series, ...]]
+
+
 async def measure(
     cp: ControlPlane, work_dir: Path, options: Options, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Every phase against one control plane."""
+) -> tuple[dict[str, Any], Timelines]:
+    """Every phase against one control plane; the figures, and the phases over time."""
     identity = install(cp, work_dir)
     say(f"operator identity: {identity.username}")
     tunables = Settings()
@@ -161,7 +175,34 @@ async def measure(
         for client in (admin, operator_api, watch_api):
             await client.close()
     result["environment"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    return result
+    return result, bench.timelines
+
+
+def draw_converge(
+    path: Path, result: dict[str, Any], timelines: Timelines, options: Options
+) -> Path:
+    """The converge above the baseline's fastest round, on one time axis."""
+    revision = result["environment"]["operator_revision"]
+    latency = f", provider latency {options.latency_seconds:g} s" if options.latency_seconds else ""
+    title = (
+        f"converge {result['converge_seconds']:.2f} s = {result['converge_ratio']:.1f} x baseline"
+        f" ({result['baseline_seconds']:.2f} s), operator {revision}{latency}"
+    )
+    panels = [
+        plot.Panel(
+            f"operator: {options.clusters} NodeClusters x {options.nodes_per_cluster} nodes,"
+            " created at 0 s, until all Deployed",
+            timelines["converge"],
+            result["converge_seconds"],
+        ),
+        plot.Panel(
+            f"baseline: {options.nodes} ClusterNodes created by the operator's client and"
+            " identity, no operator (fastest round)",
+            timelines["baseline"],
+            result["baseline_seconds"],
+        ),
+    ]
+    return plot.draw(path, title, panels, options.nodes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,14 +214,30 @@ def main(argv: list[str] | None = None) -> int:
     ok = False
     try:
         with ControlPlane(work_dir=work_dir / "controlplane") as cp:
-            result = asyncio.run(measure(cp, work_dir, options, args))
+            result, timelines = asyncio.run(measure(cp, work_dir, options, args))
         ok = True
     finally:
         if ok and not (args.keep or args.profile):
             shutil.rmtree(work_dir, ignore_errors=True)
         else:
             say(f"logs kept in {work_dir}")
-    result = {
+    revision = result["environment"]["operator_revision"]
+    stem = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{revision}"
+    drawing = time.monotonic()
+    try:
+        # After the control plane has stopped: drawing competes with nothing measured.
+        result["converge_plot"] = str(
+            draw_converge(stem.with_suffix(".png"), result, timelines, options)
+        )
+        say(f"converge plot {result['converge_plot']} ({time.monotonic() - drawing:.1f}s)")
+    finally:
+        write(stem.with_suffix(".json"), summary(result, options, time.monotonic() - began))
+    return 0
+
+
+def summary(result: dict[str, Any], options: Options, wall_seconds: float) -> dict[str, Any]:
+    """The run's JSON object: its options and targets first, the figures, the wall time."""
+    return {
         "options": {
             "clusters": options.clusters,
             "nodes_per_cluster": options.nodes_per_cluster,
@@ -191,11 +248,17 @@ def main(argv: list[str] | None = None) -> int:
         },
         "targets": TARGETS,
         **result,
-        "wall_seconds": round(time.monotonic() - began, 1),
+        "wall_seconds": round(wall_seconds, 1),
     }
-    json.dump(result, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0
+
+
+def write(path: Path, result: dict[str, Any]) -> None:
+    """The JSON on stdout (as ever: `bench/run > x.json` keeps working) and into `path`."""
+    text = json.dumps(result, indent=2) + "\n"
+    sys.stdout.write(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    say(f"result {path}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,8 @@ from kubernetes_asyncio import client as k8s
 from bench.audit import AuditLog, Write, breakdown, conflicts, request_counts
 from bench.cluster import say
 from bench.process import CpuMeter, OperatorProcess, wait_settled
-from bench.watch import Tracker, in_state
+from bench.timeline import Series, cumulative, running_total
+from bench.watch import Tracker, in_state, present, ready_reported
 from nodecluster import API_VERSION, GROUP, VERSION
 from nodecluster.api.clusternode import ClusterNodeSpec
 from nodecluster.api.nodecluster import NodeProfile, ProviderRef
@@ -80,6 +81,8 @@ class Bench:
     """The operator's reconcile concurrency (Settings.concurrency)."""
     control_plane: dict[str, int]
     """Process ids of etcd and kube-apiserver (and the controller manager)."""
+    timelines: dict[str, tuple[Series, ...]] = field(default_factory=dict)
+    """Per phase ("baseline", "converge"): what it observed over time, for the plot."""
 
     async def requests(self) -> Counter[str]:
         """Requests the API server has served so far, per verb and resource."""
@@ -148,6 +151,24 @@ def provisioning_times(path: Path) -> dict[str, float]:
         db.close()
     last, slowest, ready = (float(v or 0.0) for v in row)
     return {"last_create": last, "slowest": slowest, "last_ready": ready}
+
+
+def machine_times(path: Path) -> list[tuple[float, float]]:
+    """(created_at, ready_at) of every machine the provider holds: when it received the
+    create, and when the machine ran (Unix times of the operator's clock)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = db.execute(
+            "SELECT created_at, ready_at FROM machines WHERE gone_at IS NULL"
+        ).fetchall()
+    finally:
+        db.close()
+    return [(float(created), float(ready)) for created, ready in rows]
+
+
+def creates_of(writes: list[Write], plural: str) -> list[float]:
+    """When the server received each create of `plural` that it accepted."""
+    return [w.at for w in writes if w.kind == f"create {plural}" and 200 <= w.code < 300]
 
 
 async def wait_machines(path: Path, count: int, give_up_after: float = 300.0) -> float:
@@ -235,11 +256,13 @@ async def baseline(bench: Bench, namespace: str, rounds: int = 3) -> dict[str, A
     writer = bench.operator_api
     await create_namespace(bench.admin, namespace)
 
-    async def round_(first: int, n: int) -> tuple[float, dict[str, float]]:
+    async def round_(first: int, n: int) -> tuple[float, dict[str, float], tuple[Series, ...]]:
         meter = bench.meter()
-        async with Tracker(bench.operator_watch_api, "clusternodes", namespace) as tracker:
+        async with Tracker(
+            bench.operator_watch_api, "clusternodes", namespace, measure=present
+        ) as tracker:
             meter.start()
-            start = time.monotonic()
+            start, wall0 = time.monotonic(), time.time()
             await gather_limited(
                 [
                     writer.create(CLUSTERNODES, namespace, baseline_node(namespace, i))
@@ -249,12 +272,20 @@ async def baseline(bench: Bench, namespace: str, rounds: int = 3) -> dict[str, A
             )
             seconds = await tracker.wait(n) - start
             cpu = meter.stop()
+            wall1 = time.time()
         await delete_all(bench.admin, "clusternodes", namespace)
-        return seconds, cpu
+        # Read after the deletion (admin's, not in the operator's writes): by then the
+        # server has logged every create of the round.
+        created = creates_of(bench.audit.between(wall0, wall1), CLUSTERNODES.plural)
+        timeline = (
+            cumulative("ClusterNodes created (API server)", "requested", created, wall0),
+            running_total("ClusterNodes seen by the watch", "ready", tracker.events, start),
+        )
+        return seconds, cpu, timeline
 
-    warmup, _ = await round_(0, max(1, count // 10))
+    warmup, _, _ = await round_(0, max(1, count // 10))
     results = [await round_(count * (i + 1), count) for i in range(rounds)]
-    seconds, cpu = min(results, key=lambda r: r[0])
+    seconds, cpu, bench.timelines["baseline"] = min(results, key=lambda r: r[0])
     say(
         f"baseline: {count} ClusterNodes created and watched in {seconds:.2f}s "
         f"(rounds: {', '.join(f'{r[0]:.2f}' for r in results)})"
@@ -313,7 +344,9 @@ async def converge(bench: Bench, namespace: str) -> dict[str, Any]:
     names = [f"conv-{i:04d}" for i in range(o.clusters)]
     done = in_state("Deployed", o.nodes_per_cluster)
     meter = bench.meter()
-    async with Tracker(bench.admin, "nodeclusters", namespace, done) as tracker:
+    async with Tracker(
+        bench.admin, "nodeclusters", namespace, done, measure=ready_reported
+    ) as tracker:
         requests0 = await bench.requests()
         meter.start()
         cpu0, start, wall0 = bench.operator.cpu_seconds(), time.monotonic(), time.time()
@@ -339,6 +372,18 @@ async def converge(bench: Bench, namespace: str) -> dict[str, Any]:
     )
     writes = bench.audit.between(wall0, settled_wall)
     in_window = bench.audit.between(wall0, wall1)
+    provider = machine_times(bench.inventory_path)
+    bench.timelines["converge"] = (
+        cumulative(
+            "ClusterNodes created (API server)",
+            "requested",
+            creates_of(writes, CLUSTERNODES.plural),
+            wall0,
+        ),
+        cumulative("machine creates at the provider", "provider", (c for c, _ in provider), wall0),
+        cumulative("machines running at the provider", "running", (r for _, r in provider), wall0),
+        running_total("Ready nodes in NodeCluster status (watch)", "ready", tracker.events, start),
+    )
     return {
         "converge_seconds": seconds,
         "operator_cpu_ms_per_node": round((cpu1 - cpu0) * 1000 / o.nodes, 3),

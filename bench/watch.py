@@ -3,7 +3,8 @@
 The benchmark sees the world as any client would, through a watch: a phase ends when the
 watch has delivered the last object in its final state, not when a poll happens to look.
 Each object is reduced to one boolean as it arrives, so waiting on ten thousand objects
-costs a counter, not a scan per event.
+costs a counter, not a scan per event. A tracker given a `measure` also keeps each event as
+(time, name, value), from which bench.plot draws the phase over time.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from nodecluster import GROUP, VERSION
 from nodecluster.controllers.kube import KubeClient
 
 Done = Callable[[dict[str, Any]], bool]
+Measure = Callable[[dict[str, Any]], int]
 
 
 def exists(_: dict[str, Any]) -> bool:
@@ -44,15 +46,34 @@ def in_state(state: str, ready_nodes: int | None = None) -> Done:
     return done
 
 
+def present(_: dict[str, Any]) -> int:
+    """One per object that exists: the count a watch has shown."""
+    return 1
+
+
+def ready_reported(obj: dict[str, Any]) -> int:
+    """The Ready nodes a NodeCluster reports (`status.readyNodes`)."""
+    return int((obj.get("status") or {}).get("readyNodes") or 0)
+
+
 class Tracker:
     """Which objects of one kind exist in a namespace, and which of them are done."""
 
     def __init__(
-        self, client: KubeClient, plural: str, namespace: str, done: Done = exists
+        self,
+        client: KubeClient,
+        plural: str,
+        namespace: str,
+        done: Done = exists,
+        measure: Measure | None = None,
     ) -> None:
         self._api = client.api
         self._path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}"
         self._done = done
+        self._measure = measure
+        self.events: list[tuple[float, str, int]] = []
+        """With a `measure`: (monotonic time, name, measure of the object or 0 once deleted)
+        of every event, in the order the watch delivered them."""
         self.seen: dict[str, bool] = {}
         self.done_count = 0
         self._changed = asyncio.Event()
@@ -98,6 +119,9 @@ class Tracker:
         before = self.seen.pop(name, False)
         if before:
             self.done_count -= 1
+        if self._measure is not None:
+            value = 0 if kind == "DELETED" else self._measure(obj)
+            self.events.append((time.monotonic(), name, value))
         if kind != "DELETED":
             now = self._done(obj)
             self.seen[name] = now
