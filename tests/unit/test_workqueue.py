@@ -49,3 +49,35 @@ async def test_a_key_is_known_while_it_runs_and_while_a_retry_or_resync_is_due()
         assert not queue.knows("failing")
     finally:
         await queue.close()
+
+
+async def test_a_held_queue_runs_nothing_and_runs_each_woken_key_once_when_released() -> None:
+    """A standby replica's queues: the watches wake keys, nothing runs before the Lease
+    is held, and then every key woken runs once, whatever its delay was."""
+    ran: list[str] = []
+
+    async def handler(key: str) -> float | None:
+        ran.append(key)
+        return None
+
+    queue: WorkQueue[str] = WorkQueue("test", handler)
+    try:
+        queue.hold()
+        for key in ("a", "b", "a"):
+            queue.add(key)
+        queue.add("c", delay=3600.0)  # an idle cluster's resync
+        await asyncio.sleep(0.01)
+        assert ran == []
+        assert queue.held() == 3
+        assert queue.scheduled() == 0 and queue.pending() == 0
+
+        queue.release()
+        await _settle(queue)
+        assert sorted(ran) == ["a", "b", "c"]
+        assert queue.held() == 0
+
+        queue.add("d")  # released: as usual from now on
+        await _settle(queue)
+        assert ran[-1] == "d"
+    finally:
+        await queue.close()

@@ -10,9 +10,11 @@ standby once it has not been renewed for its duration.
 
 How it is used here:
 
-- before the operator builds anything it acquires the Lease (`LeaseElector.acquire`);
-  a standby waits there, serving its liveness endpoint (`StandbyHealth`) so Kubernetes
-  does not restart it for waiting;
+- every replica starts as the leader does: it lists and watches everything, so its
+  caches are warm, but its work queues are held (nothing runs, what is woken is
+  remembered) until it acquires the Lease (`LeaseElector.acquire`); then it runs what it
+  gathered, as a restarted operator would, without listing anything first
+  (handlers.lead);
 - the holder renews it every `retry_period` seconds (`LeaseElector.keep`); when it has
   not managed to for `renew_deadline` seconds it has lost the Lease, and the process
   exits at once (exiting is the fence: the Deployment restarts it as a standby, and a
@@ -41,13 +43,10 @@ import math
 import os
 import random
 import socket
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from aiohttp import web
 
 from nodecluster.clock import Clock
 from nodecluster.controllers.kubeapi import (
@@ -299,39 +298,6 @@ class LeaseElector:
         except KubeError as err:
             # It expires on its own then; the standby waits one lease duration.
             log.warning("Leader Lease %s/%s: cannot release it: %s", s.namespace, s.name, err)
-
-
-class StandbyHealth:
-    """The liveness endpoint while this replica stands by (kopf serves its own only once
-    the operator has started): a standby waiting for the Lease is alive, and must not be
-    restarted by its liveness probe for waiting."""
-
-    def __init__(self, endpoint: str) -> None:
-        parts = urllib.parse.urlsplit(endpoint)
-        if parts.scheme != "http":
-            raise ValueError(f"unsupported liveness endpoint {endpoint!r} (http only)")
-        self._host = parts.hostname or "0.0.0.0"
-        self._port = parts.port or 80
-        self._path = parts.path or "/"
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        """Serve `{"standby": true}` on the endpoint."""
-
-        async def alive(_: web.Request) -> web.Response:
-            return web.json_response({"standby": True})
-
-        app = web.Application()
-        app.add_routes([web.get(self._path, alive)])
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port, reuse_address=True).start()
-
-    async def stop(self) -> None:
-        """Free the port for kopf's own endpoint."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
 
 class FencedKubeApi:

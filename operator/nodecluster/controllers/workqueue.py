@@ -59,11 +59,16 @@ class WorkQueue(Generic[K]):
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._closed = False
+        self._holding: set[K] | None = None
+        """While held (a standby replica): the keys woken, to run once released."""
         self.runs = 0
 
     def add(self, key: K, delay: float = 0.0) -> None:
         """Wake `key` now, or after `delay` seconds (the earliest pending deadline wins)."""
         if self._closed:
+            return
+        if self._holding is not None:
+            self._holding.add(key)  # whenever it was due: the first leader look is now
             return
         if delay > 0:
             self._schedule(key, delay)
@@ -81,6 +86,23 @@ class WorkQueue(Generic[K]):
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def hold(self) -> None:
+        """Run nothing until `release`, remembering every key woken meanwhile: a standby
+        replica keeps its caches warm, and its queues know what to look at the moment it
+        leads."""
+        if self._holding is None:
+            self._holding = set()
+
+    def release(self) -> None:
+        """Run every key woken while held (once each), and from now on as they come."""
+        held, self._holding = self._holding, None
+        for key in held or ():
+            self.add(key)
+
+    def held(self) -> int:
+        """Keys woken while held, waiting for `release`."""
+        return len(self._holding or ())
 
     def forget(self, key: K) -> None:
         """Drop timers and failure history of a key whose object is gone."""

@@ -350,6 +350,16 @@ class Queues:
         """Every queue, in the order they are closed."""
         return (self.cluster, self.node, self.provider, self.poll, self.operation)
 
+    def hold(self) -> None:
+        """Run nothing, remembering what to run (a standby: see WorkQueue.hold)."""
+        for queue in self.all():
+            queue.hold()
+
+    def release(self) -> None:
+        """Run what was remembered while held, and everything from now on."""
+        for queue in self.all():
+            queue.release()
+
     async def close(self) -> None:
         """Stop accepting work and finish what runs."""
         for queue in self.all():

@@ -310,7 +310,6 @@ def test_run_operator_watches_every_namespace_standalone_by_default(
         "namespaces": [],
         "nodes": False,
         "lease": None,
-        "liveness": None,
     }
 
 
@@ -335,7 +334,6 @@ def test_run_operator_serves_the_given_namespaces_with_peering_and_a_probe(
         "namespaces": ["team-a", "team-b"],
         "nodes": False,
         "lease": None,
-        "liveness": "http://0.0.0.0:8080/healthz",
     }
     assert kwargs == {
         "clusterwide": False,
