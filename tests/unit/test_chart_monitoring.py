@@ -120,7 +120,7 @@ def test_the_service_monitor_scrapes_the_metrics_service_and_only_it() -> None:
     assert not selector.items() <= health_service["metadata"]["labels"].items()
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
     assert monitor["spec"]["endpoints"] == [
-        {"port": "metrics", "path": "/metrics", "scrapeTimeout": "10s"}
+        {"port": "metrics", "path": "/metrics", "honorLabels": True, "scrapeTimeout": "10s"}
     ]
 
 
