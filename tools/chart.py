@@ -25,6 +25,8 @@ CHART_CRDS = CHART / "crds"
 MODEL_CRDS = ROOT / "crds"
 BASE = ROOT / "manifests" / "base"
 BUILD_SCRIPT = ROOT / "tools" / "build-control-plane"
+# promtool has a build script of its own (its cache is keyed apart from the control plane's).
+BUILD_SCRIPTS = {"promtool": ROOT / "tools" / "build-promtool"}
 
 RELEASE = "nodecluster-operator"
 NAMESPACE = "nodecluster-system"
@@ -44,14 +46,15 @@ HEADER = (
 
 
 def find_tool(name: str) -> str | None:
-    """A binary of the local control plane (helm, kubectl): $<NAME>, the one
-    tools/build-control-plane built, or the one on PATH."""
+    """A binary of the local tools (helm, kubectl, promtool): $<NAME>, the one
+    tools/build-control-plane (or tools/build-promtool) built, or the one on PATH."""
     override = os.environ.get(name.upper())
     if override:
         return override
-    if BUILD_SCRIPT.exists():
+    script = BUILD_SCRIPTS.get(name, BUILD_SCRIPT)
+    if script.exists():
         proc = subprocess.run(
-            [str(BUILD_SCRIPT), "--print-bin-dir"], capture_output=True, text=True, check=False
+            [str(script), "--print-bin-dir"], capture_output=True, text=True, check=False
         )
         candidate = Path(proc.stdout.strip()) / name
         if proc.returncode == 0 and candidate.is_file():

@@ -183,6 +183,12 @@ def test_helm_template_passes_server_side_validation(kube: Kube, ns: str) -> Non
         f"rbac.secretNamespaces={{{ns}}}",
         "--set",
         "service.enabled=true",
+        # The monitoring objects of core kinds (the ServiceMonitor and PrometheusRule need
+        # the Prometheus Operator's CRDs: tests/unit/test_chart_monitoring.py checks them).
+        "--set",
+        "metrics.service.enabled=true",
+        "--set",
+        "metrics.dashboard.enabled=true",
         release="dry-run",
         namespace=ns,
         kube_version=server_version(kube),
@@ -197,6 +203,7 @@ def test_helm_template_passes_server_side_validation(kube: Kube, ns: str) -> Non
         "RoleBinding",
         "Deployment",
         "Service",
+        "ConfigMap",
     }
 
     # Strict field validation: an unknown or misplaced field anywhere is an error, not a
@@ -235,9 +242,10 @@ def test_helm_install_creates_a_pod_that_restricted_pod_security_admits(
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert container["args"][:3] == ["run", "--liveness", "http://0.0.0.0:8080/healthz"]
+    assert container["args"][3:5] == ["--metrics-address", "0.0.0.0:8081"]
     # No operator.installationId: the operator appends this Kubernetes cluster's identity.
-    assert container["args"][3:5] == ["--installation-name", f"{installed.namespace}.{RELEASE}"]
-    assert container["args"][5:] == ["--peering", PEERING]
+    assert container["args"][5:7] == ["--installation-name", f"{installed.namespace}.{RELEASE}"]
+    assert container["args"][7:] == ["--peering", PEERING]
     assert container["livenessProbe"]["httpGet"] == {
         "path": "/healthz",
         "port": "health",

@@ -185,7 +185,7 @@ def test_watch_namespaces_narrow_the_namespaced_grants_to_those_namespaces() -> 
     assert events["metadata"]["namespace"] == "default"
     assert rules(events) == {("", "events", ()): {"create"}}
     args = one(docs, "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"]
-    assert args["containers"][0]["args"][5:] == ["--namespace", "team-a", "--namespace", "team-b"]
+    assert args["containers"][0]["args"][7:] == ["--namespace", "team-a", "--namespace", "team-b"]
 
 
 def test_peering_is_optional_and_grants_only_its_own_object() -> None:
@@ -263,6 +263,8 @@ def test_the_pod_runs_locked_down_with_probes_and_writable_scratch_only() -> Non
         "run",
         "--liveness",
         "http://0.0.0.0:8080/healthz",
+        "--metrics-address",
+        "0.0.0.0:8081",
         "--installation-name",
         "ops.nc",
     ]
@@ -278,7 +280,9 @@ def test_helm_lint_strict_is_clean_with_every_option() -> None:
     assert HELM is not None
     everything = ["operator.watchNamespaces={a}", "peering.enabled=true", "service.enabled=true",
                   "rbac.secretNamespaces={b}", "namespace.create=true",
-                  "nodes.enabled=true"]  # fmt: skip
+                  "nodes.enabled=true", "metrics.service.enabled=true",
+                  "metrics.serviceMonitor.enabled=true", "metrics.dashboard.enabled=true",
+                  "metrics.prometheusRule.enabled=true"]  # fmt: skip
     for values in ([], [arg for value in everything for arg in ("--set", value)]):
         proc = subprocess.run(
             [HELM, "lint", "--strict", str(chart.CHART), *values],

@@ -66,6 +66,10 @@ cloud account, never share an id.
 - run
 - --liveness
 - http://0.0.0.0:{{ .Values.operator.healthPort }}/healthz
+{{- if .Values.metrics.enabled }}
+- --metrics-address
+- 0.0.0.0:{{ .Values.metrics.port }}
+{{- end }}
 {{- if .Values.operator.installationId }}
 - --installation-id
 - {{ .Values.operator.installationId | quote }}
@@ -88,3 +92,8 @@ cloud account, never share an id.
 - --verbose
 {{- end }}
 {{- end }}
+
+{{/* The metrics Service's name, also the `job` label a ServiceMonitor gives its targets. */}}
+{{- define "nodecluster-operator.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "nodecluster-operator.fullname" .) -}}
+{{- end -}}
