@@ -248,3 +248,24 @@ def refresh_due_in(
     if usage is None or not usage.machines:
         return None
     return max(0.0, refresh_seconds - (now - usage.as_of).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSummary:
+    """What a provider's totals need of one cluster's usage, kept in memory per cluster
+    (a few numbers instead of the whole status)."""
+
+    provider: str
+    uid: str
+    usage: ClusterUsage
+
+    def at(self, now: datetime, month: str) -> tuple[UsageFigures, UsageFigures]:
+        """(figures of `month`, figures since creation) of the cluster, brought up to
+        `now`."""
+        u = brought_up_to(self.usage, now) if self.usage.machines else self.usage
+        return (u.current_month if u.month == month else UsageFigures()), u.total
+
+
+def add_figures(a: UsageFigures, b: UsageFigures) -> UsageFigures:
+    """The sum of two sets of figures."""
+    return _sum(a, b)
