@@ -225,11 +225,13 @@ async def observe(world: World, scope: ClusterScope) -> Stop | None:
         )
     else:
         scope.nodes = world.nodes_of(scope.key)
+    headroom = None if scope.deleting else cluster_headroom(world, nc)
     scope.observed = Observed(
         nodes=tuple(scope.nodes),
         now=scope.now,
         previous=nc.status,
-        headroom=None if scope.deleting else cluster_headroom(world, nc),
+        headroom=None if headroom is None else headroom[0],
+        headroom_limit=None if headroom is None else headroom[1],
         provider_problem=world.providers.problem(nc.spec.provider_ref.name),
         no_new_machines=world.providers.refuses_new_machines(nc.spec.provider_ref.name),
         seed=random.getrandbits(32),
