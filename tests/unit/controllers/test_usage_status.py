@@ -16,6 +16,8 @@ from nodecluster.testing import FakeKube, Harness
 from nodecluster.testing.fakekube import Fault
 
 HOUR = 3600.0
+SPREAD = {"placement": {"zones": [{"name": "zone-a"}, {"name": "zone-b"}]}}
+"""Nodes spread over both zones, whose prices differ."""
 BUCKETS = [
     {"zone": "zone-a", "machineType": "small", "cores": 2, "hourlyCost": 1.0},
     {"zone": "zone-b", "machineType": "small", "cores": 2, "hourlyCost": 2.0},
@@ -45,7 +47,7 @@ async def test_a_running_cluster_accrues_hours_cores_and_cost_with_one_write_an_
     fake: FakeKube, harness: Harness, inventory: Path
 ) -> None:
     fake.add(NODEPROVIDERS, priced(inventory))
-    await fake.create(NODECLUSTERS, NS, cluster_body())
+    await fake.create(NODECLUSTERS, NS, cluster_body(policies=SPREAD))
     await harness.wait_for(lambda: state(fake) == "Deployed" and usage(fake).get("machines") == 3)
     first = usage(fake)
     assert (first["cores"], first["hourlyCost"]) == (6, rate(fake))
@@ -160,17 +162,18 @@ async def test_a_deleted_clusters_hours_stay_in_its_providers_total_once(
 async def test_the_cost_limit_stops_a_scale_out_and_says_so_with_the_figures(
     fake: FakeKube, harness: Harness, inventory: Path
 ) -> None:
-    # Placement spreads over zone-a (1/h) and zone-b (2/h); a new node is priced at the
-    # dearest zone of its type (2/h), so 4/h allows two nodes.
+    # Placement spreads over zone-a (1/h) and zone-b (2/h); a node to come is priced at
+    # the dearest zone of its type (2/h): 4/h allows two nodes (one in each, 3/h), and
+    # then no third.
     fake.add(NODEPROVIDERS, priced(inventory, quotas={"maxHourlyCost": 4}))
-    await fake.create(NODECLUSTERS, NS, cluster_body())
+    await fake.create(NODECLUSTERS, NS, cluster_body(policies=SPREAD))
 
     await harness.wait_for(lambda: condition(fake, "Stalled").get("reason") == "CostLimitExceeded")
     await harness.wait_for(lambda: state(fake) == "PartlyDeployed", what="2 of 3 ready")
     assert len(nodes(fake)) == 2
     message = condition(fake, "Stalled")["message"]
     assert "cost limit allows 0 more nodes, 1 are needed" in message
-    assert "quotas.maxHourlyCost 4/h" in message and "2/h per small node" in message
+    assert "quotas.maxHourlyCost 4/h, 3/h held" in message and "2/h per small node" in message
 
     # Raising the limit lets the scale-out finish.
     await fake.patch(NODEPROVIDERS, None, "sim", {"spec": {"quotas": {"maxHourlyCost": 6}}})
