@@ -63,15 +63,12 @@ def cluster_usage(
 ) -> ClusterUsage | None:
     """The usage a cluster's status should say now (the old one, unchanged, unless it is
     due: planning/usage.py `fold`)."""
+    counts = billable(nodes, nc.spec.profile.machine_type)
+    if not counts and nc.status.usage is None:
+        return None  # (most of an idle fleet: no price list to build)
     np = world.providers.specs.get(nc.spec.provider_ref.name)
     prices = price_list(np.spec.buckets if np is not None else ())
-    return fold(
-        nc.status.usage,
-        billable(nodes, nc.spec.profile.machine_type),
-        prices,
-        now,
-        world.settings.usage_refresh_seconds,
-    )
+    return fold(nc.status.usage, counts, prices, now, world.settings.usage_refresh_seconds)
 
 
 def remember(world: World, key: NsName, nc: NodeCluster, usage: ClusterUsage | None) -> None:
