@@ -8,6 +8,7 @@ import pytest
 
 from nodecluster.api.nodeprovider import Bucket
 from nodecluster.planning.usage import (
+    UsageSummary,
     accrue,
     fold,
     month_of,
@@ -136,3 +137,15 @@ def test_an_unknown_zone_is_priced_at_the_dearest_zone_of_its_type() -> None:
 
 def test_month_of_is_utc() -> None:
     assert month_of(datetime(2027, 1, 1, 0, 30, tzinfo=UTC)) == "2027-01"
+
+
+def test_a_summary_brings_the_figures_up_to_now_for_a_providers_sum() -> None:
+    usage = fold(None, {("a", "m5"): 2}, PRICES, T0, REFRESH)  # 1/h, 8 cores
+    assert usage is not None
+    summary = UsageSummary("sim", "uid", usage)
+    month, total = summary.at(T0 + HOUR, "2026-12")
+    assert month == total == (2.0, 8.0, 1.0)
+    # Across the month boundary: January gets only its own hour.
+    month, total = summary.at(T0 + 3 * HOUR, "2027-01")
+    assert month == (2.0, 8.0, 1.0) and total == (6.0, 24.0, 3.0)
+    assert summary.at(T0 + HOUR, "2027-02")[0] == (0.0, 0.0, 0.0)

@@ -259,11 +259,37 @@ class UsageSummary:
     uid: str
     usage: ClusterUsage
 
-    def at(self, now: datetime, month: str) -> tuple[UsageFigures, UsageFigures]:
+    def at(self, now: datetime, month: str) -> tuple[Figures, Figures]:
         """(figures of `month`, figures since creation) of the cluster, brought up to
-        `now`."""
-        u = brought_up_to(self.usage, now) if self.usage.machines else self.usage
-        return (u.current_month if u.month == month else UsageFigures()), u.total
+        `now`, as plain numbers: a provider sums thousands of these."""
+        u = self.usage
+        if u.machines and u.month != month_of(now):
+            u = brought_up_to(u, now)  # across a month boundary: split as accrue does
+        hours = max(0.0, (now - u.as_of).total_seconds() / 3600.0)
+        grew = (hours * u.machines, hours * u.cores, hours * u.hourly_cost)
+        total = _plain(u.total, grew)
+        return (_plain(u.current_month, grew) if u.month == month else (0.0, 0.0, 0.0)), total
+
+
+Figures = tuple[float, float, float]
+"""(machine-hours, core-hours, cost) as plain numbers."""
+
+
+def _plain(figures: UsageFigures, grew: Figures) -> Figures:
+    return (
+        figures.machine_hours + grew[0],
+        figures.core_hours + grew[1],
+        figures.cost + grew[2],
+    )
+
+
+def figures_of(sums: Figures) -> UsageFigures:
+    """Plain sums as figures (rounded as every figure is)."""
+    return UsageFigures(
+        machine_hours=round(sums[0], DIGITS),
+        core_hours=round(sums[1], DIGITS),
+        cost=round(sums[2], DIGITS),
+    )
 
 
 def add_figures(a: UsageFigures, b: UsageFigures) -> UsageFigures:
