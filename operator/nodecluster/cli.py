@@ -5,6 +5,7 @@ nodecluster-operator run [--namespace NS ...] [--installation-id ID | --installa
                          [--liveness URL] [--peering NAME]
                          [--leader-elect [--lease-name NAME] [--lease-namespace NS]]
 nodecluster-operator crds [--write DIR | --check DIR]
+nodecluster-operator usage [-n NS | -A] [--provider NAME] [--month | --total] [-o table|json]
 nodecluster-operator simulator inventory PATH
 """
 
@@ -116,6 +117,26 @@ def _from_env(variable: str) -> str | None:
         return installation_id(value)
     except argparse.ArgumentTypeError as err:
         raise SystemExit(f"{variable}: {err}") from None
+
+
+def _cmd_usage(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from nodecluster.usagereport import context_namespace, run_usage
+
+    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG") or None
+    if kubeconfig is None and Path("~/.kube/config").expanduser().is_file():
+        kubeconfig = str(Path("~/.kube/config").expanduser())
+    if kubeconfig is not None and os.pathsep in kubeconfig:
+        kubeconfig = kubeconfig.split(os.pathsep)[0]  # (the first file, as the client reads)
+    namespace = None if args.all_namespaces else args.namespace or context_namespace(kubeconfig)
+    text = asyncio.run(
+        run_usage(
+            kubeconfig, namespace, "total" if args.total else "month", args.output, args.provider
+        )
+    )
+    sys.stdout.write(text)
+    return 0
 
 
 def _cmd_inventory(args: argparse.Namespace) -> int:
@@ -262,6 +283,29 @@ def parser() -> argparse.ArgumentParser:
     group.add_argument("--write", metavar="DIR", help="write one file per CRD into DIR")
     group.add_argument("--check", metavar="DIR", help="exit 1 if DIR differs from the models")
     crds.set_defaults(func=_cmd_crds)
+
+    usage = sub.add_parser(
+        "usage",
+        help="machine-hours, core-hours and estimated cost per cluster, zone and machine type",
+        description="What NodeClusters have used, from their status.usage brought up to now: "
+        "per cluster, zone and machine type, the machines billing now, machine-hours, "
+        "core-hours and cost (in the unit of the NodeProvider buckets' hourlyCost), and "
+        "the totals.",
+    )
+    scope = usage.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", help="this namespace (default: the context's)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    usage.add_argument("--provider", metavar="NAME", help="only clusters of this NodeProvider")
+    period = usage.add_mutually_exclusive_group()
+    period.add_argument(
+        "--month", action="store_true", help="the current calendar month, UTC (the default)"
+    )
+    period.add_argument("--total", action="store_true", help="since each cluster was created")
+    usage.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    usage.add_argument(
+        "--kubeconfig", metavar="PATH", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config)"
+    )
+    usage.set_defaults(func=_cmd_usage)
 
     sim = sub.add_parser("simulator", help="inspect the simulator provider's inventory")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)

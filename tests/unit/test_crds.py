@@ -162,9 +162,9 @@ def resolve(schema: dict[str, Any], json_path: str) -> dict[str, Any] | None:
 @pytest.mark.parametrize(
     ("kind", "columns"),
     [
-        ("NodeCluster", ["Provider", "Target", "Current", "Ready", "State", "Age"]),
+        ("NodeCluster", ["Provider", "Target", "Current", "Ready", "State", "Month-Cost", "Age"]),
         ("ClusterNode", ["Cluster", "State", "Provider-ID", "Node", "Zone", "Age"]),
-        ("NodeProvider", ["Driver", "Phase", "Nodes", "Age"]),
+        ("NodeProvider", ["Driver", "Phase", "Nodes", "Month-Cost", "Age"]),
         ("NodeClusterOperation", ["Cluster", "Action", "Phase", "Age"]),
     ],
 )

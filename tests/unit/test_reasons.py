@@ -11,6 +11,7 @@ STALLS = {
     "ProviderNotFound",
     "ProviderDeleting",
     "QuotaExceeded",
+    "CostLimitExceeded",
     "CapacityExceeded",
     "ProtectedFromScaleIn",
     "APIRefused",
@@ -21,6 +22,7 @@ NODE_ERRORS = {
     "ProviderUnauthorized",
     "CapacityExceeded",
     "QuotaExceeded",
+    "CostLimitExceeded",
     "InvalidProviderConfig",
     "ProviderNotFound",
     "ProviderDeleting",
@@ -30,6 +32,7 @@ NODE_ERRORS = {
 }
 NOT_THE_MACHINE = {
     "QuotaExceeded",
+    "CostLimitExceeded",
     "CapacityExceeded",
     "InvalidProviderConfig",
     "ProviderUnauthorized",

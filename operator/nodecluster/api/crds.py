@@ -66,6 +66,7 @@ KINDS: list[KindInfo] = [
             {"name": "Driver", "type": "string", "jsonPath": ".spec.driver"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Nodes", "type": "integer", "jsonPath": ".status.nodes"},
+            {"name": "Month-Cost", "type": "number", "jsonPath": ".status.usage.currentMonth.cost"},
             _age(),
         ],
     ),
@@ -84,6 +85,9 @@ KINDS: list[KindInfo] = [
             {"name": "Current", "type": "integer", "jsonPath": ".status.currentNodes"},
             {"name": "Ready", "type": "integer", "jsonPath": ".status.readyNodes"},
             {"name": "State", "type": "string", "jsonPath": ".status.state"},
+            # Accrued up to status.usage.asOf (at most an hour behind while machines run):
+            # `nodecluster-operator usage` brings it up to now.
+            {"name": "Month-Cost", "type": "number", "jsonPath": ".status.usage.currentMonth.cost"},
             _age(),
         ],
         scale={

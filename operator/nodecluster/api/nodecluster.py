@@ -23,6 +23,7 @@ from nodecluster.api.common import (
     LabelMap,
     ObjectMeta,
 )
+from nodecluster.api.usage import ClusterUsage
 
 DesiredState = Literal["Running", "Stopped", "Terminated"]
 
@@ -409,6 +410,11 @@ class NodeClusterStatus(CamelModel):
         default_factory=list,
         max_length=16,
         description="Ready, Reconciling, Stalled and Degraded (kstatus semantics).",
+    )
+    usage: ClusterUsage | None = Field(
+        default=None,
+        description="Machine-hours, core-hours and estimated cost, accrued up to usage.asOf "
+        "(absent until the cluster first holds a billable machine).",
     )
 
 

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from nodecluster import API_VERSION, GROUP
 from nodecluster.api.common import DNS_LABEL, CamelModel, Condition, ObjectMeta, SecretRef
+from nodecluster.api.usage import ProviderUsage
 
 IN_USE_DOMAIN = f"in-use.{GROUP}"
 """The prefix of the finalizers by which operator installations hold NodeProviders."""
@@ -42,6 +43,12 @@ class Quotas(CamelModel):
     )
     max_cores: int | None = Field(
         default=None, ge=0, description="Most CPU cores all machines together may hold here."
+    )
+    max_hourly_cost: float | None = Field(
+        default=None,
+        ge=0,
+        description="Most cost per hour all machines together may hold here, priced by the "
+        "buckets' hourlyCost (stopped machines count: they may be started without a create).",
     )
 
 
@@ -166,6 +173,11 @@ class InstallationView(CamelModel):
         description="What of this installation uses the provider (absent: nothing); while "
         f"anything does, the finalizer {IN_USE_DOMAIN}/<installation id> holds it.",
     )
+    usage: ProviderUsage | None = Field(
+        default=None,
+        description="Usage and cost of this installation's clusters here, deleted ones "
+        "included (absent until one has held a billable machine).",
+    )
 
 
 class NodeProviderStatus(CamelModel):
@@ -182,6 +194,9 @@ class NodeProviderStatus(CamelModel):
     phase: ProviderPhase | None = Field(default=None, description="Ready or NotReady.")
     nodes: int | None = Field(default=None, description="Machines held through this provider.")
     cores: int | None = Field(default=None, description="Cores held through this provider.")
+    usage: ProviderUsage | None = Field(
+        default=None, description="Usage and cost, as in the installation's entry."
+    )
     conditions: list[Condition] = Field(
         default_factory=list, description="Ready and Stalled conditions.", max_length=16
     )

@@ -41,6 +41,9 @@ class Reason(StrEnum):
     """A provider error of no more specific type."""
     QUOTA_EXCEEDED = "QuotaExceeded"
     """An account or NodeProvider quota forbids more machines or cores."""
+    COST_LIMIT_EXCEEDED = "CostLimitExceeded"
+    """The NodeProvider's quotas.maxHourlyCost forbids another machine: the cost per hour
+    of the machines held plus this one would exceed it."""
     CAPACITY_EXCEEDED = "CapacityExceeded"
     """The provider has no room for this machine type or zone right now."""
     NOT_FOUND = "NotFound"
@@ -105,6 +108,7 @@ _STALLS = frozenset(
         Reason.PROVIDER_NOT_FOUND,
         Reason.PROVIDER_DELETING,
         Reason.QUOTA_EXCEEDED,
+        Reason.COST_LIMIT_EXCEEDED,
         Reason.CAPACITY_EXCEEDED,
         Reason.PROTECTED_FROM_SCALE_IN,
         Reason.MACHINE_OWNED_ELSEWHERE,
@@ -117,6 +121,7 @@ _NODE_ERRORS = frozenset(
         Reason.PROVIDER_UNAUTHORIZED,
         Reason.CAPACITY_EXCEEDED,
         Reason.QUOTA_EXCEEDED,
+        Reason.COST_LIMIT_EXCEEDED,
         Reason.INVALID_PROVIDER_CONFIG,
         Reason.PROVIDER_NOT_FOUND,
         Reason.PROVIDER_DELETING,
@@ -128,6 +133,7 @@ _NODE_ERRORS = frozenset(
 _NOT_THE_MACHINES_FAULT = frozenset(
     {
         Reason.QUOTA_EXCEEDED,
+        Reason.COST_LIMIT_EXCEEDED,
         Reason.CAPACITY_EXCEEDED,
         Reason.INVALID_PROVIDER_CONFIG,
         Reason.PROVIDER_UNAUTHORIZED,

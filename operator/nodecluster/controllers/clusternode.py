@@ -74,7 +74,6 @@ from nodecluster.providers.base import (
     NotFound,
     PowerControl,
     ProviderError,
-    QuotaExceeded,
 )
 from nodecluster.providers.identity import MachineIdentity, machine_name, ownership_problem
 
@@ -340,13 +339,17 @@ PHASES: tuple[Phase[NodeScope], ...] = (
 
 async def hold_quota(world: World, scope: NodeScope) -> None:
     """Take one machine of the provider's quota before asking for the machine; over the
-    quota, say so (QuotaExceeded) and back off, whoever made the node."""
+    quota, say so (QuotaExceeded, CostLimitExceeded) and back off, whoever made the node."""
     node = scope.node
     refused = reserve_machine(
-        world, node.spec.provider_ref.name, scope.key, node.spec.profile.machine_type
+        world,
+        node.spec.provider_ref.name,
+        scope.key,
+        node.spec.profile.machine_type,
+        node.status.zone or node.spec.zone,
     )
     if refused is not None:
-        await report_provider_error(world, scope, QuotaExceeded(refused))
+        await report_provider_error(world, scope, refused)
 
 
 def identity_of(world: World, node: ClusterNode) -> MachineIdentity:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 from nodecluster.clock import Clock
 from nodecluster.planning.model import NodeView
+from nodecluster.planning.usage import BucketKey
 
 NsName = tuple[str, str]
 """(namespace, name) of a namespaced object."""
@@ -138,12 +139,18 @@ class MachineReservations:
     by_provider: dict[str, dict[NodeKey, str]] = field(default_factory=dict)
     types: dict[str, Counter[str]] = field(default_factory=dict)
     """provider -> machine type -> reservations: the counts of `by_provider`."""
+    zones: dict[NodeKey, str | None] = field(default_factory=dict)
+    """node key -> the zone its machine is asked in (None: the provider chooses)."""
+    priced: dict[str, Counter[BucketKey]] = field(default_factory=dict)
+    """provider -> (zone, machine type) -> reservations: what the cost limit prices."""
 
-    def add(self, provider: str, key: NodeKey, machine_type: str) -> None:
+    def add(self, provider: str, key: NodeKey, machine_type: str, zone: str | None = None) -> None:
         """Hold room for the machine of node `key`."""
         self.discard(provider, key)
         self.by_provider.setdefault(provider, {})[key] = machine_type
         self.types.setdefault(provider, Counter())[machine_type] += 1
+        self.zones[key] = zone
+        self.priced.setdefault(provider, Counter())[(zone, machine_type)] += 1
 
     def discard(self, provider: str, key: NodeKey) -> None:
         """The create failed, or the node cache shows the machine."""
@@ -157,6 +164,12 @@ class MachineReservations:
         types[machine_type] -= 1
         if not types[machine_type]:
             del types[machine_type]
+        priced = self.priced[provider]
+        bucket = (self.zones.pop(key, None), machine_type)
+        priced[bucket] -= 1
+        if not priced[bucket]:
+            del priced[bucket]
         if not held:
             del self.by_provider[provider]
             del self.types[provider]
+            del self.priced[provider]

@@ -30,6 +30,7 @@ from nodecluster.api.clusternode import ClusterNode, ClusterNodeSpec, PowerState
 from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION, Condition, annotated_true
 from nodecluster.api.nodecluster import ClusterState, NodeCluster, NodeClusterStatus
 from nodecluster.clock import rfc3339
+from nodecluster.controllers.accounting import cluster_usage, remember, retire_cluster
 from nodecluster.controllers.announcements import event_name, post_once
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kubeapi import (
@@ -61,6 +62,7 @@ from nodecluster.planning.status import (
     cluster_status,
     progress_only,
 )
+from nodecluster.planning.usage import refresh_due_in
 from nodecluster.providers.base import NotFound, ProviderError
 from nodecluster.providers.identity import collected_by, node_of
 
@@ -110,6 +112,8 @@ class ClusterScope:
     report: ClusterReport | None = None
     deferred: float | None = None
     """Seconds until progress held back from this status write is due."""
+    status: NodeClusterStatus | None = None
+    """The status this reconcile wrote (or found written): the report's, with the usage."""
 
     def __post_init__(self) -> None:
         nc = self.cluster
@@ -221,11 +225,13 @@ async def observe(world: World, scope: ClusterScope) -> Stop | None:
         )
     else:
         scope.nodes = world.nodes_of(scope.key)
+    headroom = None if scope.deleting else cluster_headroom(world, nc)
     scope.observed = Observed(
         nodes=tuple(scope.nodes),
         now=scope.now,
         previous=nc.status,
-        headroom=None if scope.deleting else cluster_headroom(world, nc),
+        headroom=None if headroom is None else headroom[0],
+        headroom_limit=None if headroom is None else headroom[1],
         provider_problem=world.providers.problem(nc.spec.provider_ref.name),
         no_new_machines=world.providers.refuses_new_machines(nc.spec.provider_ref.name),
         seed=random.getrandbits(32),
@@ -409,7 +415,11 @@ async def report(world: World, scope: ClusterScope) -> Stop | None:
         await world.api.event(
             scope.body, "Normal", "Scaling", f"scaling from {change.before} to {change.after} nodes"
         )
-    scope.deferred = await write_status(world, scope, scope.report.status)
+    # Usage is folded in only when due (accounting.py), so an idle look writes nothing.
+    usage = cluster_usage(world, scope.cluster, scope.nodes, scope.now)
+    remember(world, scope.key, scope.cluster, usage)
+    scope.status = scope.report.status.model_copy(update={"usage": usage})
+    scope.deferred = await write_status(world, scope, scope.status)
     return None
 
 
@@ -419,6 +429,10 @@ async def release(world: World, scope: ClusterScope) -> Stop | None:
     if not (scope.deleting and p.terminating and not scope.nodes and not scope.machines_left):
         return None
     nc = scope.cluster
+    # Its hours stay in its provider's totals: folded in (once) before it lets go.
+    assert scope.status is not None
+    if not await retire_cluster(world, nc, scope.status.usage):
+        return Stop(CONFLICT_RETRY_SECONDS)
     finalizers = [f for f in nc.metadata.finalizers if f != CLUSTER_FINALIZER]
     # The version this reconcile last wrote (its status), else the one it read.
     newest = world.bodies.get(scope.cache_key) or {}
@@ -459,7 +473,11 @@ async def next_look(world: World, scope: ClusterScope) -> Stop | None:
     # safety-net resync. No per-cluster timers tick in an idle fleet, and no body is kept.
     world.bodies.drop(scope.cache_key)
     world.book.settle(scope.key)
-    return Stop(min(world.settings.idle_resync_seconds, recheck or math.inf))
+    assert scope.status is not None
+    # Machines billing: their hours are folded into status.usage about hourly.
+    due = refresh_due_in(scope.status.usage, scope.now, world.settings.usage_refresh_seconds)
+    fold = math.inf if due is None else max(due, 1.0)
+    return Stop(min(world.settings.idle_resync_seconds, recheck or math.inf, fold))
 
 
 PHASES: tuple[Phase[ClusterScope], ...] = (

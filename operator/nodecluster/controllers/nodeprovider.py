@@ -32,6 +32,7 @@ from nodecluster.api.nodeprovider import (
     provider_finalizer,
 )
 from nodecluster.api.reasons import Reason
+from nodecluster.controllers.accounting import installation_usage
 from nodecluster.controllers.announcements import event_name, post_once
 from nodecluster.controllers.clusternode import POLL_SETTLING_SECONDS, POLLED_STATES
 from nodecluster.controllers.expectations import NsName
@@ -106,40 +107,47 @@ async def reconcile_provider(world: World, name: str) -> float | None:
     holds = provider_finalizer(world.settings.installation_id) in np.metadata.finalizers
     if np.metadata.deletion_timestamp is not None and users is not None and holds:
         said = (Reason.PROVIDER_IN_USE, deletion_waits(world, name, users))
-    mine = InstallationView(
-        observed_generation=gen,
-        phase=status.phase,
-        nodes=nodes,
-        cores=cores,
-        reason=str(said[0]),
-        message=said[1],
-        users=users,
-    )
-    patch, before = installation_status_patch(world.settings.installation_id, old, status, mine)
-    was = before.phase if before is not None else old.phase
-    newly_waits = said[0] == Reason.PROVIDER_IN_USE and (
-        before is None or before.reason != Reason.PROVIDER_IN_USE
-    )
-    if patch is not None:
-        if newly_waits:
-            # Said once, when it begins: before the entry that remembers it is written, under
-            # a name of this deletion of this provider (announcements.py), so neither a kill
-            # nor a lost answer in between loses it, and a retry does not say it again.
-            await post_once(
-                world.api,
-                in_use_event_name(world, np),
-                body,
-                "Warning",
-                str(said[0]),
-                said[1],
-            )
-        try:
-            patched = await world.api.patch(NODEPROVIDERS, None, name, patch, status=True)
-        except KubeNotFound:
-            return None
-        world.bodies.wrote(key, patched)
-        if was != status.phase:
-            await world.api.event(body, "Normal" if ok else "Warning", reason, message)
+    # Under the lock of the entry, from the newest body: a cluster's retirement
+    # (accounting.py) may have written the entry's usage since this reconcile read it.
+    async with world.providers.status_lock(name):
+        old = NodeProvider.model_validate(world.bodies.get(key) or body).status
+        had = old.installations.get(world.settings.installation_id)
+        mine = InstallationView(
+            observed_generation=gen,
+            phase=status.phase,
+            nodes=nodes,
+            cores=cores,
+            reason=str(said[0]),
+            message=said[1],
+            users=users,
+            usage=installation_usage(world, name, had.usage if had is not None else None, now),
+        )
+        status.usage = mine.usage
+        patch, before = installation_status_patch(world.settings.installation_id, old, status, mine)
+        was = before.phase if before is not None else old.phase
+        newly_waits = said[0] == Reason.PROVIDER_IN_USE and (
+            before is None or before.reason != Reason.PROVIDER_IN_USE
+        )
+        if patch is not None:
+            if newly_waits:
+                # Said once, when it begins: before the entry that remembers it is written, under
+                # a name of this deletion of this provider (announcements.py), so neither a kill
+                # nor a lost answer in between loses it, and a retry does not say it again.
+                await post_once(
+                    world.api,
+                    in_use_event_name(world, np),
+                    body,
+                    "Warning",
+                    str(said[0]),
+                    said[1],
+                )
+            try:
+                patched = await world.api.patch(NODEPROVIDERS, None, name, patch, status=True)
+            except KubeNotFound:
+                return None
+            world.bodies.wrote(key, patched)
+            if was != status.phase:
+                await world.api.event(body, "Normal" if ok else "Warning", reason, message)
     if was != status.phase or newly_waits:
         # Its clusters say what changed: not Ready, or no new machines while it goes.
         for cluster in world.clusters_of(name):

@@ -87,6 +87,7 @@ from nodecluster.planning.operations import (
 )
 from nodecluster.providers.base import (
     CapacityExceeded,
+    CostLimitExceeded,
     NotFound,
     PowerControl,
     ProviderError,
@@ -695,7 +696,8 @@ def await_power(
 
 
 RETRIED_REASONS = frozenset(
-    error.reason for error in (Retryable, Unauthorized, CapacityExceeded, QuotaExceeded)
+    error.reason
+    for error in (Retryable, Unauthorized, CapacityExceeded, QuotaExceeded, CostLimitExceeded)
 )
 """The reasons of the provider errors that are retryable (`providers/base.py`): a node
 reporting one is retried by its controller with backoff, and gets there a moment later

@@ -15,7 +15,7 @@ How it stays equal to the node cache (kopf's index, or the harness's):
 - every change of the cache reaches `observe_body`: `events.on_node_event` runs after the
   index took the event, for every ClusterNode added, modified or deleted;
 - it keeps what it counted of each node (`Held`: provider, machine type, whether it holds
-  a machine), so a change takes the node's old entry off before adding its new one (a
+  a machine, zone), so a change takes the node's old entry off before adding its new one (a
   node's provider or machine type may change too), a deleted node leaves, and seeing a
   node again changes nothing: whoever reports a node's present view may do so as often
   as they like;
@@ -37,14 +37,18 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from nodecluster.controllers.expectations import MachineReservations, NsName
+from nodecluster.planning.usage import BucketKey
 
-Held = tuple[str, str, bool]
-"""What one cached ClusterNode holds: (provider, machine type, whether it holds a machine)."""
+Held = tuple[str, str, bool, str | None]
+"""What one cached ClusterNode holds: (provider, machine type, whether it holds a machine,
+zone): the cost limit prices machines by zone and machine type."""
 
 _NONE: Mapping[str, int] = Counter()
+_NO_BUCKETS: Mapping[BucketKey, int] = Counter()
+K = TypeVar("K", str, BucketKey)
 
 
 class CountedNode(Protocol):
@@ -58,6 +62,8 @@ class CountedNode(Protocol):
     def machine_type(self) -> str: ...
     @property
     def has_machine(self) -> bool: ...
+    @property
+    def zone(self) -> str | None: ...
 
 
 class CountedIndex(Protocol):
@@ -76,6 +82,7 @@ def held_by_body(body: Mapping[str, Any]) -> Held:
         sys.intern(str((spec.get("providerRef") or {}).get("name", ""))),
         sys.intern(str((spec.get("profile") or {}).get("machineType", ""))),
         status.get("providerId") is not None,
+        status.get("zone") or spec.get("zone") or None,
     )
 
 
@@ -92,6 +99,10 @@ class UsageLedger:
         """provider -> machine type -> cached nodes."""
         self._machines: dict[str, Counter[str]] = {}
         """provider -> machine type -> cached nodes holding a machine."""
+        self._priced: dict[str, Counter[BucketKey]] = {}
+        """provider -> (zone, machine type) -> cached nodes holding a machine."""
+        self._placed: dict[str, Counter[BucketKey]] = {}
+        """provider -> (zone, machine type) -> cached nodes."""
         self._built = False
 
     def observe_body(self, type: str | None, body: Mapping[str, Any]) -> None:
@@ -108,7 +119,8 @@ class UsageLedger:
             return
         counted = self._held
         for node in nodes:
-            key, held = (namespace, node.name), (node.provider, node.machine_type, node.has_machine)
+            key = (namespace, node.name)
+            held = (node.provider, node.machine_type, node.has_machine, node.zone)
             if counted.get(key) != held:  # (inlined: once per node of every cluster reconcile)
                 self._count(key, held)
 
@@ -121,6 +133,16 @@ class UsageLedger:
         """The cached ClusterNodes of `provider` holding a machine, by machine type."""
         self._build()
         return self._machines.get(provider, _NONE)
+
+    def placed(self, provider: str) -> Mapping[BucketKey, int]:
+        """The cached ClusterNodes of `provider`, by (zone, machine type)."""
+        self._build()
+        return self._placed.get(provider, _NO_BUCKETS)
+
+    def priced(self, provider: str) -> Mapping[BucketKey, int]:
+        """The cached ClusterNodes of `provider` holding a machine, by (zone, machine type)."""
+        self._build()
+        return self._priced.get(provider, _NO_BUCKETS)
 
     def shows(self, namespace: str, name: str, provider: str) -> bool:
         """Whether the cache shows node (namespace, name) as a node of `provider`."""
@@ -152,19 +174,21 @@ class UsageLedger:
             return
         self._held[key] = held
         self._tally(held, 1)
-        provider, _, has_machine = held
+        provider, _, has_machine, _ = held
         if has_machine:
             # The cache shows its machine: room for it is counted from the cache now.
             self._reservations.discard(provider, ("ClusterNode", *key))
 
     def _tally(self, held: Held, by: int) -> None:
-        provider, machine_type, has_machine = held
+        provider, machine_type, has_machine, zone = held
         _add(self._nodes, provider, machine_type, by)
+        _add(self._placed, provider, (zone, machine_type), by)
         if has_machine:
             _add(self._machines, provider, machine_type, by)
+            _add(self._priced, provider, (zone, machine_type), by)
 
 
-def _add(counts: dict[str, Counter[str]], provider: str, machine_type: str, by: int) -> None:
+def _add(counts: dict[str, Counter[K]], provider: str, machine_type: K, by: int) -> None:
     """Add `by` to a count, dropping counts (and providers) that reach zero."""
     of_provider = counts.setdefault(provider, Counter())
     of_provider[machine_type] += by

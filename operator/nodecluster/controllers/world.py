@@ -46,6 +46,7 @@ from nodecluster.planning.model import (
     NodeHealth,
     NodeView,
 )
+from nodecluster.planning.usage import UsageSummary
 from nodecluster.providers.base import (
     InvalidConfig,
     ProviderConfig,
@@ -106,6 +107,10 @@ class Settings:
     concurrency: int = 2000
     """ClusterNode reconciles in flight at once: each may wait on its provider, and
     provider calls are awaited, not threaded."""
+    usage_refresh_seconds: float = 3600.0
+    """A cluster whose machines bill has its usage figures folded (status.usage, a status
+    write) at least this often; more often only when its billable machines or their prices
+    change (planning/usage.py): about one write an hour per running cluster."""
     status_progress_seconds: float = 2.0
     """A NodeCluster's status is rewritten for mere progress (counts moving, same state)
     at most this often; transitions are written at once."""
@@ -398,6 +403,9 @@ class ClusterBook:
     """Clusters deleted with nodecluster.io/abandon-machines that have said so in an Event,
     so that this process does not post it on every look; the Event's name (of the cluster's
     uid) keeps a restarted one from posting it again."""
+    usage: dict[NsName, UsageSummary | None] = field(default_factory=dict)
+    """Each cluster's usage as its last reconcile computed it (None: it has none): what its
+    provider's totals are summed from (accounting.py), without reading any status."""
 
     def lock(self, key: NsName) -> asyncio.Lock:
         """The lock that serialises changes to one cluster's nodes."""
@@ -419,6 +427,7 @@ class ClusterBook:
         self.poll_intervals.pop(key, None)
         self.orphans_suspected.discard(key)
         self.abandoning.discard(key)
+        self.usage.pop(key, None)
 
 
 def _not_found(provider: str) -> tuple[Reason, str]:
@@ -477,6 +486,8 @@ class ProviderBook:
     credentials at once, and all of them wait for one read instead of making their own."""
     _holds: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
     """One change of this installation's finalizer on a provider at a time (inuse.py)."""
+    _statuses: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    """One write of this installation's status entry of a provider at a time (accounting.py)."""
 
     def forget(self, name: str) -> None:
         """NodeProvider `name` is gone."""
@@ -509,6 +520,15 @@ class ProviderBook:
         lock = self._holds.get(name)
         if lock is None:
             lock = self._holds[name] = asyncio.Lock()
+        return lock
+
+    def status_lock(self, name: str) -> asyncio.Lock:
+        """The lock under which this installation's status entry of provider `name` is
+        computed and written: a cluster's retirement (accounting.py) and the provider's
+        reconcile must not write over each other's usage figures."""
+        lock = self._statuses.get(name)
+        if lock is None:
+            lock = self._statuses[name] = asyncio.Lock()
         return lock
 
     def cores_by_type(self, name: str) -> dict[str, int]:

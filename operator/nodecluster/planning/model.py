@@ -89,6 +89,8 @@ class Observed:
     previous: NodeClusterStatus = field(default_factory=NodeClusterStatus)
     headroom: int | None = None
     """How many more machines the NodeProvider's quotas allow; None = no limit."""
+    headroom_limit: tuple[Reason, str] | None = None
+    """Which quota binds `headroom`: (reason, message with {room} and {needed} to fill)."""
     provider_problem: tuple[Reason, str] | None = None
     """(reason, message) when the provider cannot be used at all."""
     no_new_machines: tuple[Reason, str] | None = None

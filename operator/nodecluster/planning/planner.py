@@ -374,12 +374,12 @@ def plan(declared: Declared, observed: Observed) -> Plan:
     # Compare with the clamped headroom: a quota lowered below usage (negative headroom)
     # blocks only when something is actually needed.
     if observed.headroom is not None and creates_needed > max(observed.headroom, 0):
+        reason, message = observed.headroom_limit or (
+            Reason.QUOTA_EXCEEDED,
+            "the NodeProvider's quota allows {room} more nodes, {needed} are needed",
+        )
         blockers.append(
-            Blocker(
-                Reason.QUOTA_EXCEEDED,
-                f"the NodeProvider's quota allows {max(observed.headroom, 0)} more nodes, "
-                f"{creates_needed} are needed",
-            )
+            Blocker(reason, message.format(room=max(observed.headroom, 0), needed=creates_needed))
         )
         creates_needed = max(observed.headroom, 0)
 

@@ -59,6 +59,14 @@ class QuotaExceeded(ProviderError):
     reason = Reason.QUOTA_EXCEEDED
 
 
+class CostLimitExceeded(ProviderError):
+    """The NodeProvider's quotas.maxHourlyCost forbids another machine (raised by the
+    operator before it asks the provider, never by a driver)."""
+
+    retryable = True
+    reason = Reason.COST_LIMIT_EXCEEDED
+
+
 class InvalidConfig(ProviderError):
     """The driver config, credentials or profile are wrong; retrying will not help."""
 

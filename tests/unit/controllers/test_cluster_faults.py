@@ -4,7 +4,9 @@ nothing lost, and the failure visible where people look."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from clusters import NS, cluster_body, condition, every_machine, live_nodes, machines, nodes, state
 from conftest import provider_body
@@ -15,6 +17,7 @@ from nodecluster.providers.base import MachineSpec, Retryable
 from nodecluster.providers.simulator import Inventory
 from nodecluster.testing import FakeKube, Harness
 from nodecluster.testing.drivers import DriverFaults
+from nodecluster.testing.fakekube import WRITE_VERBS
 
 
 async def test_a_conflict_adding_the_finalizer_is_read_again_and_resolved(
@@ -218,10 +221,33 @@ async def test_a_converged_fleet_writes_nothing_while_idle_or_after_a_restart(
     await harness.idle()
     fake.reset_journal()
 
+    await harness.restart()
+    await harness.idle()
+    assert [(c.verb, c.resource, c.name) for c in fake.calls if c.verb not in ("get", "list")] == []
+    assert fake.writes == 0
+
+    def without_usage(name: str) -> dict[str, Any]:
+        status = dict(fake.stored(NODECLUSTERS, NS, name)["status"])
+        assert status.pop("usage")["machines"] == 3
+        return status
+
+    before = {name: without_usage(name) for name in ("web", "db")}
     # Two hours of operator time pass (looptime moves the loop's clock; no real wait).
     await asyncio.sleep(2 * settings.idle_resync_seconds)
     await harness.restart()
     await harness.idle()
 
-    assert [(c.verb, c.resource, c.name) for c in fake.calls if c.verb not in ("get", "list")] == []
-    assert fake.writes == 0
+    # The only writes: the running machines' hours folded into status.usage, at most once
+    # an hour per cluster (and the provider's totals, as often), nothing else changed.
+    writes = [(c.verb, c.resource, c.name) for c in fake.calls if c.verb in WRITE_VERBS]
+    assert {verb for verb, _, _ in writes} == {"patch_status"}
+    per_object = Counter((resource, name) for _, resource, name in writes)
+    assert set(per_object) == {
+        ("nodeclusters", "web"),
+        ("nodeclusters", "db"),
+        ("nodeproviders", "sim"),
+    }
+    assert max(per_object.values()) <= 2
+    assert {name: without_usage(name) for name in ("web", "db")} == before
+    usage = fake.stored(NODECLUSTERS, NS, "web")["status"]["usage"]
+    assert usage["total"]["machineHours"] >= 3 * 2 - 0.01

@@ -223,6 +223,16 @@ async def test_after_a_restart_a_node_registered_meanwhile_is_linked_and_nothing
     await fake.patch(NODECLUSTERS, NS, "web", {"spec": {"targetNodes": 3}})
     await harness.start()
     await harness.wait_for(lambda: state(fake) == "Deployed" and len(nodes(fake)) == 3)
+    # The provider's usage totals follow a few seconds later.
+    await harness.wait_for(
+        lambda: (
+            (fake.stored(NODEPROVIDERS, None, "sim") or {})
+            .get("status", {})
+            .get("usage", {})
+            .get("machines")
+            == 3
+        )
+    )
     await harness.idle()
     await harness.stop()
     register(fake)  # while the operator is away

@@ -414,8 +414,11 @@ async def test_a_machine_tagged_with_an_existing_cluster_is_not_deleted_by_the_p
 
 
 async def test_an_idle_converged_fleet_polled_for_hours_makes_no_api_writes(
-    fake: FakeKube, harness: Harness, inventory: Path, faults: DriverFaults
+    fake: FakeKube, harness: Harness, inventory: Path, faults: DriverFaults, settings: Settings
 ) -> None:
+    # Polling is what is tested: the hourly fold of usage (its one write an hour per
+    # running cluster) is tested with the usage (test_usage_status.py).
+    settings.usage_refresh_seconds = 24 * 3600
     fake.add(NODEPROVIDERS, provider_body(inventory))
     await fake.create(NODECLUSTERS, NS, cluster_body(targetNodes=3))
     await fake.create(NODECLUSTERS, NS, cluster_body("api", targetNodes=2))

@@ -532,8 +532,11 @@ async def test_a_cluster_stalled_again_after_it_recovered_says_so_again(
 
 
 async def test_a_restart_writes_nothing_over_a_held_provider_nor_one_waiting_to_go(
-    fake: FakeKube, harness: Harness, inventory: Path
+    fake: FakeKube, harness: Harness, inventory: Path, settings: Settings
 ) -> None:
+    # (The hourly fold of usage, one status write an hour per running cluster, is tested
+    # with the usage: test_usage_status.py.)
+    settings.usage_refresh_seconds = 24 * 3600
     await deployed(fake, harness, inventory)
     await asyncio.sleep(600)
     fake.reset_journal()

@@ -297,4 +297,9 @@ def test_what_a_body_holds_is_what_the_index_shows() -> None:
     ]
     for body in bodies:
         (view,) = index_node(body).values()
-        assert held_by_body(body) == (view.provider, view.machine_type, view.has_machine)
+        assert held_by_body(body) == (
+            view.provider,
+            view.machine_type,
+            view.has_machine,
+            view.zone,
+        )
