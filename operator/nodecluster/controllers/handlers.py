@@ -29,6 +29,7 @@ from nodecluster.controllers.events import (
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.kubeapi import NODECLUSTERS, NODEPROVIDERS, KubeApi, KubeError
+from nodecluster.controllers.metrics import Metrics, serve
 from nodecluster.controllers.world import (
     ClusterBookIndex,
     IndexedNode,
@@ -134,7 +135,16 @@ async def build_started_world(
     clusters = ClusterBookIndex()
     await seed_clusters(api, clusters, tunables.namespaces)
     kube_nodes = kwargs.get("nodes_by_provider_id")  # only with --nodes (watch_kube_nodes)
-    world = build_world(tunables, api, ProviderRegistry(), clock, nodes, clusters, kube_nodes)
+    world = build_world(
+        tunables,
+        api,
+        ProviderRegistry(),
+        clock,
+        nodes,
+        clusters,
+        kube_nodes,
+        metrics=memo.get("metrics"),
+    )
     await load_providers(world)  # before kopf starts the watches: see load_providers
     return world
 
@@ -292,16 +302,37 @@ def run_operator(
     installation_id: str | None = None,
     installation_name: str = "default",
     nodes: bool = False,
+    metrics_address: str | None = None,
 ) -> None:
     """Run the operator until it is stopped: all namespaces when `namespaces` is empty.
     `installation_id` tags every machine it makes (see providers/identity.py); without it,
     the id is `installation_name` and 8 hex digits naming the Kubernetes cluster. `nodes`
-    turns Node integration on (Settings.nodes)."""
+    turns Node integration on (Settings.nodes). `metrics_address` (HOST:PORT) serves the
+    Prometheus endpoint, from before the first connection to the API server: a scrape
+    then tells a process that cannot start from one that is not there."""
     kopf.configure(verbose=verbose, debug=debug)
+    metrics = Metrics()
+    server = serve(metrics, metrics_address) if metrics_address else None
     if nodes:
         watch_kube_nodes(kopf.get_default_registry())
     # The HTTP client logs whole response bodies at DEBUG, Secrets included: never let it.
     logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
+    try:
+        _run_kopf(namespaces, liveness, peering, installation_id, installation_name, nodes, metrics)
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _run_kopf(
+    namespaces: list[str],
+    liveness: str | None,
+    peering: str | None,
+    installation_id: str | None,
+    installation_name: str,
+    nodes: bool,
+    metrics: Metrics,
+) -> None:
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
@@ -314,5 +345,6 @@ def run_operator(
             installation_name=installation_name,
             namespaces=list(namespaces),
             nodes=nodes,
+            metrics=metrics,
         ),
     )
