@@ -306,8 +306,9 @@ async def report(world: World, scope: NodeScope) -> Stop | None:
         facts = links.node_of(scope.machine.provider_id)
         previous = scope.node.status.conditions
         status = with_node(status, previous, facts, scope.node.metadata.generation, scope.now)
+    node = scope.node  # as it was: the write replaces the scope's
     await write_status(world, scope, status)
-    observe_startup(world, scope.node, scope.machine.state)
+    observe_startup(world, node, scope.machine.state)
     return None
 
 
@@ -318,8 +319,9 @@ NOT_STARTED = (None, "Pending", "Provisioning")
 def observe_startup(world: World, node: ClusterNode, state: str) -> None:
     """A machine seen Running by a node whose status has never said so: its startup time,
     from the node's creation (its create was issued at once, and the creation time
-    survives a restart, when the operator's own memory does not). Once per node: the
-    status written just before says Running from now on, also to a restarted operator."""
+    survives a restart, when the operator's own memory does not). `node` is as read, before
+    this reconcile's status write; once that write says Running, no later reconcile (of
+    this process or a restarted one) counts the machine again."""
     created = node.metadata.creation_timestamp
     if state != "Running" or node.status.state not in NOT_STARTED or created is None:
         return

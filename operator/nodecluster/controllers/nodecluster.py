@@ -305,6 +305,12 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
                 machine_type=nc.spec.profile.machine_type,
             ),
         )
+    if not metrics.knows(scope.key):
+        # Its first look in this process: known from now on (as it was read), so that its
+        # nodes' first failures count before its report phase (metrics.knows).
+        metrics.cluster_seen(
+            scope.key, summarize(nc.spec.provider_ref.name, nc.spec.target_nodes, nc.status)
+        )
     nodes = {n.name: n for n in scope.nodes} if p.deletes or p.reboots else {}
     jobs = [create(c, why) for c, why in zip(p.creates, creation_reasons(p), strict=True)]
     jobs += [delete(d) for d in p.deletes]
