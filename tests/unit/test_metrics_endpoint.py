@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -271,3 +273,14 @@ async def test_the_deadline_wrapper_tells_the_observer_of_every_call() -> None:
         await driver.list()
 
     assert told == [("sim", "get", None), ("sim", "delete", "NotFound"), ("sim", "list", "Timeout")]
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_tables_every_family_served_and_no_other() -> None:
+    section = README.read_text().split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, flags=re.MULTILINE))
+    served = {f"{name}_total" if kind == "counter" else name for name, kind in CONTRACT.items()}
+
+    assert documented == served
