@@ -275,7 +275,7 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
             raise
         metrics.machine_event(scope.key, "deleted", d.reason)
         if d.reason == "Remediation":
-            metrics.machine_event(scope.key, "remediated", unhealthy_reason(nodes[d.name]))
+            metrics.machine_event(scope.key, "remediated", why_unhealthy(d.name))
 
     async def reboot(name: str) -> None:
         with contextlib.suppress(KubeNotFound):
@@ -283,7 +283,11 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
                 CLUSTERNODES, namespace, name, {"spec": {"rebootRequestedAt": rfc3339(scope.now)}}
             )
             # The planner asks for reboots only to remediate (a Reboot recovery).
-            metrics.machine_event(scope.key, "remediated", unhealthy_reason(nodes[name]))
+            metrics.machine_event(scope.key, "remediated", why_unhealthy(name))
+
+    def why_unhealthy(name: str) -> str:
+        node = nodes.get(name)  # (always there: the plan is of these nodes)
+        return unhealthy_reason(node) if node is not None else "Unknown"
 
     async def set_power(name: str, power: PowerState) -> None:
         with contextlib.suppress(KubeNotFound):

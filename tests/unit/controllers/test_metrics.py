@@ -209,3 +209,26 @@ async def test_a_scale_in_counts_deletions_and_a_deleted_cluster_leaves_no_serie
     assert harness.world.metrics.machine_events.keys() == {(NS, "db")}
     assert cluster_value(harness, "nodecluster_ready_nodes", cluster="db") == 1
     assert live_nodes(fake, "db")
+
+
+async def test_a_reboot_recovery_counts_as_remediated_and_deletes_nothing(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await deployed(fake, harness, inventory, policies={"health": {"recovery": "Reboot"}})
+    victim = nodes(fake)[0]["metadata"]["name"]
+    broken = Inventory(inventory)
+    try:
+        assert broken.set_failed(victim)
+    finally:
+        broken.close()
+
+    remediated = "nodecluster_machines_remediated_total"
+    await harness.wait_for(
+        lambda: cluster_value(harness, remediated, reason="MachineFailed") == 1,
+        what="the reboot counted",
+    )
+    await harness.wait_for(lambda: state(fake) == "Deployed", what="Deployed again")
+    assert cluster_value(harness, remediated, reason="MachineFailed") == 1
+    deleted = "nodecluster_machines_deleted_total"
+    assert cluster_value(harness, deleted, reason="Remediation") is None
+    assert victim in {n["metadata"]["name"] for n in nodes(fake)}
