@@ -11,6 +11,7 @@ prints `kubectl get nodeproviders,nodeclusters,clusternodes` whenever it changes
     tools/run --once              # exit 0 once the sample is Deployed (exit 1 on timeout)
     tools/run --no-samples        # just the operator
     tools/run --provider kwok     # machines are fake Nodes: `kubectl get nodes` shows them
+    tools/run --metrics-address 127.0.0.1:8080   # the metrics endpoint on a port of your choice
 
 With `--provider kwok` it also starts kwok (tools/kwok.py: the driver's stages, managing
 only the driver's fake Nodes) against the same API server, applies the sample kwok
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -99,6 +101,13 @@ def main() -> int:
         default="simulator",
         help="the sample NodeProvider's driver (kwok: fake Nodes, kwok started too)",
     )
+    parser.add_argument(
+        "--metrics-address",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="the operator's Prometheus endpoint (default: a free port of the loopback, "
+        "printed once bound)",
+    )
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="nodecluster-run-"))
@@ -144,13 +153,22 @@ def main() -> int:
         say(f"starting the operator (log: {log_path})")
         with log_path.open("wb") as log:
             operator = subprocess.Popen(
-                [sys.executable, "-m", "nodecluster", "run", "--verbose"],
+                [
+                    sys.executable,
+                    "-m",
+                    "nodecluster",
+                    "run",
+                    "--verbose",
+                    "--metrics-address",
+                    args.metrics_address,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
             )
         try:
+            say_metrics_url(log_path, operator)
             if not args.no_samples:
                 provider = yaml.safe_load(
                     (ROOT / f"manifests/samples/nodeprovider-{args.provider}.yaml").read_text()
@@ -180,6 +198,22 @@ def main() -> int:
                 os.killpg(operator.pid, signal.SIGKILL)
                 operator.wait()
             say("operator stopped")
+
+
+SERVED_AT = re.compile(r"Metrics served at (http://\S+/metrics)")
+"""The line the operator logs once its metrics endpoint is bound."""
+
+
+def say_metrics_url(log_path: Path, operator: subprocess.Popen[bytes]) -> None:
+    """Say where the operator serves its metrics, from the line it logs first thing."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and operator.poll() is None:
+        found = SERVED_AT.search(log_path.read_text(errors="replace"))
+        if found:
+            say(f"metrics: curl -s {found.group(1)}")
+            return
+        time.sleep(0.2)
+    say(f"the operator logged no metrics endpoint; see {log_path}")
 
 
 def watch(  # type: ignore[no-untyped-def]

@@ -1,7 +1,7 @@
 """The `nodecluster-operator` command.
 
 nodecluster-operator run [--namespace NS ...] [--installation-id ID | --installation-name NAME]
-                         [--nodes] [--verbose]
+                         [--nodes] [--verbose] [--metrics-address HOST:PORT]
                          [--liveness URL] [--peering NAME]
                          [--leader-elect [--lease-name NAME] [--lease-namespace NS]]
 nodecluster-operator crds [--write DIR | --check DIR]
@@ -69,6 +69,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    metrics_address = args.metrics_address
+    if metrics_address is None:
+        env = os.environ.get("NODECLUSTER_METRICS_ADDRESS")
+        if env:
+            try:
+                metrics_address = metrics_address_arg(env)
+            except argparse.ArgumentTypeError as err:
+                raise SystemExit(f"NODECLUSTER_METRICS_ADDRESS: {err}") from None
 
     lease = None
     if args.leader_elect:
@@ -104,6 +112,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         installation_name=installation_name or "default",
         nodes=args.nodes,
         lease=lease,
+        metrics_address=metrics_address,
     )
     return 0
 
@@ -175,6 +184,17 @@ def installation_id(value: str) -> str:
     return value
 
 
+def metrics_address_arg(value: str) -> str:
+    """A metrics address as `run` takes it: HOST:PORT."""
+    from nodecluster.controllers.metrics import parse_address
+
+    try:
+        parse_address(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     top = argparse.ArgumentParser(
@@ -220,6 +240,15 @@ def parser() -> argparse.ArgumentParser:
         "spec.providerID, keep the profile's Node labels and taints on it, drain it before "
         "its machine is deleted (needs get/list/watch/patch/delete on nodes, list on pods, "
         "create on pods/eviction)",
+    )
+    run.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        default=None,
+        type=metrics_address_arg,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 0.0.0.0:8080 "
+        "(port 0: any free port; the address bound is logged) (env "
+        "NODECLUSTER_METRICS_ADDRESS; default: no endpoint)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log each reconcile")
     run.add_argument("--debug", action="store_true", help="log kopf internals too")

@@ -104,8 +104,11 @@ def _prove_kwok(kube: Kube, process: KwokProcess) -> None:
 
 @pytest.fixture(scope="session")
 def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    """The operator, running as its own process against that API server."""
-    op = Operator(kube, tmp_path_factory.mktemp("operator"))
+    """The operator, running as its own process against that API server, its metrics
+    served on a free port of the loopback (`Operator.scrape`)."""
+    op = Operator(
+        kube, tmp_path_factory.mktemp("operator"), extra_args=["--metrics-address", "127.0.0.1:0"]
+    )
     op.start()
     try:
         yield op

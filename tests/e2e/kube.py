@@ -6,16 +6,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "manifests" / "samples"
@@ -223,6 +226,10 @@ class Inventory:
             db.close()
 
 
+SERVED_AT = re.compile(r"Metrics served at (http://\S+/metrics)")
+"""The line `run --metrics-address` logs once its endpoint is bound (controllers/metrics.py)."""
+
+
 class Operator:
     """The operator as a real process: `python -m nodecluster run`."""
 
@@ -285,6 +292,32 @@ class Operator:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def metrics_url(self, timeout: float = 60.0) -> str:
+        """The URL of this process's metrics endpoint, from the line it logs once bound
+        (started with `--metrics-address HOST:0`: a free port, chosen by the system)."""
+
+        def logged() -> str | None:
+            if not self.alive():
+                raise AssertionError(f"the operator exited:\n{self.log_tail()}")
+            found = SERVED_AT.search(self.log_path.read_text(errors="replace"))
+            return found.group(1) if found else None
+
+        return wait_for("the operator's metrics endpoint", logged, timeout=timeout)
+
+    def scrape(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """One scrape of the metrics endpoint: (sample name, labels) -> value."""
+        with urllib.request.urlopen(self.metrics_url(), timeout=30) as response:
+            text = response.read().decode()
+        return {
+            (s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def sample(self, family: str, **labels: str) -> float | None:
+        """One sample of a fresh scrape (None when the series does not exist)."""
+        return self.scrape().get((family, frozenset(labels.items())))
 
     def log_tail(self, lines: int = 60) -> str:
         try:

@@ -14,6 +14,7 @@ from nodecluster.clock import Clock
 from nodecluster.controllers.clusternode import reconcile_node
 from nodecluster.controllers.failures import reporting
 from nodecluster.controllers.kubeapi import NODEPROVIDERS, KubeApi
+from nodecluster.controllers.metrics import Metrics
 from nodecluster.controllers.nodecluster import reconcile_cluster
 from nodecluster.controllers.nodeprovider import poll_provider, reconcile_provider
 from nodecluster.controllers.operation import reconcile_operations
@@ -46,9 +47,12 @@ def build_world(
     node_index: NodeIndex,
     cluster_index: ClusterIndex,
     kube_nodes: KubeNodeIndex | None = None,
+    metrics: Metrics | None = None,
 ) -> World:
     """The controllers' world. Must be called inside the event loop that will run it.
-    `kube_nodes` (the Kubernetes Nodes by provider id) is needed with `settings.nodes`."""
+    `kube_nodes` (the Kubernetes Nodes by provider id) is needed with `settings.nodes`.
+    `metrics`: those the endpoint serves, made before the world so that the endpoint is up
+    from the process's start (`run --metrics-address`); else the world's own."""
     if settings.nodes and kube_nodes is None:
         raise ValueError("Node integration (settings.nodes) needs the index of Nodes")
     # The queues' handlers reach the world through this closure; it is assigned below,
@@ -92,7 +96,10 @@ def build_world(
             credentials_refresh_seconds=settings.credentials_refresh_seconds,
         ),
         node_links=NodeLinks(kube_nodes) if settings.nodes and kube_nodes is not None else None,
+        metrics=metrics if metrics is not None else Metrics(),
     )
+    world.metrics.watch_queues(queues.all())
+    registry.observe_calls(world.metrics.provider_call)
     return world
 
 

@@ -305,8 +305,27 @@ async def report(world: World, scope: NodeScope) -> Stop | None:
         facts = links.node_of(scope.machine.provider_id)
         previous = scope.node.status.conditions
         status = with_node(status, previous, facts, scope.node.metadata.generation, scope.now)
+    node = scope.node  # as it was: the write replaces the scope's
     await write_status(world, scope, status)
+    observe_startup(world, node, scope.machine.state)
     return None
+
+
+NOT_STARTED = (None, "Pending", "Provisioning")
+"""What a node's status says until its machine first ran."""
+
+
+def observe_startup(world: World, node: ClusterNode, state: str) -> None:
+    """A machine seen Running by a node whose status has never said so: its startup time,
+    from the node's creation (its create was issued at once, and the creation time
+    survives a restart, when the operator's own memory does not). `node` is as read, before
+    this reconcile's status write; once that write says Running, no later reconcile (of
+    this process or a restarted one) counts the machine again."""
+    created = node.metadata.creation_timestamp
+    if state != "Running" or node.status.state not in NOT_STARTED or created is None:
+        return
+    seconds = (world.clock.now() - created).total_seconds()
+    world.metrics.machine_started(node.spec.provider_ref.name, seconds)
 
 
 async def next_look(world: World, scope: NodeScope) -> Stop | None:
@@ -471,6 +490,9 @@ async def report_provider_error(world: World, scope: NodeScope, err: ProviderErr
     A reboot issued before the error is recorded, so it is not issued again."""
     world.providers.call_failed(scope.node.spec.provider_ref.name, err)
     reason = provider_reason(err)
+    cluster = (scope.node.metadata.namespace or "", scope.node.spec.cluster_name)
+    if world.metrics.knows(cluster):
+        world.metrics.machine_event(cluster, "failed", str(reason))
     status = status_from_error(scope.node, reason, str(err), scope.now, rebooted=scope.rebooted)
     await write_status(world, scope, status)
     raise Backoff(f"{reason}: {err}") from err

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from nodecluster import API_VERSION
 from nodecluster.api.common import Condition
+from nodecluster.api.nodecluster import NodeCluster
 from nodecluster.api.nodeprovider import InstallationView, NodeProvider, NodeProviderStatus
 from nodecluster.api.operation import NodeClusterOperation
 from nodecluster.api.reasons import Reason
@@ -51,6 +52,7 @@ from nodecluster.controllers.kubeapi import (
     KubeConflict,
     KubeError,
 )
+from nodecluster.controllers.metrics import summarize
 from nodecluster.controllers.nodeprovider import installation_status_patch
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import ProviderUnavailable, World, provider_reason
@@ -92,15 +94,25 @@ def reporting(
     """`handler` with its unhandled failures reported (see the module's docstring)."""
 
     async def run(world: World, key: K) -> float | None:
+        # Measured here, around the reconcile and its report: the one place every kind's
+        # reconcile passes through (nodecluster_reconcile_duration_seconds, _errors_total).
+        start = world.clock.monotonic()
         try:
             again = await handler(world, key)
-        except (Backoff, asyncio.CancelledError):
+        except Backoff:
+            world.metrics.reconciled(kind, world.clock.monotonic() - start, failed=False)
+            raise  # handled: reported by the handler itself
+        except asyncio.CancelledError:
             raise
         except Exception as err:
             reason, message = classify(err)
             log.debug("%s %s failed", kind, key, exc_info=True)
-            await report(world, kind, key, reason, message)
+            try:
+                await report(world, kind, key, reason, message)
+            finally:
+                world.metrics.reconciled(kind, world.clock.monotonic() - start, failed=True)
             raise Backoff(f"{reason}: {message}") from err
+        world.metrics.reconciled(kind, world.clock.monotonic() - start, failed=False)
         world.book.failures.pop((kind, key), None)
         return again
 
@@ -170,6 +182,12 @@ async def _write_condition(
         api_kind, namespace or None, name, {"status": patch}, status=True
     )
     world.bodies.wrote(cache_key, patched)
+    if kind == "NodeCluster":
+        # Its gauges show the failure too (nodecluster_condition: Stalled or Degraded).
+        nc = NodeCluster.model_validate(patched)
+        world.metrics.cluster_seen(
+            (namespace, name), summarize(nc.spec.provider_ref.name, nc.spec.target_nodes, nc.status)
+        )
     return patched
 
 

@@ -37,6 +37,7 @@ from nodecluster.controllers.leader import (
     LeaseElector,
     LeaseSettings,
 )
+from nodecluster.controllers.metrics import Metrics, serve
 from nodecluster.controllers.world import (
     ClusterBookIndex,
     IndexedNode,
@@ -195,8 +196,16 @@ async def build_started_world(
     clusters = ClusterBookIndex()
     await seed_clusters(api, clusters, tunables.namespaces)
     kube_nodes = kwargs.get("nodes_by_provider_id")  # only with --nodes (watch_kube_nodes)
-    registry = ProviderRegistry(guard=guard)
-    world = build_world(tunables, api, registry, clock, nodes, clusters, kube_nodes)
+    world = build_world(
+        tunables,
+        api,
+        ProviderRegistry(guard=guard),
+        clock,
+        nodes,
+        clusters,
+        kube_nodes,
+        metrics=memo.get("metrics"),
+    )
     await load_providers(world)  # before kopf starts the watches: see load_providers
     return world
 
@@ -361,18 +370,42 @@ def run_operator(
     installation_name: str = "default",
     nodes: bool = False,
     lease: LeaseSettings | None = None,
+    metrics_address: str | None = None,
 ) -> None:
     """Run the operator until it is stopped: all namespaces when `namespaces` is empty.
     With `lease`, only while holding that Lease (leader.py): a standby keeps its caches
     warm and its queues held (handlers.lead).
     `installation_id` tags every machine it makes (see providers/identity.py); without it,
     the id is `installation_name` and 8 hex digits naming the Kubernetes cluster. `nodes`
-    turns Node integration on (Settings.nodes)."""
+    turns Node integration on (Settings.nodes). `metrics_address` (HOST:PORT) serves the
+    Prometheus endpoint, from before the first connection to the API server: a scrape
+    then tells a process that cannot start from one that is not there."""
     kopf.configure(verbose=verbose, debug=debug)
+    metrics = Metrics()
+    server = serve(metrics, metrics_address) if metrics_address else None
     if nodes:
         watch_kube_nodes(kopf.get_default_registry())
     # The HTTP client logs whole response bodies at DEBUG, Secrets included: never let it.
     logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
+    try:
+        _run_kopf(
+            namespaces, liveness, peering, installation_id, installation_name, nodes, lease, metrics
+        )
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _run_kopf(
+    namespaces: list[str],
+    liveness: str | None,
+    peering: str | None,
+    installation_id: str | None,
+    installation_name: str,
+    nodes: bool,
+    lease: LeaseSettings | None,
+    metrics: Metrics,
+) -> None:
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
@@ -386,5 +419,6 @@ def run_operator(
             namespaces=list(namespaces),
             nodes=nodes,
             lease=lease,
+            metrics=metrics,
         ),
     )

@@ -42,6 +42,7 @@ from nodecluster.controllers.kubeapi import (
     KubeNotFound,
     status_patch,
 )
+from nodecluster.controllers.metrics import creation_reasons, summarize, unhealthy_reason
 from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, run_phases
 from nodecluster.controllers.quota import cluster_headroom
 from nodecluster.controllers.world import (
@@ -55,7 +56,7 @@ from nodecluster.controllers.world import (
     profile_hash,
 )
 from nodecluster.planning.model import CLUSTER_LABEL, Declared, NodeView, Observed
-from nodecluster.planning.planner import CreateNode, Plan, plan
+from nodecluster.planning.planner import CreateNode, DeleteNode, Plan, plan
 from nodecluster.planning.status import (
     CONVERGED_STATES,
     ClusterReport,
@@ -171,6 +172,7 @@ async def read(world: World, key: NsName) -> ClusterScope | None:
     except KubeNotFound:
         world.expectations.forget(key)
         world.bodies.forget(cache_key)
+        world.metrics.drop_cluster(key)
         return None
     return ClusterScope(
         key=key, body=body, cluster=NodeCluster.model_validate(body), now=world.now()
@@ -274,34 +276,47 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
     phash = scope.declared.profile_hash
     api = world.api
 
-    async def create(c: CreateNode) -> None:
+    metrics = world.metrics
+
+    async def create(c: CreateNode, reason: str) -> None:
         try:
             await api.create(CLUSTERNODES, namespace, child_body(nc, c, phash))
         except KubeConflict:
-            pass  # an earlier attempt created it: exactly what we wanted
+            pass  # an earlier attempt created it (and was counted): exactly what we wanted
         except KubeError as err:
             if err.status in REFUSED:
                 world.expectations.refused(scope.key, c.name)
             raise
+        else:
+            metrics.machine_event(scope.key, "created", reason)
 
-    async def delete(name: str) -> None:
-        world.expectations.expect_delete(scope.key, name)
+    async def delete(d: DeleteNode) -> None:
+        world.expectations.expect_delete(scope.key, d.name)
         try:
-            await api.delete(CLUSTERNODES, namespace, name)
+            await api.delete(CLUSTERNODES, namespace, d.name)
         except KubeError as err:
             if err.status in REFUSED:
-                world.expectations.refused(scope.key, name)
+                world.expectations.refused(scope.key, d.name)
             raise
-
-    async def set_power(name: str, power: PowerState) -> None:
-        with contextlib.suppress(KubeNotFound):
-            await api.patch(CLUSTERNODES, namespace, name, {"spec": {"powerState": power}})
+        metrics.machine_event(scope.key, "deleted", d.reason)
+        if d.reason == "Remediation":
+            metrics.machine_event(scope.key, "remediated", why_unhealthy(d.name))
 
     async def reboot(name: str) -> None:
         with contextlib.suppress(KubeNotFound):
             await api.patch(
                 CLUSTERNODES, namespace, name, {"spec": {"rebootRequestedAt": rfc3339(scope.now)}}
             )
+            # The planner asks for reboots only to remediate (a Reboot recovery).
+            metrics.machine_event(scope.key, "remediated", why_unhealthy(name))
+
+    def why_unhealthy(name: str) -> str:
+        node = nodes.get(name)  # (always there: the plan is of these nodes)
+        return unhealthy_reason(node) if node is not None else "Unknown"
+
+    async def set_power(name: str, power: PowerState) -> None:
+        with contextlib.suppress(KubeNotFound):
+            await api.patch(CLUSTERNODES, namespace, name, {"spec": {"powerState": power}})
 
     # Every create is expected before any is sent (no await in between): the quota of
     # the provider counts them at once, so another cluster reconciling meanwhile cannot
@@ -319,8 +334,15 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
                 machine_type=nc.spec.profile.machine_type,
             ),
         )
-    jobs = [create(c) for c in p.creates]
-    jobs += [delete(d.name) for d in p.deletes]
+    if not metrics.knows(scope.key):
+        # Its first look in this process: known from now on (as it was read), so that its
+        # nodes' first failures count before its report phase (metrics.knows).
+        metrics.cluster_seen(
+            scope.key, summarize(nc.spec.provider_ref.name, nc.spec.target_nodes, nc.status)
+        )
+    nodes = {n.name: n for n in scope.nodes} if p.deletes or p.reboots else {}
+    jobs = [create(c, why) for c, why in zip(p.creates, creation_reasons(p), strict=True)]
+    jobs += [delete(d) for d in p.deletes]
     jobs += [set_power(s.name, s.power_state) for s in p.power]
     jobs += [reboot(r.name) for r in p.reboots]
     if not jobs:
@@ -452,6 +474,7 @@ async def release(world: World, scope: ClusterScope) -> Stop | None:
     world.book.poll_intervals.pop(scope.key, None)
     world.book.settle(scope.key)
     world.bodies.drop(scope.cache_key)
+    world.metrics.drop_cluster(scope.key)
     return Stop(None)
 
 
@@ -594,6 +617,7 @@ async def delete_orphans(world: World, scope: ClusterScope, final: bool) -> int:
         try:
             await driver.delete(m.name)
             remaining += 1
+            world.metrics.machine_event(scope.key, "deleted", "Orphan")
         except NotFound:
             pass
         except ProviderError:
@@ -614,6 +638,11 @@ async def write_status(
     back progress is due, if it was held back.
     """
     nc = scope.cluster
+    # What the gauges say, whether written now, held back or unchanged (a restarted
+    # operator exports every cluster after its first look, which writes nothing).
+    world.metrics.cluster_seen(
+        scope.key, summarize(nc.spec.provider_ref.name, nc.spec.target_nodes, status)
+    )
     old = nc.status.wire()
     new = status.wire()
     if old == new:

@@ -45,6 +45,7 @@ from nodecluster.controllers.kubeapi import (
     KubeNotFound,
     status_patch,
 )
+from nodecluster.controllers.metrics import ProviderSummary
 from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS
 from nodecluster.controllers.quota import provider_usage
 from nodecluster.controllers.world import ProviderUnavailable, World
@@ -85,6 +86,10 @@ async def reconcile_provider(world: World, name: str) -> float | None:
     except ProviderUnavailable as err:
         ok, reason, message = False, err.reason, err.message
     nodes, cores = provider_usage(world, name)
+    quotas = np.spec.quotas
+    world.metrics.provider_seen(
+        name, ProviderSummary(nodes, quotas.max_nodes, cores, quotas.max_cores, ready=ok)
+    )
     old = np.status
     gen = np.metadata.generation
     stalled = not ok and reason.stalls

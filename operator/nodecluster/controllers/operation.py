@@ -73,8 +73,9 @@ from nodecluster.controllers.kubeapi import (
     KubeNotFound,
     status_patch,
 )
+from nodecluster.controllers.metrics import unhealthy_reason
 from nodecluster.controllers.workqueue import Backoff
-from nodecluster.controllers.world import ProviderUnavailable, World
+from nodecluster.controllers.world import ProviderUnavailable, World, node_view
 from nodecluster.planning.model import CLUSTER_LABEL, POWER_HOLD_ANNOTATION
 from nodecluster.planning.nodestatus import SETTLING_STATES
 from nodecluster.planning.operations import (
@@ -447,8 +448,10 @@ async def recover_nodes(world: World, scope: OperationScope) -> Outcome:
         for n in broken:
             if recovery == "Recreate":
                 await delete_node(world, scope.key, n)
+                world.metrics.machine_event(scope.key, "deleted", scope.op.spec.action)
             else:
                 await patch_node(world, n, {"spec": {"rebootRequestedAt": rfc3339(scope.now)}})
+            world.metrics.machine_event(scope.key, "remediated", unhealthy_reason(node_view(n)))
     verb = "recreated" if recovery == "Recreate" else "rebooted"
     results = [
         NodeResult(name=n.metadata.name, result="OK", message=f"{verb}: was {n.status.state}")
@@ -498,6 +501,7 @@ async def remove_nodes(world: World, scope: OperationScope) -> Outcome:
         for name in names:
             world.expectations.expect_delete(scope.key, name)
             await world.api.delete(CLUSTERNODES, scope.key[0], name)
+            world.metrics.machine_event(scope.key, "deleted", scope.op.spec.action)
     world.queues.cluster.add(scope.key)
     return Finished(
         "Succeeded",
@@ -513,6 +517,7 @@ async def replace_nodes(world: World, scope: OperationScope) -> Outcome:
     async with world.book.lock(scope.key):
         for n in chosen:
             await delete_node(world, scope.key, n)
+            world.metrics.machine_event(scope.key, "deleted", scope.op.spec.action)
     world.queues.cluster.add(scope.key)
     return Finished(
         "Succeeded",

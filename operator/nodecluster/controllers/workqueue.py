@@ -61,7 +61,13 @@ class WorkQueue(Generic[K]):
         self._closed = False
         self._holding: set[K] | None = None
         """While held (a standby replica): the keys woken, to run once released."""
+        self._waiting = 0
         self.runs = 0
+        self.adds = 0
+        """Keys woken (an add that starts a run or marks a running key to run again; an add
+        coalesced into one already due is not counted): `workqueue_adds_total`."""
+        self.retries = 0
+        """Runs that failed and were scheduled again with backoff: `workqueue_retries_total`."""
 
     def add(self, key: K, delay: float = 0.0) -> None:
         """Wake `key` now, or after `delay` seconds (the earliest pending deadline wins)."""
@@ -75,8 +81,11 @@ class WorkQueue(Generic[K]):
             return
         self._cancel_timer(key)
         if key in self._running:
-            self._dirty.add(key)
+            if key not in self._dirty:
+                self.adds += 1
+                self._dirty.add(key)
             return
+        self.adds += 1
         self._running.add(key)
         # A fresh, empty context: the caller's (kopf's, while it handles a watch event)
         # holds that event's body, patch and loggers, and a task or timer would keep them
@@ -121,6 +130,12 @@ class WorkQueue(Generic[K]):
     def scheduled(self) -> int:
         """Keys with a timer."""
         return len(self._timers)
+
+    def depth(self) -> int:
+        """Keys due and not running: waiting for a slot of the queue's concurrency, or to
+        run again once their run ends, or held on a standby replica (`workqueue_depth`;
+        keys with a timer are not due)."""
+        return self._waiting + len(self._dirty) + len(self._holding or ())
 
     async def close(self) -> None:
         """Stop accepting work, cancel timers and wait for running handlers to finish."""
@@ -175,7 +190,12 @@ class WorkQueue(Generic[K]):
             while True:
                 self._dirty.discard(key)
                 again: float | None
-                async with self._sem:
+                self._waiting += 1
+                try:
+                    await self._sem.acquire()
+                finally:
+                    self._waiting -= 1
+                try:
                     self.runs += 1
                     try:
                         again = await self._handler(key)
@@ -184,10 +204,14 @@ class WorkQueue(Generic[K]):
                         raise
                     except Backoff as soft:
                         again = self._backoff(key)
+                        self.retries += 1
                         log.info("%s %s: %s; retrying in %.1fs", self.name, key, soft, again)
                     except Exception:
                         again = self._backoff(key)
+                        self.retries += 1
                         log.exception("%s %s failed; retrying in %.1fs", self.name, key, again)
+                finally:
+                    self._sem.release()
                 if key in self._dirty and not self._closed:
                     continue
                 if again is not None and not self._closed:

@@ -12,7 +12,8 @@ Nothing here is global. `World` is a set of named parts, each with one owner and
 - `queues`: one work queue per controller;
 - `node_index`: the ClusterNodes by cluster, as kopf's index (or the test harness) keeps it;
 - `usage`: what those nodes hold of each provider, counted as the index changes;
-- `cluster_index`: the NodeClusters by provider, the same way.
+- `cluster_index`: the NodeClusters by provider, the same way;
+- `metrics`: the Prometheus families and the per-cluster summaries they are read from.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from nodecluster.clock import Clock
 from nodecluster.controllers.bodies import BodyCache, ObjectKey
 from nodecluster.controllers.expectations import Expectations, MachineReservations, NsName
 from nodecluster.controllers.kubeapi import Kind, KubeApi, KubeError
+from nodecluster.controllers.metrics import Metrics
 from nodecluster.controllers.usage import UsageLedger
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.planning.kubenode import NODE_READY, NOT_REGISTERED, NodeFacts
@@ -668,6 +670,8 @@ class World:
     """Machines being created, held against their provider's quota (quota.py)."""
     node_links: NodeLinks | None = None
     """Kubernetes Nodes by provider id, with `run --nodes` (Settings.nodes); else None."""
+    metrics: Metrics = field(default_factory=Metrics)
+    """What the metrics endpoint serves (metrics.py); its own registry per world."""
     expectations: Expectations = field(init=False)
     usage: UsageLedger = field(init=False)
     """What the cached nodes hold of each provider, counted as the cache changes (usage.py)."""
@@ -726,9 +730,11 @@ class World:
         self.expectations.forget(key)
         self.bodies.forget(("NodeCluster", *key))
         self.queues.cluster.forget(key)
+        self.metrics.drop_cluster(key)
 
     def forget_provider(self, name: str) -> None:
         """A NodeProvider is gone."""
         self.providers.forget(name)
         self.bodies.forget(("NodeProvider", "", name))
         self.queues.provider.forget(name)
+        self.metrics.drop_provider(name)

@@ -6,7 +6,8 @@ NodeProvider with `driver: mycloud` uses it: no fork, no registration code.
 
 Drivers are cached per NodeProvider and rebuilt when its spec or credentials change, so
 a long-lived connection pool (or SQLite handle) is shared by every cluster using it.
-Every driver is handed out wrapped in a deadline (`deadline.py`), so no call can hang.
+Every driver is handed out wrapped in a deadline (`deadline.py`), so no call can hang,
+and every call is told to the registry's call observer (the operator's metrics).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from nodecluster.providers.base import (
     ProviderDriver,
     ProviderError,
 )
-from nodecluster.providers.deadline import Guard, with_deadline
+from nodecluster.providers.deadline import CallObserver, Guard, with_deadline
 
 GROUP = "nodecluster.providers"
 
@@ -52,6 +53,19 @@ class ProviderRegistry:
         self.guard = guard
         """Asked before every call of every driver built (see deadline.Guard)."""
         self._drivers: dict[str, tuple[str, ProviderDriver]] = {}
+        self._observer: CallObserver | None = None
+
+    def observe_calls(self, observer: CallObserver | None) -> None:
+        """Tell `observer` of every driver call from now on, through drivers built before
+        too (each asks the registry). `build_world` points it at the world's metrics; the
+        registry is built before the world (tests hand in their own), hence a setter."""
+        self._observer = observer
+
+    def _observe(
+        self, provider: str, call: str, seconds: float, error: BaseException | None
+    ) -> None:
+        if self._observer is not None:
+            self._observer(provider, call, seconds, error)
 
     @property
     def names(self) -> list[str]:
@@ -73,7 +87,9 @@ class ProviderRegistry:
             raise InvalidConfig(
                 f"no driver named {driver!r} is installed (installed: {', '.join(self.names)})"
             )
-        built = with_deadline(factory(config), config.call_timeout_seconds, config.name, self.guard)
+        built = with_deadline(
+            factory(config), config.call_timeout_seconds, config.name, self._observe, self.guard
+        )
         self._drivers[config.name] = (fingerprint, built)
         if cached is not None:
             await _close(config.name, cached[1])

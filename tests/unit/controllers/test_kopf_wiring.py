@@ -23,6 +23,7 @@ from nodecluster.controllers import handlers
 from nodecluster.controllers.assembly import build_world
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.kubeapi import CLUSTERNODES
+from nodecluster.controllers.metrics import Metrics
 from nodecluster.controllers.world import ClusterBookIndex, Settings, World
 from nodecluster.providers.base import ProviderConfig
 from nodecluster.providers.identity import default_installation_id
@@ -303,6 +304,8 @@ def test_run_operator_watches_every_namespace_standalone_by_default(
         "peering_name": None,
     }
     assert isinstance(memo, kopf.Memo)
+    # The metrics the world will use, made before it (the endpoint serves from the start).
+    assert isinstance(memo.pop("metrics"), Metrics)
     assert memo == {
         "peering": None,
         "installation_id": None,
@@ -327,7 +330,9 @@ def test_run_operator_serves_the_given_namespaces_with_peering_and_a_probe(
     [configure, run] = kopf_run
     assert configure == {"configure": {"verbose": True, "debug": True}}
     kwargs = run["run"]
-    assert kwargs.pop("memo") == {
+    memo = kwargs.pop("memo")
+    assert isinstance(memo.pop("metrics"), Metrics)
+    assert memo == {
         "peering": "nodecluster",
         "installation_id": None,
         "installation_name": "default",
