@@ -3,7 +3,8 @@
     python -m bench                 # 100 x 10 nodes, 1,000 / 10,000 idle clusters
     python -m bench --quick         # 10 x 10 nodes, 100 / 1,000 idle clusters: a smoke run
     python -m bench --latency 10    # provider create latency 10 s (jitter 0.2)
-    python -m bench --skip-idle     # baseline, converge and scale-in only
+    python -m bench --skip-idle     # baseline, converge and scale-in (and failover) only
+    python -m bench --skip-failover # without the last phase: two replicas, the leader killed
     python -m bench --out DIR       # where the JSON and the converge plot go (bench-out/)
 
 The JSON goes to stdout and, with a PNG plot of the converge (bench/plot.py), to
@@ -42,6 +43,8 @@ TARGETS = {
     "rss_kb_per_nodecluster": "<= 10",
     "idle_cpu_millicores_10k": "~ 0",
     "restart_writes_10k": "== 0",
+    # The Lease's duration (15 s), then a retry period and the first reconcile.
+    "failover_seconds": "<= 18",
 }
 
 
@@ -61,6 +64,11 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         help="the simulator's createLatencySeconds (latencyJitter 0.2); default 0",
     )
     parser.add_argument("--skip-idle", action="store_true", help="skip the idle/restart phase")
+    parser.add_argument(
+        "--skip-failover",
+        action="store_true",
+        help="skip the failover phase (two replicas on a Lease, the leader killed)",
+    )
     parser.add_argument(
         "--keep", action="store_true", help="keep the work directory (logs, audit log)"
     )
@@ -85,7 +93,9 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         "profiling slows it down, so the figures of such a run are not comparable)",
     )
     args = parser.parse_args(argv)
-    options = Options(latency_seconds=args.latency, skip_idle=args.skip_idle)
+    options = Options(
+        latency_seconds=args.latency, skip_idle=args.skip_idle, skip_failover=args.skip_failover
+    )
     if args.quick:
         options = Options(
             clusters=10,
@@ -94,6 +104,7 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
             idle_large=1000,
             latency_seconds=args.latency,
             skip_idle=args.skip_idle,
+            skip_failover=args.skip_failover,
         )
     return options, args
 
@@ -170,6 +181,9 @@ async def measure(
         if not options.skip_idle:
             result |= await phases.idle(bench, "bench-idle")
         result["conflicts_409"] = conflicts(bench.audit.between(started))
+        if not options.skip_failover:
+            # Last: it replaces the operator every other phase measured by two replicas.
+            result |= await phases.failover(bench, "bench-converge")
     finally:
         operator.stop()
         for client in (admin, operator_api, watch_api):
@@ -245,6 +259,7 @@ def summary(result: dict[str, Any], options: Options, wall_seconds: float) -> di
             "idle_large": options.idle_large,
             "latency_seconds": options.latency_seconds,
             "skip_idle": options.skip_idle,
+            "skip_failover": options.skip_failover,
         },
         "targets": TARGETS,
         **result,

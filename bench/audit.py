@@ -79,10 +79,10 @@ class AuditLog:
         self.read()
         return [w for w in self.writes if w.at >= start and (end is None or w.at <= end)]
 
-    def last_write_at(self) -> float | None:
-        """When the newest write was received, if any."""
+    def last_write_at(self, ignore: frozenset[str] = frozenset()) -> float | None:
+        """When the newest write (to a resource not in `ignore`) was received, if any."""
         self.read()
-        return max((w.at for w in self.writes), default=None)
+        return max((w.at for w in self.writes if w.resource not in ignore), default=None)
 
 
 def breakdown(writes: list[Write]) -> dict[str, int]:

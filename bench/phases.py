@@ -6,6 +6,9 @@ converge  -> the operator takes N NodeClusters x M nodes from apply to Deployed
 scale-in  -> all of them to targetNodes 0, until Empty and the provider holds nothing
 idle      -> memory per idle NodeCluster (1,000 vs 10,000), CPU of an idle fleet, and a
              restart with 10,000 NodeClusters: how long until settled, how many writes
+failover  -> two replicas electing a leader on a Lease; the leader is killed (SIGKILL) and
+             one cluster scaled: how long until the standby acts (last: it replaces the
+             operator the other phases measured)
 
 Each phase times what a user would observe through a watch, and reads the operator's
 cost from the kernel (/proc) and the API server (audit log), never from the operator.
@@ -18,7 +21,7 @@ import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ from bench.audit import AuditLog, Write, breakdown, conflicts, request_counts
 from bench.cluster import say
 from bench.process import CpuMeter, OperatorProcess, wait_settled
 from bench.timeline import Series, cumulative, running_total
-from bench.watch import Tracker, in_state, present, ready_reported
+from bench.watch import Done, Tracker, in_state, present, ready_reported
 from nodecluster import API_VERSION, GROUP, VERSION
 from nodecluster.api.clusternode import ClusterNodeSpec
 from nodecluster.api.nodecluster import NodeProfile, ProviderRef
@@ -56,6 +59,7 @@ class Options:
     idle_window_seconds: float = 30.0
     latency_seconds: float = 0.0
     skip_idle: bool = False
+    skip_failover: bool = False
 
     @property
     def nodes(self) -> int:
@@ -502,3 +506,135 @@ async def idle(bench: Bench, namespace: str) -> dict[str, Any]:
         "restart_cpu_seconds_10k": round(restart_cpu, 2),
         "restart_rss_kb_10k": bench.operator.rss_kb(),
     }
+
+
+LEASE_NAME = "nodecluster-operator"
+"""The Lease of manifests/base (the chart's default: its full name), whose RBAC the
+operator's ServiceAccount has: get and patch on it, create, in LEASE_NAMESPACE only."""
+LEASE_NAMESPACE = "nodecluster-system"
+LEASES = frozenset({"leases"})
+FAILOVER_CLUSTER = "conv-0000"
+
+
+def replicas(bench: Bench) -> tuple[OperatorProcess, OperatorProcess]:
+    """Two operators as the chart runs them: --leader-elect on the chart's Lease, default
+    timings (15 s / 10 s / 2 s), each named as a pod would be, one simulator directory."""
+    o = bench.operator
+    args = ("--leader-elect", "--lease-name", LEASE_NAME, "--lease-namespace", LEASE_NAMESPACE)
+
+    def replica(who: str) -> OperatorProcess:
+        return OperatorProcess(
+            o.kubeconfig,
+            o.work_dir,
+            source=o.source,
+            name=f"replica-{who}",
+            args=args,
+            env={"POD_NAME": f"bench-replica-{who}"},
+        )
+
+    return replica("a"), replica("b")
+
+
+async def lease_holder(bench: Bench) -> str:
+    """The Lease's holderIdentity ("" when there is no Lease or no holder)."""
+    coordination = k8s.CoordinationV1Api(bench.admin.api)
+    try:
+        lease = await coordination.read_namespaced_lease(LEASE_NAME, LEASE_NAMESPACE)
+    except k8s.ApiException as err:
+        if err.status == 404:
+            return ""
+        raise
+    return str(lease.spec.holder_identity or "")
+
+
+async def wait_holder(bench: Bench, prefix: str, give_up_after: float = 120.0) -> str:
+    """Wait until a process of the replica `prefix` holds the Lease; return its identity."""
+    deadline = time.monotonic() + give_up_after
+    while not (holder := await lease_holder(bench)).startswith(f"{prefix}_"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{prefix} does not hold the Lease after {give_up_after}s: {holder!r}"
+            )
+        await asyncio.sleep(0.1)
+    return holder
+
+
+async def first_write(
+    bench: Bench, since: float, keep: Callable[[Write], bool], give_up_after: float = 120.0
+) -> float:
+    """Unix time of the operator's first accepted write after `since` that `keep` keeps."""
+    deadline = time.monotonic() + give_up_after
+    while True:
+        found = [w.at for w in bench.audit.between(since) if keep(w) and 200 <= w.code < 300]
+        if found:
+            return min(found)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no operator write {give_up_after}s after the leader's kill")
+        await asyncio.sleep(0.1)
+
+
+async def wait_cluster(
+    bench: Bench, namespace: str, done: Done, give_up_after: float = 120.0
+) -> float:
+    """Wait until FAILOVER_CLUSTER is `done` (polled: one object, no watch to set up, and
+    nothing of this phase is measured in requests); return monotonic time."""
+    deadline = time.monotonic() + give_up_after
+    while not done(await bench.admin.get(NODECLUSTERS, namespace, FAILOVER_CLUSTER)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{FAILOVER_CLUSTER} not done {give_up_after}s after the kill")
+        await asyncio.sleep(0.1)
+    return time.monotonic()
+
+
+async def failover(bench: Bench, namespace: str) -> dict[str, Any]:
+    """Kill the leader of two replicas, scale one cluster by +1: how long until the standby
+    writes (its first reconcile), and that it converges the cluster alone.
+
+    The operator of the other phases is stopped (gracefully) and two replicas take its
+    place: `a` first, so that it leads, then `b`, which stands by with warm caches (it has
+    listed and watched everything). Once both are quiet (the leader's Lease renewals aside),
+    `a` is killed with SIGKILL, as a node failure would: no release of the Lease, so `b`
+    must wait for the Lease to expire (its duration, 15 s, after `b` last saw it renewed).
+    Right after the kill one NodeCluster is scaled by +1: `failover_seconds` is from the
+    kill until the server received the operator's first write that is not to the Lease
+    (audit log), i.e. the standby's first reconcile that acts; `failover_lease_seconds`
+    until it took the Lease; `failover_converge_seconds` until the cluster was Deployed
+    with its new node, the provider then holding exactly that many machines.
+    """
+    o = bench.options
+    bench.operator.stop()
+    a, b = replicas(bench)
+    try:
+        a.start()
+        await wait_holder(bench, "bench-replica-a")
+        b.start()
+        await wait_settled(a, bench.audit, quiet_seconds=PHASE_QUIET_SECONDS, ignore=LEASES)
+        await wait_settled(b, bench.audit, quiet_seconds=2.0, ignore=LEASES)
+        cluster = await bench.admin.get(NODECLUSTERS, namespace, FAILOVER_CLUSTER)
+        target = int(cluster["spec"]["targetNodes"]) + 1
+        machines_before = machines(bench.inventory_path)
+        start, killed = time.monotonic(), time.time()
+        a.kill()
+        await bench.admin.patch(
+            NODECLUSTERS, namespace, FAILOVER_CLUSTER, {"spec": {"targetNodes": target}}
+        )
+        acted = await first_write(bench, killed, lambda w: w.resource not in LEASES)
+        took = await first_write(bench, killed, lambda w: w.resource in LEASES)
+        deployed = await wait_cluster(bench, namespace, in_state("Deployed", target))
+        await wait_machines(bench.inventory_path, machines_before + 1)
+        holder = await wait_holder(bench, "bench-replica-b", give_up_after=0)
+        b.check()
+        say(
+            f"failover: {holder} took the Lease {took - killed:.2f}s after the leader's kill, "
+            f"wrote {acted - killed:.2f}s after it, {FAILOVER_CLUSTER} Deployed with {target} "
+            f"node(s) {deployed - start:.2f}s after it"
+        )
+        return {
+            "failover_seconds": round(acted - killed, 3),
+            "failover_lease_seconds": round(took - killed, 3),
+            "failover_converge_seconds": round(deployed - start, 3),
+            "failover_clusters": o.idle_large if not o.skip_idle else o.clusters,
+        }
+    finally:
+        b.stop()  # gracefully: it releases the Lease
+        a.kill()

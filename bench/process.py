@@ -81,6 +81,9 @@ class OperatorProcess:
         work_dir: Path,
         profile: bool = False,
         source: Path | None = None,
+        name: str = "operator",
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.work_dir = work_dir
@@ -89,6 +92,11 @@ class OperatorProcess:
         self.source = source
         """Another checkout to run the operator from (its operator/ directory goes first
         on PYTHONPATH): a git worktree of an older commit, to compare against."""
+        self.name = name
+        """Names its log files: several processes share one work (and simulator) directory."""
+        self.args = args
+        """More arguments of `run` (e.g. --leader-elect for the failover phase's replicas)."""
+        self.env = env or {}
         self.simulator_dir = work_dir / "simulator"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -96,7 +104,7 @@ class OperatorProcess:
     @property
     def log_path(self) -> Path:
         """This start's log file."""
-        return self.work_dir / f"operator-{self.starts}.log"
+        return self.work_dir / f"{self.name}-{self.starts}.log"
 
     @property
     def pid(self) -> int:
@@ -111,6 +119,7 @@ class OperatorProcess:
         env = dict(os.environ)
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["NODECLUSTER_SIMULATOR_DIR"] = str(self.simulator_dir)
+        env.update(self.env)
         if self.source is not None:
             env["PYTHONPATH"] = str(self.source / "operator")
         profiler: list[str] = []
@@ -118,7 +127,7 @@ class OperatorProcess:
             profiler = ["-m", "cProfile", "-o", str(self.log_path.with_suffix(".prof"))]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, *profiler, "-m", "nodecluster", "run"],
+                [sys.executable, *profiler, "-m", "nodecluster", "run", *self.args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -179,13 +188,15 @@ async def wait_settled(
     cpu_fraction: float = 0.02,
     interval: float = 0.1,
     give_up_after: float = 900.0,
+    ignore: frozenset[str] = frozenset(),
 ) -> tuple[float, float]:
     """Wait until the operator has settled; return (monotonic, Unix) time it became quiet.
 
     Settled means: over `quiet_seconds`, the process used less than `cpu_fraction` of one
     core and the audit log holds no write of the operator's user received in that window.
     The returned time is the start of the first such window, so the confirmation wait
-    itself is not counted.
+    itself is not counted. Writes to the resources in `ignore` do not count (a leader's
+    Lease renewals, every 2 s, never stop).
     """
     samples: deque[tuple[float, float, float]] = deque()
     deadline = time.monotonic() + give_up_after
@@ -197,7 +208,7 @@ async def wait_settled(
         first_mono, first_wall, first_cpu = samples[0]
         span = mono - first_mono
         if span >= quiet_seconds and cpu - first_cpu < cpu_fraction * span:
-            last = audit.last_write_at()
+            last = audit.last_write_at(ignore)
             if last is None or last < first_wall:
                 return first_mono, first_wall
         if mono > deadline:

@@ -35,8 +35,6 @@ NAMESPACE = "nodecluster-system"
 KUBE_VERSION = "1.30.0"
 # The plain install creates its namespace (labelled for the restricted Pod Security level).
 BASE_VALUES = ("--set", "namespace.create=true")
-# Files in the chart's crds/ that are not copies of crds/: kopf's peering CRDs.
-CHART_ONLY_CRDS = frozenset({"kopf.dev_peerings.yaml"})
 # Labels that say "Helm manages this": untrue for the plain manifests.
 HELM_ONLY_LABELS = ("helm.sh/chart:", "app.kubernetes.io/managed-by:")
 HEADER = (
@@ -144,10 +142,8 @@ def chart_crd_drift() -> list[str]:
     for name, text in sorted(models.items()):
         if copies.get(name) != text:
             problems.append(f"{where}/{name} differs from crds/{name}")
-    for name in sorted(set(copies) - set(models) - CHART_ONLY_CRDS):
+    for name in sorted(set(copies) - set(models)):
         problems.append(f"{where}/{name} is not in crds/")
-    for name in sorted(CHART_ONLY_CRDS - set(copies)):
-        problems.append(f"{where}/{name} is missing")
     return problems
 
 
@@ -165,7 +161,7 @@ def sync_chart_crds() -> None:
     """Copy crds/ into the chart, removing copies of CRDs that no longer exist."""
     models = {p.name for p in MODEL_CRDS.glob("*.yaml")}
     for path in CHART_CRDS.glob("*.yaml"):
-        if path.name not in models and path.name not in CHART_ONLY_CRDS:
+        if path.name not in models:
             path.unlink()
     for name in sorted(models):
         shutil.copyfile(MODEL_CRDS / name, CHART_CRDS / name)

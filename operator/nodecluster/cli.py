@@ -78,6 +78,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
             except argparse.ArgumentTypeError as err:
                 raise SystemExit(f"NODECLUSTER_METRICS_ADDRESS: {err}") from None
 
+    if args.peering and args.leader_elect:
+        # kopf's peering would pause a replica that holds the Lease whenever it sees another
+        # operator, fenced or not: the Lease alone says who acts.
+        print(
+            "--peering and --leader-elect do not go together: peering pauses the Lease's "
+            "holder while an operator outside the election may act. Use --leader-elect for "
+            "replicas, --peering only to debug a single operator",
+            file=sys.stderr,
+        )
+        return 2
+
     lease = None
     if args.leader_elect:
         from nodecluster.controllers.leader import LeaseSettings, default_identity
@@ -262,7 +273,8 @@ def parser() -> argparse.ArgumentParser:
         "--peering",
         metavar="NAME",
         default=None,
-        help="coordinate replicas through this kopf peering object (needs its CRDs)",
+        help="pause while a kopf peering object names an operator of higher priority (for "
+        "debugging; needs kopf's peering CRDs; not with --leader-elect)",
     )
     elect = run.add_argument_group(
         "leader election",
@@ -272,7 +284,7 @@ def parser() -> argparse.ArgumentParser:
     elect.add_argument(
         "--leader-elect",
         action="store_true",
-        help="act only while holding the Lease (needs get, create and update on leases "
+        help="act only while holding the Lease (needs get, create and patch on leases "
         "in its namespace)",
     )
     elect.add_argument(

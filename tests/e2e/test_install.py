@@ -30,7 +30,8 @@ import chart
 from kwok import KwokProcess
 
 RELEASE = "nodecluster-operator"
-PEERING = "nodecluster-e2e"
+# The chart's default Lease name: the release's full name (here the release's name).
+LEASE = RELEASE
 # No cluster may run the chart's operator during the suite (the session's operator would
 # fight it): an image that is never pulled keeps its container from starting anywhere,
 # while the Pod object is still created and admitted (or refused) by Pod Security.
@@ -168,10 +169,10 @@ def chart_installed(
 
 @pytest.fixture(scope="module")
 def installed(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
-    """The chart installed with peering and one namespace for provider credentials."""
+    """The chart installed with its defaults (two replicas electing a leader on a Lease)
+    and one namespace for provider credentials."""
     workdir = tmp_path_factory.mktemp("install")
-    values = ("peering.enabled=true", f"peering.name={PEERING}")
-    with chart_installed(kube, workdir, RELEASE, "nodecluster-system", *values) as install:
+    with chart_installed(kube, workdir, RELEASE, "nodecluster-system") as install:
         yield install
 
 
@@ -202,6 +203,7 @@ def test_helm_template_passes_server_side_validation(kube: Kube, ns: str) -> Non
         "Role",
         "RoleBinding",
         "Deployment",
+        "PodDisruptionBudget",
         "Service",
         "ConfigMap",
     }
@@ -225,7 +227,8 @@ def test_helm_install_creates_a_pod_that_restricted_pod_security_admits(
         helm(installed, installed.helm, "status", RELEASE, "-n", installed.namespace, "-o", "json")
     )
     assert status["info"]["status"] == "deployed"
-    assert kube.get("clusterkopfpeering", PEERING) is not None
+    pdb = kube.get("poddisruptionbudget", RELEASE, installed.namespace) or {}
+    assert pdb["spec"]["maxUnavailable"] == 1
 
     # The ReplicaSet controller creates the pod only if Pod Security admits it.
     pods = wait_for(
@@ -245,7 +248,8 @@ def test_helm_install_creates_a_pod_that_restricted_pod_security_admits(
     assert container["args"][3:5] == ["--metrics-address", "0.0.0.0:8081"]
     # No operator.installationId: the operator appends this Kubernetes cluster's identity.
     assert container["args"][5:7] == ["--installation-name", f"{installed.namespace}.{RELEASE}"]
-    assert container["args"][7:] == ["--peering", PEERING]
+    assert container["args"][7:10] == ["--leader-elect", "--lease-name", LEASE]
+    assert {"POD_NAME", "POD_NAMESPACE"} <= {e["name"] for e in container["env"]}
     assert container["livenessProbe"]["httpGet"] == {
         "path": "/healthz",
         "port": "health",
@@ -274,7 +278,8 @@ def test_the_documented_upgrade_applies_the_crds_then_upgrades_the_release(
     kube.kubectl("wait", "--for=condition=established", "--timeout=30s", *files)
     deployment = kube.get("deployment", RELEASE, installed.namespace) or {}
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[-2:] == ["--peering", PEERING], "--reuse-values must keep the install's values"
+    assert args[7:10] == ["--leader-elect", "--lease-name", LEASE], "--reuse-values must keep them"
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
 
 
 def test_permissions_the_chart_does_not_grant_are_refused(installed: Install, ns: str) -> None:
@@ -309,8 +314,21 @@ def test_permissions_the_chart_does_not_grant_are_refused(installed: Install, ns
     assert not installed.can_i("patch", "events", "-n", ns)
     assert not installed.can_i("list", "events", "-n", ns)
     assert not installed.can_i("get", "pods", "-n", ns)
-    assert installed.can_i("patch", f"clusterkopfpeerings.kopf.dev/{PEERING}")
-    assert not installed.can_i("patch", "clusterkopfpeerings.kopf.dev/another-operator")
+    # Its own Lease in its own namespace: read, renewed, created the first time.
+    home = installed.namespace
+    assert installed.can_i("get", f"leases.coordination.k8s.io/{LEASE}", "-n", home)
+    assert installed.can_i("patch", f"leases.coordination.k8s.io/{LEASE}", "-n", home)
+    assert installed.can_i("create", "leases.coordination.k8s.io", "-n", home)
+    assert not installed.can_i("update", f"leases.coordination.k8s.io/{LEASE}", "-n", home)
+    assert not installed.can_i("delete", f"leases.coordination.k8s.io/{LEASE}", "-n", home)
+    assert not installed.can_i("list", "leases.coordination.k8s.io", "-n", home)
+    # Not another release's Lease, and no Lease anywhere else.
+    assert not installed.can_i("get", "leases.coordination.k8s.io/another-operator", "-n", home)
+    assert not installed.can_i("patch", "leases.coordination.k8s.io/another-operator", "-n", home)
+    for elsewhere in (ns, "kube-system"):
+        assert not installed.can_i("create", "leases.coordination.k8s.io", "-n", elsewhere)
+        assert not installed.can_i("get", f"leases.coordination.k8s.io/{LEASE}", "-n", elsewhere)
+        assert not installed.can_i("patch", f"leases.coordination.k8s.io/{LEASE}", "-n", elsewhere)
 
     # Real requests with the ServiceAccount's token.
     np = sample("nodeprovider-simulator.yaml")
@@ -408,12 +426,36 @@ def test_operator_with_only_the_charts_permissions_runs_the_core_scenarios(
     creds = installed.credentials_namespace
     kube.kubectl("create", "secret", "generic", f"cloud-{ns}", "-n", creds, "--from-literal=k=v")
     as_operator = installed.as_operator()
-    chart_operator = Operator(as_operator, installed.workdir, extra_args=["--peering", PEERING])
+    # The chart's own leader-election arguments, the Lease in the release namespace as the
+    # pod's POD_NAMESPACE says, and a pod's name.
+    deployment = kube.get("deployment", RELEASE, installed.namespace) or {}
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    election = args[args.index("--leader-elect") :]
+    assert election[:3] == ["--leader-elect", "--lease-name", LEASE]
+    pod_name = f"{RELEASE}-e2e"
+    chart_operator = Operator(
+        as_operator,
+        installed.workdir,
+        extra_env={"POD_NAME": pod_name, "POD_NAMESPACE": installed.namespace},
+        extra_args=election,
+    )
 
     # Never two operators at once: the session's operator steps aside for this test.
     operator.stop()
     try:
         chart_operator.start()
+
+        def holder() -> str:
+            got = kube.kubectl(
+                "get", "lease", LEASE, "-n", installed.namespace,
+                "-o", "jsonpath={.spec.holderIdentity}", check=False,
+            )  # fmt: skip
+            return got.stdout.strip() if got.returncode == 0 else ""
+
+        # It acquires the Lease with the chart's RBAC (kubectl get lease shows the holder:
+        # the pod's name and a suffix for this process) before it acts.
+        held = wait_for("the operator to hold the chart's Lease", holder, timeout=60)
+        assert held.startswith(f"{pod_name}_"), held
         np = sc.make_provider(createLatencySeconds=1, deleteLatencySeconds=1)
         np["spec"]["credentialsSecretRef"] = {"name": f"cloud-{ns}", "namespace": creds}
         kube.apply(np)
@@ -433,8 +475,7 @@ def test_operator_with_only_the_charts_permissions_runs_the_core_scenarios(
         sc.wait_converged(5)
         events = kube.items("events", ns)
         assert any(e["reason"] == "Scaling" for e in events), "events must be created"
-        peering = kube.get("clusterkopfpeering", PEERING) or {}
-        assert peering.get("status"), "kopf must write its keep-alive into the peering object"
+        assert holder() == held, "one process, one holder: the Lease was kept, not retaken"
 
         kube.kubectl("delete", "nodecluster/workers", "-n", ns, "--wait=false")
         wait_for("the NodeCluster to be gone", lambda: sc.nc() == {}, timeout=90)

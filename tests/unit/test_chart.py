@@ -98,12 +98,19 @@ def test_default_install_grants_exactly_what_the_operator_uses() -> None:
     )
     assert bindings_of(docs, "nc-nodecluster-operator") == [("ClusterRoleBinding", "")]
     assert bindings_of(docs, "nc-nodecluster-operator-namespaced") == [("ClusterRoleBinding", "")]
-    assert find(docs, "Role") == [], "no Secret access unless rbac.secretNamespaces says so"
+    # The only Role: the leader Lease's (test_leader_election_...); no Secret access
+    # unless rbac.secretNamespaces says so.
+    assert [r["metadata"]["name"] for r in find(docs, "Role")] == [
+        "nc-nodecluster-operator-leader-election"
+    ]
     assert {d["kind"] for d in docs} == {
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
         "Deployment",
+        "PodDisruptionBudget",
     }
 
 
@@ -111,8 +118,6 @@ def test_no_rule_uses_a_wildcard_or_the_scale_subresource() -> None:
     docs = render(
         "--set",
         "operator.watchNamespaces={a}",
-        "--set",
-        "peering.enabled=true",
         "--set",
         "rbac.secretNamespaces={creds}",
     )
@@ -185,30 +190,100 @@ def test_watch_namespaces_narrow_the_namespaced_grants_to_those_namespaces() -> 
     assert events["metadata"]["namespace"] == "default"
     assert rules(events) == {("", "events", ()): {"create"}}
     args = one(docs, "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"]
-    assert args["containers"][0]["args"][7:] == ["--namespace", "team-a", "--namespace", "team-b"]
+    assert args["containers"][0]["args"][7:11] == ["--namespace", "team-a", "--namespace", "team-b"]
 
 
-def test_peering_is_optional_and_grants_only_its_own_object() -> None:
-    assert find(render(), "ClusterKopfPeering") == []
+LEASE_ROLE = "nc-nodecluster-operator-leader-election"
 
-    docs = render("--set", "peering.enabled=true", "--set", "peering.name=fleet")
 
-    assert one(docs, "ClusterKopfPeering", "fleet")["apiVersion"] == "kopf.dev/v1"
-    assert rules(one(docs, "ClusterRole", "nc-nodecluster-operator")) == {
-        **CLUSTER_RULES,
-        ("kopf.dev", "clusterkopfpeerings", ()): {"list", "watch"},
-        ("kopf.dev", "clusterkopfpeerings", ("fleet",)): {"patch"},
+def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = one(docs, "Deployment", "nc-nodecluster-operator")["spec"]
+    return spec
+
+
+def test_by_default_two_replicas_elect_a_leader_on_the_releases_lease() -> None:
+    docs = render()
+    spec = pod_spec(docs)
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+
+    assert spec["replicas"] == 2
+    assert container["args"][7:] == [
+        "--leader-elect",
+        "--lease-name",
+        "nc-nodecluster-operator",
+        "--lease-duration",
+        "15",
+        "--renew-deadline",
+        "10",
+        "--retry-period",
+        "2",
+    ]
+    # The Lease's holder is the pod, the Lease in the pod's (the release's) namespace.
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}) for e in container["env"]}
+    assert env["POD_NAME"] == {"fieldPath": "metadata.name"}
+    assert env["POD_NAMESPACE"] == {"fieldPath": "metadata.namespace"}
+    assert "POD_ID" not in env, "kopf's peering identity: the chart no longer peers"
+    # A new pod is a standby until the old leader lets go: rolling is safe, surge first.
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
     }
-    pod = one(docs, "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"]
-    assert pod["containers"][0]["args"][-2:] == ["--peering", "fleet"]
+    # Replicas preferably on different nodes, selected by the pod's own labels.
+    [term] = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    selector = spec["selector"]["matchLabels"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == selector
+    # Drains take one replica at a time.
+    pdb = one(docs, "PodDisruptionBudget", "nc-nodecluster-operator")
+    assert pdb["metadata"]["namespace"] == "ops"
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
 
-    namespaced = render(
-        "--set", "peering.enabled=true", "--set", "operator.watchNamespaces={team-a}"
-    )
-    assert [p["metadata"]["namespace"] for p in find(namespaced, "KopfPeering")] == ["team-a"]
-    assert find(namespaced, "ClusterKopfPeering") == []
-    workloads = rules(one(namespaced, "ClusterRole", "nc-nodecluster-operator-namespaced"))
-    assert workloads[("kopf.dev", "kopfpeerings", ("nodecluster-operator",))] == {"patch"}
+
+def test_leader_election_is_granted_its_own_lease_in_the_release_namespace_only() -> None:
+    docs = render("--set", "leaderElection.leaseName=fleet-a")
+
+    role = one(docs, "Role", LEASE_ROLE)
+    assert role["metadata"]["namespace"] == "ops"
+    # get and patch on that one Lease; create cannot be narrowed by name.
+    assert rules(role) == {
+        ("coordination.k8s.io", "leases", ("fleet-a",)): {"get", "patch"},
+        ("coordination.k8s.io", "leases", ()): {"create"},
+    }
+    assert bindings_of(docs, LEASE_ROLE) == [("RoleBinding", "ops")]
+    for cluster_role in find(docs, "ClusterRole"):
+        assert all(group != "coordination.k8s.io" for group, _, _ in rules(cluster_role))
+    args = pod_spec(docs)["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--lease-name") + 1] == "fleet-a"
+
+
+def test_one_replica_or_none_has_no_disruption_budget() -> None:
+    for replicas in ("0", "1"):
+        docs = render("--set", f"replicaCount={replicas}")
+        assert find(docs, "PodDisruptionBudget") == []
+        assert pod_spec(docs)["replicas"] == int(replicas)
+    assert find(render("--set", "podDisruptionBudget.enabled=false"), "PodDisruptionBudget") == []
+    # A user's affinity replaces the chart's default, it is not merged with it.
+    mine = render("--set", "affinity.nodeAffinity.x=y")
+    assert pod_spec(mine)["template"]["spec"]["affinity"] == {"nodeAffinity": {"x": "y"}}
+
+
+def test_without_leader_election_one_replica_runs_alone_and_never_overlaps() -> None:
+    docs = render("--set", "leaderElection.enabled=false", "--set", "replicaCount=1")
+
+    spec = pod_spec(docs)
+    assert spec["strategy"] == {"type": "Recreate"}
+    container = spec["template"]["spec"]["containers"][0]
+    assert not [a for a in container["args"] if a.startswith("--lease") or a == "--leader-elect"]
+    assert not {"POD_NAME", "POD_NAMESPACE"} & {e["name"] for e in container["env"]}
+    assert find(docs, "Role") == [] and find(docs, "PodDisruptionBudget") == []
+
+
+def test_two_replicas_without_leader_election_are_refused_with_the_reason() -> None:
+    with pytest.raises(RuntimeError, match=r"replicaCount 2 needs leaderElection\.enabled"):
+        render("--set", "leaderElection.enabled=false")
+    with pytest.raises(RuntimeError, match="retryPeriodSeconds < renewDeadlineSeconds < lease"):
+        render("--set", "leaderElection.renewDeadlineSeconds=20")
 
 
 def test_node_integration_is_off_by_default_and_grants_only_what_a_drain_needs() -> None:
@@ -259,7 +334,7 @@ def test_the_pod_runs_locked_down_with_probes_and_writable_scratch_only() -> Non
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert container["command"] == ["nodecluster-operator"]
-    assert container["args"] == [
+    assert container["args"][:7] == [
         "run",
         "--liveness",
         "http://0.0.0.0:8080/healthz",
@@ -278,7 +353,7 @@ def test_the_pod_runs_locked_down_with_probes_and_writable_scratch_only() -> Non
 
 def test_helm_lint_strict_is_clean_with_every_option() -> None:
     assert HELM is not None
-    everything = ["operator.watchNamespaces={a}", "peering.enabled=true", "service.enabled=true",
+    everything = ["operator.watchNamespaces={a}", "service.enabled=true",
                   "rbac.secretNamespaces={b}", "namespace.create=true",
                   "nodes.enabled=true", "metrics.service.enabled=true",
                   "metrics.serviceMonitor.enabled=true", "metrics.dashboard.enabled=true",
@@ -297,7 +372,9 @@ def test_helm_lint_strict_is_clean_with_every_option() -> None:
 @pytest.mark.parametrize(
     ("values", "complaint"),
     [
-        (["--set", "replicaCount=2"], "replicaCount"),
+        (["--set", "replicaCount=-1"], "replicaCount"),
+        (["--set", "peering.enabled=true"], "peering"),
+        (["--set", "podDisruptionBudget.maxUnavailable=0"], "maxUnavailable"),
         (["--set", "unknownValue=1"], "unknownValue"),
         (["--set", "rbac.secretNamespaces={Not_A_Namespace}"], "secretNamespaces"),
         (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),

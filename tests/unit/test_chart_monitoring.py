@@ -83,7 +83,10 @@ def test_the_endpoint_is_served_and_nothing_else_is_rendered_by_default() -> Non
         "ServiceAccount",
         "ClusterRole",
         "ClusterRoleBinding",
+        "Role",  # the leader Lease's
+        "RoleBinding",
         "Deployment",
+        "PodDisruptionBudget",
     }
 
     off = render("--set", "metrics.enabled=false", "--set", "metrics.port=9000")

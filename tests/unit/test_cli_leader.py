@@ -56,3 +56,15 @@ def test_timings_that_leave_no_margin_are_refused(
     assert cli.main(argv) == 2
     assert "renew deadline < lease duration" in capsys.readouterr().err
     assert runs == []
+
+
+def test_peering_and_leader_election_together_are_refused(
+    runs: list[dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--leader-elect", "--lease-namespace", "ns", "--peering", "debug"]
+    assert cli.main(argv) == 2
+    assert "--peering and --leader-elect do not go together" in capsys.readouterr().err
+    assert runs == []
+    # Each alone still runs: peering stays for debugging one operator.
+    assert cli.main(["run", "--peering", "debug"]) == 0
+    assert runs[0]["peering"] == "debug" and runs[0]["lease"] is None

@@ -40,7 +40,7 @@ def identities(docs: list[Any]) -> set[tuple[str, str, str]]:
 def test_the_charts_crds_are_the_generated_crds() -> None:
     assert chart.chart_crd_drift() == [], REGENERATE
     names = {p.name for p in chart.CHART_CRDS.glob("*.yaml")}
-    assert names == {p.name for p in chart.MODEL_CRDS.glob("*.yaml")} | chart.CHART_ONLY_CRDS
+    assert names == {p.name for p in chart.MODEL_CRDS.glob("*.yaml")}
 
 
 def test_a_stale_crd_copy_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

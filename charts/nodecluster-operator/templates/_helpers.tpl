@@ -46,7 +46,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* The operator's command-line arguments. */}}
 {{/*
 Which installation this is. With operator.installationId: that id, verbatim. Without it,
 the name "<release namespace>.<release name>" (cut to 63 characters with a hash of the
@@ -62,6 +61,9 @@ cloud account, never share an id.
 {{- $id -}}
 {{- end -}}
 
+{{/* The operator's command-line arguments. The Lease's timings are always given, so that
+what runs is what the values say, whatever the operator's own defaults. The Lease's
+namespace is the release namespace, from POD_NAMESPACE (the Deployment sets it). */}}
 {{- define "nodecluster-operator.args" -}}
 - run
 - --liveness
@@ -81,9 +83,16 @@ cloud account, never share an id.
 - --namespace
 - {{ . }}
 {{- end }}
-{{- if .Values.peering.enabled }}
-- --peering
-- {{ .Values.peering.name }}
+{{- if .Values.leaderElection.enabled }}
+- --leader-elect
+- --lease-name
+- {{ include "nodecluster-operator.leaseName" . }}
+- --lease-duration
+- {{ .Values.leaderElection.leaseDurationSeconds | quote }}
+- --renew-deadline
+- {{ .Values.leaderElection.renewDeadlineSeconds | quote }}
+- --retry-period
+- {{ .Values.leaderElection.retryPeriodSeconds | quote }}
 {{- end }}
 {{- if .Values.nodes.enabled }}
 - --nodes
@@ -96,4 +105,23 @@ cloud account, never share an id.
 {{/* The metrics Service's name, also the `job` label a ServiceMonitor gives its targets. */}}
 {{- define "nodecluster-operator.metricsServiceName" -}}
 {{- printf "%s-metrics" (include "nodecluster-operator.fullname" .) -}}
+{{- end -}}
+
+{{/* The leader Lease's name: leaderElection.leaseName, or the release's full name. */}}
+{{- define "nodecluster-operator.leaseName" -}}
+{{- default (include "nodecluster-operator.fullname" .) .Values.leaderElection.leaseName -}}
+{{- end -}}
+
+{{/*
+Refuse values that would run two operators unfenced, or a Lease whose timings cannot work
+(the operator would refuse them too, but only once its pods crash-loop).
+*/}}
+{{- define "nodecluster-operator.checkLeaderElection" -}}
+{{- $le := .Values.leaderElection -}}
+{{- if and (not $le.enabled) (gt (int .Values.replicaCount) 1) -}}
+{{- fail (printf "replicaCount %v needs leaderElection.enabled: without the Lease every replica would create, delete and write the same objects. Set leaderElection.enabled=true, or replicaCount to 0 or 1." .Values.replicaCount) -}}
+{{- end -}}
+{{- if and $le.enabled (not (and (lt (float64 $le.retryPeriodSeconds) (float64 $le.renewDeadlineSeconds)) (lt (float64 $le.renewDeadlineSeconds) (float64 $le.leaseDurationSeconds)))) -}}
+{{- fail (printf "leaderElection needs retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds (got %v, %v, %v)" $le.retryPeriodSeconds $le.renewDeadlineSeconds $le.leaseDurationSeconds) -}}
+{{- end -}}
 {{- end -}}
