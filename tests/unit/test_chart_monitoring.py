@@ -41,6 +41,7 @@ ALERTS = {
     "NodeProviderCostLimitReached",
     "NodeProviderErrorRateHigh",
     "NodeClusterOperatorDown",
+    "NodeClusterOperatorNoLeader",
 }
 
 
@@ -240,7 +241,12 @@ def test_thresholds_and_labels_come_from_values() -> None:
     assert all(r["labels"]["team"] == "platform" for r in rules.values())
     # An operator switched off is not "down".
     off = rule_groups("--set", "replicaCount=0")
-    assert "NodeClusterOperatorDown" not in {r["alert"] for g in off for r in g["rules"]}
+    assert {"NodeClusterOperatorDown", "NodeClusterOperatorNoLeader"}.isdisjoint(
+        {r["alert"] for g in off for r in g["rules"]}
+    )
+    # One replica without election always acts: no replica to stand by, nothing to lead.
+    alone = rule_groups("--set", "replicaCount=1", "--set", "leaderElection.enabled=false")
+    assert "NodeClusterOperatorNoLeader" not in {r["alert"] for g in alone for r in g["rules"]}
 
 
 @pytest.mark.needs_tool("promtool")

@@ -64,6 +64,14 @@ CONTRACT = {
     "nodeprovider_cores": "gauge",
     "nodeprovider_cores_limit": "gauge",
     "nodeprovider_ready": "gauge",
+    "nodeprovider_hourly_cost": "gauge",
+    "nodeprovider_hourly_cost_limit": "gauge",
+    "nodecluster_hourly_cost": "gauge",
+    "nodecluster_machine_hours": "counter",
+    "nodecluster_core_hours": "counter",
+    "nodecluster_cost": "counter",
+    "nodecluster_month_cost": "gauge",
+    "nodecluster_leader": "gauge",
 }
 """Every family of the metrics contract and its type (counters by the name the text
 format's TYPE line gives them: without `_total`)."""
@@ -165,7 +173,7 @@ def test_summaries_share_their_conditions_and_hold_no_models() -> None:
 
     assert one.conditions is other.conditions  # one tuple for every cluster so conditioned
     assert one.provider is other.provider
-    assert all(isinstance(v, int | str | tuple) for v in one)
+    assert all(isinstance(v, int | str | tuple | None) for v in one)  # usage: a tuple or None
 
 
 @pytest.mark.parametrize(
@@ -284,3 +292,43 @@ def test_the_readme_tables_every_family_served_and_no_other() -> None:
     served = {f"{name}_total" if kind == "counter" else name for name, kind in CONTRACT.items()}
 
     assert documented == served
+
+
+def test_cost_families_bring_status_usage_up_to_the_scrape_and_standbys_say_so() -> None:
+    """The cost families read status.usage (refreshed hourly) and add what the machines
+    have cost since its asOf, so a scrape between two refreshes is not an hour stale; a
+    standby exports nodecluster_leader 0."""
+    import time as _time
+
+    from nodecluster.api.usage import ClusterUsage
+
+    metrics = Metrics()
+    an_hour_ago = datetime.fromtimestamp(_time.time() - 3600, tz=UTC)
+    usage = ClusterUsage.model_validate(
+        {
+            "asOf": an_hour_ago.isoformat(),
+            "hourlyCost": 0.5,
+            "machines": 2,
+            "cores": 4,
+            "month": an_hour_ago.strftime("%Y-%m"),
+            "currentMonth": {"machineHours": 10, "coreHours": 20, "cost": 2.5},
+            "total": {"machineHours": 100, "coreHours": 200, "cost": 25},
+        }
+    )
+    status = deployed().model_copy(update={"usage": usage})
+    metrics.cluster_seen(("team-a", "web"), summarize("sim", 3, status))
+    metrics.cluster_seen(("team-a", "idle"), summarize("sim", 0, deployed(0)))
+    metrics.leading = False
+
+    families = {f.name: f for f in metrics.registry.collect()}
+    value = {
+        (s.name, s.labels.get("cluster")): s.value for f in families.values() for s in f.samples
+    }
+    assert value[("nodecluster_hourly_cost", "web")] == 0.5
+    assert value[("nodecluster_machine_hours_total", "web")] == pytest.approx(102, abs=0.01)
+    assert value[("nodecluster_core_hours_total", "web")] == pytest.approx(204, abs=0.01)
+    assert value[("nodecluster_cost_total", "web")] == pytest.approx(25.5, abs=0.01)
+    month = value[("nodecluster_month_cost", "web")]
+    assert month == pytest.approx(3.0, abs=0.01) or month < 0.5  # (a month began meanwhile)
+    assert ("nodecluster_cost_total", "idle") not in value  # billed nothing: no series
+    assert value[("nodecluster_leader", None)] == 0

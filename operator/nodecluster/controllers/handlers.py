@@ -126,6 +126,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
     memo["world"] = world
     if elector is not None:
         world.queues.hold()  # before kopf starts the watches: nothing runs before the Lease
+        world.metrics.leading = False
         memo["elector"] = elector
         memo["keeper"] = asyncio.create_task(lead(world, elector), name="leader lease")
     tune_garbage_collector()
@@ -154,6 +155,7 @@ async def lead(world: World, elector: LeaseElector) -> None:
     object, which changes nothing that was settled (a restart writes nothing)."""
     s = elector.settings
     await elector.acquire()
+    world.metrics.leading = True
     world.queues.release()
     await elector.keep()
     exit_now(f"the leader Lease {s.namespace}/{s.name} was lost")

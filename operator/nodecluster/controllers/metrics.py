@@ -34,9 +34,11 @@ tests build as many as they like and read each one's values (`sample`).
 
 from __future__ import annotations
 
+import calendar
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol, get_args
@@ -48,6 +50,7 @@ from prometheus_client.registry import Collector
 
 from nodecluster.api.common import Condition
 from nodecluster.api.nodecluster import ClusterState, NodeClusterStatus
+from nodecluster.api.usage import ClusterUsage
 from nodecluster.controllers.expectations import NsName
 from nodecluster.planning.model import NodeView
 from nodecluster.planning.planner import Plan
@@ -115,6 +118,56 @@ class ClusterSummary(NamedTuple):
     state: str | None
     conditions: tuple[tuple[str, str, str], ...]
     """(type, status, reason) of each condition present."""
+    usage: UsageSample | None = None
+    """Its status.usage, as the cost families read it (None: nothing billed yet)."""
+
+
+class UsageSample(NamedTuple):
+    """A cluster's status.usage as six numbers: the figures at `as_of` (epoch seconds) and
+    the rates since, so a scrape brings them up to its own time without any write (the
+    status is refreshed only hourly: planning/usage.py)."""
+
+    as_of: float
+    month: str
+    machines: int
+    cores: int
+    hourly_cost: float
+    machine_hours: float
+    core_hours: float
+    cost: float
+    month_cost: float
+
+    def now(self, at: float) -> tuple[float, float, float, float]:
+        """(machine-hours, core-hours, cost since creation, cost this month) at `at`."""
+        hours = max(at - self.as_of, 0.0) / 3600.0
+        month = time.strftime("%Y-%m", time.gmtime(at))
+        if month == self.month:
+            month_cost = self.month_cost + self.hourly_cost * hours
+        else:  # rolled over since asOf: this month's cost began at its first second
+            start = calendar.timegm(time.strptime(month, "%Y-%m"))
+            month_cost = self.hourly_cost * max(at - max(start, self.as_of), 0.0) / 3600.0
+        return (
+            self.machine_hours + self.machines * hours,
+            self.core_hours + self.cores * hours,
+            self.cost + self.hourly_cost * hours,
+            month_cost,
+        )
+
+
+def _usage(usage: ClusterUsage | None) -> UsageSample | None:
+    if usage is None:
+        return None
+    return UsageSample(
+        as_of=usage.as_of.timestamp(),
+        month=sys.intern(usage.month),
+        machines=usage.machines,
+        cores=usage.cores,
+        hourly_cost=usage.hourly_cost,
+        machine_hours=usage.total.machine_hours,
+        core_hours=usage.total.core_hours,
+        cost=usage.total.cost,
+        month_cost=usage.current_month.cost,
+    )
 
 
 _CONDITION_SETS: dict[tuple[tuple[str, str, str], ...], tuple[tuple[str, str, str], ...]] = {}
@@ -141,6 +194,7 @@ def summarize(provider: str, target: int, status: NodeClusterStatus) -> ClusterS
         updated=status.updated_nodes or 0,
         state=sys.intern(status.state) if status.state is not None else None,
         conditions=_conditions(status.conditions),
+        usage=_usage(status.usage),
     )
 
 
@@ -152,6 +206,9 @@ class ProviderSummary(NamedTuple):
     cores: int
     cores_limit: int | None
     ready: bool
+    hourly_cost: float = 0.0
+    """What the machines held (or being created) through it cost per hour."""
+    hourly_cost_limit: float | None = None
 
 
 def creation_reasons(plan: Plan) -> list[str]:
@@ -224,6 +281,8 @@ class Metrics:
         """Per cluster: (event, reason) -> count, for the nodecluster_machines_* counters."""
         self.providers: dict[str, ProviderSummary] = {}
         """Each NodeProvider's summary, as its last reconcile saw it."""
+        self.leading: bool = True
+        """Whether this replica acts: False while it stands by for the Lease."""
         self.queues: tuple[QueueStats, ...] = ()
         """The work queues, for the workqueue_* families (`watch_queues`)."""
         r.register(FleetCollector(self))
@@ -348,6 +407,13 @@ class FleetCollector(Collector):
         yield from _machine_families(list(m.machine_events.items()))
         yield from _provider_families(list(m.providers.items()))
         yield from _queue_families(m.queues)
+        leader = GaugeMetricFamily(
+            "nodecluster_leader",
+            "1 when this replica acts (holds the leader Lease, or runs without election), "
+            "0 while it stands by",
+        )
+        leader.add_metric([], 1 if m.leading else 0)
+        yield leader
 
 
 def _cluster_families(clusters: list[tuple[NsName, ClusterSummary]]) -> Iterator[Metric]:
@@ -381,6 +447,45 @@ def _cluster_families(clusters: list[tuple[NsName, ClusterSummary]]) -> Iterator
     yield from gauges
     yield state
     yield conditions
+    yield from _usage_families(clusters)
+
+
+def _usage_families(clusters: list[tuple[NsName, ClusterSummary]]) -> Iterator[Metric]:
+    """The cost families of clusters that have billed anything, brought up to now."""
+    pair = ["namespace", "cluster"]
+    rate = GaugeMetricFamily(
+        "nodecluster_hourly_cost",
+        "Estimated cost per hour of the machines a NodeCluster holds now (buckets' hourlyCost)",
+        labels=pair,
+    )
+    machine_hours = CounterMetricFamily(
+        "nodecluster_machine_hours", "Machine-hours since the NodeCluster was created", labels=pair
+    )
+    core_hours = CounterMetricFamily(
+        "nodecluster_core_hours", "Core-hours since the NodeCluster was created", labels=pair
+    )
+    cost = CounterMetricFamily(
+        "nodecluster_cost",
+        "Estimated cost since the NodeCluster was created (unit of the buckets' hourlyCost)",
+        labels=pair,
+    )
+    month = GaugeMetricFamily(
+        "nodecluster_month_cost",
+        "Estimated cost of the NodeCluster in the current calendar month (UTC)",
+        labels=pair,
+    )
+    at = time.time()
+    for (namespace, name), s in clusters:
+        if s.usage is None:
+            continue
+        mh, ch, total, this_month = s.usage.now(at)
+        labels = [namespace, name]
+        rate.add_metric(labels, s.usage.hourly_cost)
+        machine_hours.add_metric(labels, mh)
+        core_hours.add_metric(labels, ch)
+        cost.add_metric(labels, total)
+        month.add_metric(labels, this_month)
+    yield from (rate, machine_hours, core_hours, cost, month)
 
 
 def _machine_families(
@@ -407,7 +512,16 @@ def _provider_families(providers: list[tuple[str, ProviderSummary]]) -> Iterator
     cores = family("nodeprovider_cores", "Cores of the machines this installation holds")
     cores_limit = family("nodeprovider_cores_limit", "spec.quotas.maxCores (absent if unset)")
     ready = family("nodeprovider_ready", "1 when the provider is Ready for this installation")
+    cost = family(
+        "nodeprovider_hourly_cost", "Cost per hour of the machines held or being created here"
+    )
+    cost_limit = family(
+        "nodeprovider_hourly_cost_limit", "spec.quotas.maxHourlyCost (absent if unset)"
+    )
     for name, s in providers:
+        cost.add_metric([name], s.hourly_cost)
+        if s.hourly_cost_limit is not None:
+            cost_limit.add_metric([name], s.hourly_cost_limit)
         nodes.add_metric([name], s.nodes)
         cores.add_metric([name], s.cores)
         ready.add_metric([name], 1 if s.ready else 0)
@@ -415,7 +529,7 @@ def _provider_families(providers: list[tuple[str, ProviderSummary]]) -> Iterator
             nodes_limit.add_metric([name], s.nodes_limit)
         if s.cores_limit is not None:
             cores_limit.add_metric([name], s.cores_limit)
-    yield from (nodes, nodes_limit, cores, cores_limit, ready)
+    yield from (nodes, nodes_limit, cores, cores_limit, ready, cost, cost_limit)
 
 
 def _queue_families(queues: Sequence[QueueStats]) -> Iterator[Metric]:

@@ -47,9 +47,10 @@ from nodecluster.controllers.kubeapi import (
 )
 from nodecluster.controllers.metrics import ProviderSummary
 from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS
-from nodecluster.controllers.quota import provider_usage
+from nodecluster.controllers.quota import provider_hourly_cost, provider_usage
 from nodecluster.controllers.world import ProviderUnavailable, World
 from nodecluster.planning.conditions import condition
+from nodecluster.planning.usage import price_list
 from nodecluster.providers.base import Machine, ProviderDriver, ProviderError
 from nodecluster.providers.identity import collected_by, node_of
 
@@ -88,7 +89,16 @@ async def reconcile_provider(world: World, name: str) -> float | None:
     nodes, cores = provider_usage(world, name)
     quotas = np.spec.quotas
     world.metrics.provider_seen(
-        name, ProviderSummary(nodes, quotas.max_nodes, cores, quotas.max_cores, ready=ok)
+        name,
+        ProviderSummary(
+            nodes,
+            quotas.max_nodes,
+            cores,
+            quotas.max_cores,
+            ready=ok,
+            hourly_cost=provider_hourly_cost(world, name, price_list(np.spec.buckets)),
+            hourly_cost_limit=quotas.max_hourly_cost,
+        ),
     )
     old = np.status
     gen = np.metadata.generation
