@@ -248,6 +248,81 @@ async def create_namespace(client: KubeClient, name: str) -> None:
     await k8s.CoreV1Api(client.api).create_namespace(namespace)
 
 
+def running(obj: dict[str, Any]) -> bool:
+    """Done when a ClusterNode's status says its machine runs (the floor baseline's)."""
+    return (obj.get("status") or {}).get("state") == "Running"
+
+
+def running_status(index: int) -> dict[str, Any]:
+    """The status the operator writes once a node's machine runs: one merge patch of about
+    the same size (state, ids, zone, type, address, readiness, Ready condition)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {
+        "status": {
+            "observedGeneration": 1,
+            "state": "Running",
+            "providerId": f"simulator://floor-{index:05d}",
+            "machineName": f"floor-{index:05d}-0123456789",
+            "zone": ZONES[index % len(ZONES)],
+            "machineType": MACHINE_TYPE,
+            "addresses": [{"type": "InternalIP", "address": f"10.0.{index // 250}.{index % 250}"}],
+            "ready": True,
+            "machineCreatedAt": now,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "MachineRunning",
+                    "message": "the machine is running",
+                    "lastTransitionTime": now,
+                    "observedGeneration": 1,
+                }
+            ],
+        }
+    }
+
+
+async def floor_baseline(bench: Bench, namespace: str, rounds: int = 3) -> dict[str, Any]:
+    """The true limit of a managed node: the writes it cannot do without (its create and one
+    status patch saying its machine runs), by the operator's client, identity and
+    concurrency, each node's patch right after its create; timed until a watch has shown
+    every node Running. `converge_ratio_floor` compares the operator with this, where
+    `converge_ratio` compares it with creates alone (about two thirds of the API server's
+    work: bench/README.md)."""
+    count = bench.options.nodes
+    writer = bench.operator_api
+    await create_namespace(bench.admin, namespace)
+
+    async def managed(index: int) -> None:
+        body = baseline_node(namespace, index)
+        body["metadata"]["name"] = f"floor-{index:05d}"
+        await writer.create(CLUSTERNODES, namespace, body)
+        await writer.patch(
+            CLUSTERNODES, namespace, body["metadata"]["name"], running_status(index), status=True
+        )
+
+    async def round_(first: int, n: int) -> float:
+        async with Tracker(bench.operator_watch_api, "clusternodes", namespace, running) as t:
+            start = time.monotonic()
+            await gather_limited([managed(i) for i in range(first, first + n)], bench.concurrency)
+            seconds = await t.wait(n) - start
+        await delete_all(bench.admin, "clusternodes", namespace)
+        return seconds
+
+    warmup = await round_(0, max(1, count // 10))
+    results = [await round_(count * (i + 1), count) for i in range(rounds)]
+    seconds = min(results)
+    say(
+        f"floor baseline: {count} ClusterNodes created, reported Running and watched in "
+        f"{seconds:.2f}s (rounds: {', '.join(f'{r:.2f}' for r in results)})"
+    )
+    return {
+        "floor_baseline_seconds": round(seconds, 3),
+        "floor_baseline_rounds_seconds": [round(r, 3) for r in results],
+        "floor_baseline_warmup_seconds": round(warmup, 3),
+    }
+
+
 async def baseline(bench: Bench, namespace: str, rounds: int = 3) -> dict[str, Any]:
     """Create `nodes` ClusterNodes as the operator's ServiceAccount; time until all watched.
 
