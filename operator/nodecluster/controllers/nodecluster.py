@@ -648,11 +648,7 @@ async def write_status(
     if old == new:
         return None
     now = world.clock.monotonic()
-    # Usage alone moving (machines of a converged cluster leaving one by one after a
-    # scale-in) is progress too: held back like counts, or each machine gone would be a
-    # write of its own. Its figures are then folded up to the write, a few seconds late.
-    usage_only = _without_usage(old) == _without_usage(new)
-    if (status.state not in CONVERGED_STATES or usage_only) and progress_only(nc.status, status):
+    if status.state not in CONVERGED_STATES and progress_only(nc.status, status):
         due = (
             world.book.progress_written.get(scope.key, 0.0) + world.settings.status_progress_seconds
         )
@@ -687,10 +683,6 @@ async def write_status(
         etype, reason = transition
         await world.api.event(scope.body, etype, reason, status.message or reason)
     return None
-
-
-def _without_usage(wire: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in wire.items() if key != "usage"}
 
 
 def stalled_event_name(nc: NodeCluster, new: NodeClusterStatus) -> str:
