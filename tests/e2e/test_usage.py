@@ -8,9 +8,9 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from kube import Kube, wait_for
 from scenario import Scenario
 
@@ -23,6 +23,12 @@ BUCKETS = [
 
 def _usage(sc: Scenario, name: str = "workers") -> dict[str, Any]:
     return (sc.nc(name).get("status") or {}).get("usage") or {}
+
+
+def billed_for(usage: dict[str, Any], seconds: float) -> bool:
+    """Whether `seconds` have passed since the usage's asOf."""
+    since = datetime.fromisoformat(usage["asOf"])
+    return datetime.now(UTC) >= since + timedelta(seconds=seconds)
 
 
 def test_a_priced_cluster_shows_its_usage_and_the_command_reads_it(
@@ -47,6 +53,9 @@ def test_a_priced_cluster_shows_its_usage_and_the_command_reads_it(
         or row.split()[header.split().index("MONTH-COST")] == "0"
     )
 
+    # Usage counts whole seconds, the command's table four decimals of an hour: it runs
+    # once the machines have billed for a few seconds past the status's asOf.
+    wait_for("three whole seconds of billing", lambda: billed_for(usage, 3))
     env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig)}
     out = subprocess.run(
         [sys.executable, "-m", "nodecluster", "usage", "-n", scenario.ns, "--total", "-o", "json"],
@@ -58,8 +67,10 @@ def test_a_priced_cluster_shows_its_usage_and_the_command_reads_it(
     document = json.loads(out)
     assert {r["cluster"] for r in document["rows"]} == {"workers"}
     assert document["total"]["machines"] == 3
-    # Brought up to now: more than what the status says at its asOf.
-    assert document["total"]["machineHours"] > usage["total"]["machineHours"]
+    # Brought up to now: three machines' three seconds more than the status at its asOf
+    # (less the rounding of the rows, one a machine here, to four decimals each).
+    grown = document["total"]["machineHours"] - usage["total"]["machineHours"]
+    assert grown >= 3 * 3 / 3600 - 3 * 0.00005
     assert abs(document["total"]["cost"] - document["total"]["machineHours"] * PRICE) < 1e-3
     table = subprocess.run(
         [sys.executable, "-m", "nodecluster", "usage", "-n", scenario.ns],
@@ -71,16 +82,18 @@ def test_a_priced_cluster_shows_its_usage_and_the_command_reads_it(
     assert table.splitlines()[-1].split()[:2] == ["TOTAL", "3"]
 
 
-@pytest.mark.xfail(
-    reason="known bug (issue 13 note, stop 19): a cluster deleted soon after converging is "
-    "retired with 0 hours; the fold at release is being investigated",
-    strict=False,
-)
 def test_a_deleted_clusters_hours_stay_with_its_provider(scenario: Scenario, kube: Kube) -> None:
     scenario.make_provider({"buckets": BUCKETS})
     scenario.make_cluster(targetNodes=2)
     scenario.wait_converged(2)
     uid = scenario.nc()["metadata"]["uid"]
+    before = wait_for(
+        "status.usage with 2 machines",
+        lambda: _usage(scenario).get("machines") == 2 and _usage(scenario),
+    )
+    # Usage counts whole seconds (asOf has no fraction), and a fast run converges and
+    # could delete within one: the cluster bills for a few before it goes.
+    wait_for("three whole seconds of billing", lambda: billed_for(before, 3))
     kube.kubectl("delete", "nodecluster", "workers", "-n", scenario.ns, "--timeout=90s")
 
     def retired() -> dict[str, Any] | None:
@@ -92,7 +105,10 @@ def test_a_deleted_clusters_hours_stay_with_its_provider(scenario: Scenario, kub
         return None
 
     usage = wait_for("the cluster's hours kept by its provider", retired)
-    assert usage["retiredTotal"]["machineHours"] > 0, usage
+    # Two machines, three seconds at least (less the rounding of each fold).
+    assert usage["retiredTotal"]["machineHours"] >= 2 * 3 / 3600 - 1e-5, (usage, before)
+    # Summed again as it retired: the provider's total holds what was retired.
+    assert usage["total"] == usage["retiredTotal"]
     assert usage["retiredTotal"]["cost"] > 0
 
 

@@ -60,16 +60,31 @@ def billable(nodes: Iterable[NodeView], machine_type: str) -> Counter[BucketKey]
 
 
 def cluster_usage(
-    world: World, nc: NodeCluster, nodes: Iterable[NodeView], now: datetime
+    world: World, key: NsName, nc: NodeCluster, nodes: Iterable[NodeView], now: datetime
 ) -> ClusterUsage | None:
-    """The usage a cluster's status should say now (the old one, unchanged, unless it is
-    due: planning/usage.py `fold`)."""
+    """The usage a cluster's status should say now (the last one, unchanged, unless it is
+    due: planning/usage.py `fold`).
+
+    The last one is the last this process folded (`ClusterBook.usage`) when that is newer
+    than the status: a status write held back as progress (or refused) must not lose what
+    was folded into it. Folding again from the older status would start a cluster's first
+    figures afresh at every look while its scale-out's progress is held back (all of the
+    hours before it converged lost), and would charge a rate changed meanwhile at the old
+    one. After a restart the status is all there is, and it is exact up to its asOf."""
+    base = nc.status.usage
+    held = world.book.usage.get(key)
+    if (
+        held is not None
+        and held.uid == (nc.metadata.uid or "")
+        and (base is None or held.usage.as_of > base.as_of)
+    ):
+        base = held.usage
     counts = billable(nodes, nc.spec.profile.machine_type)
-    if not counts and nc.status.usage is None:
+    if not counts and base is None:
         return None  # (most of an idle fleet: no price list to build)
     np = world.providers.specs.get(nc.spec.provider_ref.name)
     prices = price_list(np.spec.buckets if np is not None else ())
-    return fold(nc.status.usage, counts, prices, now, world.settings.usage_refresh_seconds)
+    return fold(base, counts, prices, now, world.settings.usage_refresh_seconds)
 
 
 def remember(world: World, key: NsName, nc: NodeCluster, usage: ClusterUsage | None) -> None:
@@ -91,13 +106,14 @@ def _rate(usage: ClusterUsage) -> tuple[int, int, float]:
 
 
 def installation_usage(
-    world: World, name: str, old: ProviderUsage | None, now: datetime
+    world: World, name: str, old: ProviderUsage | None, now: datetime, *, force: bool = False
 ) -> ProviderUsage | None:
     """This installation's usage of provider `name`: its clusters' figures brought up to
     now, plus those of clusters deleted (retired). `old` unchanged unless the rate changed,
-    the month rolled over, or it is older than the refresh interval (as a cluster's), and
-    while some cluster of the provider has not reported since the operator started: a
-    partial sum would be a write after every restart, and a wrong one."""
+    the month rolled over, or it is older than the refresh interval (as a cluster's), or
+    `force` (a cluster just retired: see `retire_cluster`); and `old` unchanged while some
+    cluster of the provider has not reported since the operator started: a partial sum
+    would be a write after every restart, and a wrong one."""
     reported = world.book.usage
     clusters = world.clusters_of(name)
     if any(key not in reported for key in clusters):
@@ -113,7 +129,7 @@ def installation_usage(
     machines = sum(s.usage.machines for s in counted)
     cores = sum(s.usage.cores for s in counted)
     hourly_cost = round(sum(s.usage.hourly_cost for s in counted), 6)
-    if old is not None:
+    if old is not None and not force:
         same_rate = (old.machines, old.cores, old.hourly_cost) == (machines, cores, hourly_cost)
         fresh = not machines or (now - old.as_of).total_seconds() < (
             world.settings.usage_refresh_seconds
@@ -151,7 +167,13 @@ def retired(
     old: ProviderUsage | None, uid: str, usage: ClusterUsage, now: datetime
 ) -> ProviderUsage:
     """A provider's usage with a deleted cluster's final figures folded into the retired
-    ones (the caller checked that its uid is not among `retired` yet)."""
+    ones (the caller checked that its uid is not among `retired` yet).
+
+    They are added to `total` (and the month's figures) too: when the entry cannot be
+    summed again at once (`retire_cluster`), it must not show less in total than was
+    retired, as it did for a cluster deleted before its provider's first sum. Were the
+    cluster in the last sum, it is counted twice until the next one, which comes with
+    the next provider look: `clusters` no longer matches the clusters counted."""
     now = now.replace(microsecond=0)
     base = old or ProviderUsage(as_of=now, month=month_of(now))
     month = usage.month
@@ -161,11 +183,16 @@ def retired(
     elif retired_month.month == month:
         summed = add_figures(retired_month, usage.current_month)
         retired_month = MonthFigures(month=month, **summed.model_dump())
+    current = base.current_month
+    if base.month == month:
+        current = add_figures(current, usage.current_month)
     return base.model_copy(
         update={
             "retired_month": retired_month,
             "retired_total": add_figures(base.retired_total, usage.total),
             "retired": [*base.retired, uid][-RETIRED_KEPT:],
+            "current_month": current,
+            "total": add_figures(base.total, usage.total),
         }
     )
 
@@ -189,7 +216,12 @@ async def retire_cluster(world: World, nc: NodeCluster, usage: ClusterUsage | No
         old = entry.usage if entry is not None else None
         if old is not None and uid in old.retired:
             return True  # an earlier attempt did it
-        new = retired(old, uid, usage, world.now())
+        now = world.now()
+        new = retired(old, uid, usage, now)
+        # Summed again in the same patch, without the cluster (its uid is in `retired`
+        # now), so the entry is exact at once; unless some cluster has not reported since
+        # the operator started (then `new` as it is, until the provider's next look).
+        new = installation_usage(world, name, new, now, force=True) or new
         patch = {
             "metadata": {"resourceVersion": np.metadata.resource_version},
             "status": {"installations": {installation: {"usage": new.wire()}}},

@@ -438,7 +438,7 @@ async def report(world: World, scope: ClusterScope) -> Stop | None:
             scope.body, "Normal", "Scaling", f"scaling from {change.before} to {change.after} nodes"
         )
     # Usage is folded in only when due (accounting.py), so an idle look writes nothing.
-    usage = cluster_usage(world, scope.cluster, scope.nodes, scope.now)
+    usage = cluster_usage(world, scope.key, scope.cluster, scope.nodes, scope.now)
     remember(world, scope.key, scope.cluster, usage)
     scope.status = scope.report.status.model_copy(update={"usage": usage})
     scope.deferred = await write_status(world, scope, scope.status)

@@ -5,13 +5,18 @@ is not lost when machines, clusters or the operator go (accounting.py)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from clusters import NS, cluster_body, condition, nodes, state, status
 from conftest import provider_body
 
+from nodecluster.api.usage import ClusterUsage
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS
+from nodecluster.controllers.world import Settings
+from nodecluster.planning.usage import brought_up_to
 from nodecluster.testing import FakeKube, Harness
 from nodecluster.testing.fakekube import Fault
 
@@ -66,6 +71,40 @@ async def test_a_running_cluster_accrues_hours_cores_and_cost_with_one_write_an_
     hours = later["total"]["machineHours"] - first["total"]["machineHours"]
     assert later["total"]["cost"] - first["total"]["cost"] == round(hours / 3 * rate(fake), 6)
     assert later["currentMonth"] == later["total"]  # (the fake clock stays in one month)
+
+
+class TestHeldBackProgress:
+    """Progress held back for ten minutes (instead of two seconds), machines coming up
+    over minutes: what was folded while it was held back is not lost."""
+
+    @pytest.fixture
+    def settings(self) -> Settings:
+        return Settings(status_progress_seconds=600)
+
+    async def test_the_hours_folded_while_progress_was_held_back_are_kept(
+        self, fake: FakeKube, harness: Harness, inventory: Path
+    ) -> None:
+        slow = {"createLatencySeconds": 300, "latencyJitter": 0.9}  # 30 s to 9.5 min
+        fake.add(NODEPROVIDERS, priced(inventory, config=slow))
+        await fake.create(NODECLUSTERS, NS, cluster_body(targetNodes=3))
+        await harness.wait_for(lambda: state(fake) == "Deployed", within=2000)
+        await asyncio.sleep(60)
+        await harness.idle()
+
+        now = harness.world.now()
+        figures = brought_up_to(ClusterUsage.model_validate(usage(fake)), now)
+        # Each machine billed at least since its node became Ready (it bills from its
+        # creation, earlier); folding afresh from the status at every held-back look
+        # started the figures when the cluster converged, minutes after the first.
+        ready_since = [
+            datetime.fromisoformat(c["lastTransitionTime"])
+            for n in nodes(fake)
+            for c in n["status"]["conditions"]
+            if c["type"] == "Ready"
+        ]
+        at_least = sum((now - t).total_seconds() for t in ready_since) / HOUR
+        assert len(ready_since) == 3
+        assert figures.total.machine_hours >= round(at_least, 6)
 
 
 async def test_a_cluster_without_machines_writes_no_usage_ever(
@@ -157,6 +196,26 @@ async def test_a_deleted_clusters_hours_stay_in_its_providers_total_once(
     assert entry["total"]["machineHours"] >= web_hours + db_hours
     assert entry["total"]["machineHours"] < 2 * web_hours + db_hours  # not twice
     assert entry["clusters"] == 1
+
+
+async def test_a_cluster_deleted_before_its_providers_first_sum_is_in_its_total(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    fake.add(NODEPROVIDERS, priced(inventory))
+    await fake.create(NODECLUSTERS, NS, cluster_body(targetNodes=2))
+    await harness.wait_for(lambda: state(fake) == "Deployed" and usage(fake).get("machines") == 2)
+    await asyncio.sleep(2)  # (the provider sums 5 s after its users change)
+    assert provider_entry(fake) == {}
+    await fake.delete(NODECLUSTERS, NS, "web")
+    await harness.wait_for(lambda: fake.stored(NODECLUSTERS, NS, "web") is None)
+    await harness.idle()
+
+    entry = provider_entry(fake)
+    assert entry["retiredTotal"]["machineHours"] > 0
+    # Retired and summed in one patch: the total is the retired clusters' at once.
+    assert entry["total"] == entry["retiredTotal"]
+    assert entry["currentMonth"] == entry["retiredTotal"]
+    assert entry["clusters"] == 0
 
 
 async def test_the_cost_limit_stops_a_scale_out_and_says_so_with_the_figures(
