@@ -6,6 +6,7 @@
     python -m bench --skip-idle     # baseline, converge and scale-in (and failover) only
     python -m bench --skip-failover # without the last phase: two replicas, the leader killed
     python -m bench --out DIR       # where the JSON and the converge plot go (bench-out/)
+    python -m bench --large         # on demand: 1 x 10,000 nodes, then 1,000 x 100 (~1 h)
 
 The JSON goes to stdout and, with a PNG plot of the converge (bench/plot.py), to
 DIR/bench-<UTC time>-<revision>.json and .png. Progress goes to stderr. Nothing here
@@ -29,7 +30,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import phases, plot
+from bench import large, phases, planning, plot
 from bench.audit import AuditLog, conflicts
 from bench.cluster import ROOT, ControlPlane, connect, install, say, server_version
 from bench.phases import Bench, Options
@@ -70,6 +71,18 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         "--skip-failover",
         action="store_true",
         help="skip the failover phase (two replicas on a Lease, the leader killed)",
+    )
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="instead of the regular phases: one NodeCluster of 10,000 nodes (converge and "
+        "scale-in against a floor baseline of 10,000), then 100,000 nodes in 1,000 clusters "
+        "(memory per node, restart); on demand, most of an hour (bench/large.py)",
+    )
+    parser.add_argument(
+        "--skip-planning",
+        action="store_true",
+        help="skip timing the planner at 10,000 and 100,000 nodes (in-process, ~15 s)",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the work directory (logs, audit log)"
@@ -172,6 +185,9 @@ async def measure(
         control_plane=control_plane_pids(cp.work_dir),
     )
     try:
+        if args.large:
+            result |= await large.measure(bench, quick=args.quick)
+            return result, bench.timelines
         result |= await phases.baseline(bench, "bench-baseline")
         result |= await phases.floor_baseline(bench, "bench-floor")
         await phases.start_operator(bench, options.latency_seconds)
@@ -232,9 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     say(f"work directory {work_dir}; options {options}")
     began = time.monotonic()
     ok = False
+    # The planner's own time, in this process before anything else runs (issue 14).
+    planned = {} if args.skip_planning or args.large else planning.figures()
+    if planned:
+        say(f"planning: {planned}")
     try:
         with ControlPlane(work_dir=work_dir / "controlplane") as cp:
             result, timelines = asyncio.run(measure(cp, work_dir, options, args))
+        result |= planned
         ok = True
     finally:
         if ok and not (args.keep or args.profile):
@@ -244,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     revision = result["environment"]["operator_revision"]
     stem = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{revision}"
     drawing = time.monotonic()
+    if args.large:
+        write(stem.with_suffix(".json"), summary(result, options, time.monotonic() - began, True))
+        return 0
     try:
         # After the control plane has stopped: drawing competes with nothing measured.
         result["converge_plot"] = str(
@@ -255,8 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def summary(result: dict[str, Any], options: Options, wall_seconds: float) -> dict[str, Any]:
+def summary(
+    result: dict[str, Any], options: Options, wall_seconds: float, large_run: bool = False
+) -> dict[str, Any]:
     """The run's JSON object: its options and targets first, the figures, the wall time."""
+    targets = large.TARGETS if large_run else TARGETS | planning.PLAN_TARGETS
     return {
         "options": {
             "clusters": options.clusters,
@@ -266,8 +293,9 @@ def summary(result: dict[str, Any], options: Options, wall_seconds: float) -> di
             "latency_seconds": options.latency_seconds,
             "skip_idle": options.skip_idle,
             "skip_failover": options.skip_failover,
+            "large": large_run,
         },
-        "targets": TARGETS,
+        "targets": targets,
         **result,
         "wall_seconds": round(wall_seconds, 1),
     }
