@@ -225,7 +225,9 @@ def test_gitops_and_an_autoscaler_share_a_cluster_when_git_omits_target_nodes(
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("name", ["nodecluster-basic.yaml", "nodecluster-policies.yaml"])
+@pytest.mark.parametrize(
+    "name", ["nodecluster-basic.yaml", "nodecluster-policies.yaml", "nodecluster-suspend.yaml"]
+)
 def test_samples_are_gitops_clean(
     name: str, scenario: Scenario, kube: Kube, tmp_path: Path
 ) -> None:

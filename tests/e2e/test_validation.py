@@ -46,6 +46,32 @@ CASES = [
         id="bad-max-surge",
     ),
     pytest.param(_spec(desiredState="Paused"), "spec.desiredState", id="unknown-desired-state"),
+    pytest.param(
+        _spec(suspend=["Launch", "Rollout", "Launch"]),
+        "spec.suspend: Invalid value: must not name a process twice",
+        id="duplicate-suspended-process",
+    ),
+    pytest.param(_spec(suspend=["AZRebalance"]), "spec.suspend[0]", id="unknown-process"),
+    pytest.param(
+        _spec(policies={"rollout": {"maxNodeLifetimeSeconds": 30}}),
+        "spec.policies.rollout.maxNodeLifetimeSeconds",
+        id="lifetime-under-a-minute",
+    ),
+    pytest.param(
+        _spec(policies={"rollout": {"maxNodeLifetimeSeconds": 600}}),
+        "spec.policies.rollout.maxNodeLifetimeSeconds: Invalid value",
+        id="lifetime-not-above-the-default-startup-timeout",
+    ),
+    pytest.param(
+        _spec(
+            policies={
+                "health": {"nodeStartupTimeoutSeconds": 900},
+                "rollout": {"maxNodeLifetimeSeconds": 900},
+            }
+        ),
+        "must be more than policies.health.nodeStartupTimeoutSeconds",
+        id="lifetime-not-above-the-startup-timeout",
+    ),
 ]
 
 

@@ -111,6 +111,47 @@ CONVERGED = (
             id="error-state",
         ),
         pytest.param(
+            nodecluster(
+                "Scaling",
+                cond("Ready", False, "ChangesHeldBack", "Launch: 2 nodes not created"),
+                cond("Reconciling", False, "ChangesHeldBack", "Launch: 2 nodes not created"),
+                cond(
+                    "Suspended",
+                    True,
+                    "ChangesHeldBack",
+                    "Launch suspended; held back: Launch: 2 nodes not created",
+                ),
+            ),
+            Health(
+                "Suspended",
+                "Scaling: ChangesHeldBack: "
+                "Launch suspended; held back: Launch: 2 nodes not created",
+            ),
+            id="a-suspended-process-holds-a-change-back",
+        ),
+        pytest.param(
+            nodecluster(
+                "Deployed",
+                *CONVERGED,
+                cond(
+                    "Suspended", True, "ProcessesSuspended", "Launch suspended; nothing held back"
+                ),
+                message="3 nodes ready",
+            ),
+            Health("Healthy", "Deployed: 3 nodes ready"),
+            id="suspended-with-nothing-held-back",
+        ),
+        pytest.param(
+            nodecluster(
+                "PartlyDeployed",
+                cond("Ready", False),
+                cond("Degraded", True, "UnhealthyNodes", "unhealthy: workers-a"),
+                cond("Suspended", True, "ChangesHeldBack", "Remediate: 1 unhealthy nodes"),
+            ),
+            Health("Degraded", "PartlyDeployed: UnhealthyNodes: unhealthy: workers-a"),
+            id="degraded-wins-over-held-back",
+        ),
+        pytest.param(
             nodecluster("Deployed", *CONVERGED, paused=True, generation=5, observed=4),
             Health("Suspended", "Reconciliation is paused (spec.paused); last state Deployed"),
             id="paused-wins-over-everything",

@@ -237,6 +237,8 @@ def test_every_cel_rule_has_a_message(kind: str) -> None:
         ("NodeCluster", ".spec.policies.rollout.maxSurge", "matches"),
         ("NodeCluster", ".spec.policies.rollout.maxUnavailable", "matches"),
         ("NodeCluster", ".spec.policies.health.maxUnhealthy", "matches"),
+        ("NodeCluster", ".spec.suspend", "exists_one"),
+        ("NodeCluster", ".spec.policies", "maxNodeLifetimeSeconds >"),
         ("ClusterNode", ".spec.clusterName", "self == oldSelf"),
         ("ClusterNode", ".spec.providerRef", "self == oldSelf"),
         ("ClusterNode", ".spec.profile", "self == oldSelf"),

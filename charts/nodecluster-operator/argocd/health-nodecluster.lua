@@ -5,7 +5,9 @@
 -- that speaks kstatus: status.observedGeneration, the Ready / Stalled / Degraded /
 -- Reconciling conditions, and status.state with its message.
 --
---   Suspended    spec.paused is true: the operator changes nothing until it is unpaused
+--   Suspended    spec.paused is true: the operator changes nothing until it is unpaused;
+--                or a process of spec.suspend holds back a change the cluster needs
+--                (the Suspended condition, reason ChangesHeldBack)
 --   Progressing  the operator has not yet seen this generation, or is still converging
 --   Degraded     Stalled=True (needs help: missing provider, quota, bad config),
 --                Degraded=True (works, but not fully) or state Error
@@ -88,6 +90,14 @@ if ready ~= nil and ready.status == "True" then
   if status.message ~= nil and status.message ~= "" then
     health.message = state .. ": " .. status.message
   end
+  return health
+end
+
+-- Held back on purpose (spec.suspend), not converging: waiting would never end.
+local suspended = condition(conditions, "Suspended")
+if suspended ~= nil and suspended.status == "True" and suspended.reason == "ChangesHeldBack" then
+  health.status = "Suspended"
+  health.message = state .. ": " .. describe(suspended)
   return health
 end
 

@@ -280,6 +280,14 @@ class PlacementPolicy(CamelModel):
 
 RolloutStrategy = Literal["RollingUpdate", "OnDelete"]
 
+MIN_NODE_LIFETIME_SECONDS = 60
+"""The shortest maxNodeLifetimeSeconds taken. Below a minute, nodes would be replaced
+about as fast as most providers create machines: a fleet of replacements, never a fleet
+of nodes. (The same field must also exceed the health policy's nodeStartupTimeoutSeconds,
+a CEL rule of Policies: a node must be able to come up before it expires.)"""
+MAX_NODE_LIFETIME_SECONDS = 10 * 365 * 86400
+"""The longest maxNodeLifetimeSeconds taken (ten years): a bound on the number, no policy."""
+
 
 class RolloutPolicy(CamelModel):
     """How nodes built from an older profile are replaced."""
@@ -296,10 +304,43 @@ class RolloutPolicy(CamelModel):
     max_unavailable: IntOrPercent = Field(
         default=0, description="Nodes below the target allowed during a rollout."
     )
+    max_node_lifetime_seconds: int | None = Field(
+        default=None,
+        ge=MIN_NODE_LIFETIME_SECONDS,
+        le=MAX_NODE_LIFETIME_SECONDS,
+        description=(
+            "Nodes older than this many seconds (from their ClusterNode's creation) are "
+            "replaced, oldest first, within maxSurge and maxUnavailable, whatever the "
+            "strategy (as Karpenter's expireAfter and an Auto Scaling group's maximum "
+            "instance lifetime); each replacement is said in a NodeExpired Event. Suspending "
+            "Rollout (spec.suspend) holds it. At least 60 and more than "
+            "policies.health.nodeStartupTimeoutSeconds. Unset: nodes live as long as they work."
+        ),
+    )
 
 
 class Policies(CamelModel):
     """All policies of a cluster; each has usable defaults."""
+
+    # A lifetime shorter than the time a node is given to start would expire nodes before
+    # they could serve: each replacement old enough to be replaced again as it came up.
+    # Defaults are spelt out (600): the rule must hold whether or not health was written.
+    model_config = CamelModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.rollout) || !has(self.rollout.maxNodeLifetimeSeconds) "
+                    "|| self.rollout.maxNodeLifetimeSeconds > "
+                    "(has(self.health) && has(self.health.nodeStartupTimeoutSeconds) "
+                    "? self.health.nodeStartupTimeoutSeconds : 600)",
+                    "message": "must be more than policies.health.nodeStartupTimeoutSeconds "
+                    "(default 600): a node must be able to start before it expires",
+                    "fieldPath": ".rollout.maxNodeLifetimeSeconds",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    }
 
     scaling: ScalingPolicy = Field(default_factory=ScalingPolicy, description="Scaling policy.")
     deletion: DeletionPolicy = Field(default_factory=DeletionPolicy, description="Deletion policy.")
@@ -308,6 +349,36 @@ class Policies(CamelModel):
         default_factory=PlacementPolicy, description="Placement policy."
     )
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy, description="Rollout policy.")
+
+
+SuspendableProcess = Literal["Launch", "Terminate", "Remediate", "Rollout", "PowerChange"]
+"""The kinds of change the planner makes, each of which `spec.suspend` can stop alone (as an
+Auto Scaling group's suspended processes). What each holds back:
+
+- `Launch`: no node is created: not to reach the target, not to replace a node remediated
+  or deleted by hand. A rollout (profile or lifetime) waits too: its replacements need
+  new nodes, and deleting old ones with none coming would shrink the cluster for as long
+  as Launch stays suspended.
+- `Terminate`: no node is deleted for being beyond the target (scale-in).
+- `Remediate`: unhealthy nodes (missing machines included) are reported, not recreated
+  nor rebooted.
+- `Rollout`: nodes built from an older profile, and nodes past maxNodeLifetimeSeconds,
+  are not replaced.
+- `PowerChange`: nodes are not stopped or started to follow desiredState.
+
+There is no zone rebalancing to suspend: the planner never moves a node between zones
+(placement chooses zones for new nodes and scale-in keeps the spread; both go on).
+Deleting the NodeCluster, or `desiredState: Terminated`, is the owner's explicit act and
+deletes every node whatever is suspended: a suspended Terminate must not keep a deleted
+cluster, and its machines, for ever. `paused: true` still stops everything."""
+
+SUSPENDABLE_PROCESSES: tuple[SuspendableProcess, ...] = (
+    "Launch",
+    "Terminate",
+    "Remediate",
+    "Rollout",
+    "PowerChange",
+)
 
 
 class NodeClusterSpec(CamelModel):
@@ -380,7 +451,34 @@ class NodeClusterSpec(CamelModel):
         default=False,
         description="While true the operator reports status but changes nothing.",
     )
+    suspend: list[SuspendableProcess] | None = Field(
+        default=None,
+        max_length=len(SUSPENDABLE_PROCESSES),
+        description=(
+            "Kinds of change the operator does not make while listed, one by one (as an "
+            "Auto Scaling group's suspended processes; paused stops them all): Launch "
+            "(creating nodes, which a rollout needs too), Terminate (deleting nodes beyond "
+            "the target), Remediate (recreating or rebooting unhealthy nodes), Rollout "
+            "(replacing nodes of an older profile or past maxNodeLifetimeSeconds), "
+            "PowerChange (stopping or starting nodes for desiredState). The Suspended "
+            "condition says what each holds back; the cluster is not Ready while a change "
+            "it needs is held back. Deleting the NodeCluster, or desiredState Terminated, "
+            "deletes every node whatever is suspended."
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(p, self.exists_one(q, q == p))",
+                    "message": "must not name a process twice",
+                }
+            ]
+        },
+    )
     policies: Policies = Field(default_factory=Policies, description="Behaviour policies.")
+
+    def suspends(self, process: SuspendableProcess) -> bool:
+        """Whether `process` is suspended."""
+        return self.suspend is not None and process in self.suspend
 
 
 class NodeClusterStatus(CamelModel):
@@ -409,7 +507,8 @@ class NodeClusterStatus(CamelModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
-        description="Ready, Reconciling, Stalled and Degraded (kstatus semantics).",
+        description="Ready, Reconciling, Stalled and Degraded (kstatus semantics); Suspended "
+        "while spec.suspend names a process.",
     )
     usage: ClusterUsage | None = Field(
         default=None,

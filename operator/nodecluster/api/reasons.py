@@ -75,6 +75,12 @@ class Reason(StrEnum):
     """Some nodes are unhealthy and being remediated."""
     PAUSED = "Paused"
     """spec.paused: nothing is changed."""
+    CHANGES_HELD_BACK = "ChangesHeldBack"
+    """A process named in spec.suspend holds back a change the declaration needs (the
+    Suspended condition says which): not converged, but not stalled either, as the owner
+    asked for it."""
+    PROCESSES_SUSPENDED = "ProcessesSuspended"
+    """Suspended=True: spec.suspend names processes, and none of them holds anything back."""
 
     # Resting values of the kstatus conditions.
     CONVERGED = "Converged"

@@ -67,7 +67,7 @@ MachineEvent = Literal["created", "deleted", "remediated", "failed"]
 MACHINE_EVENTS: dict[MachineEvent, str] = {
     "created": "ClusterNodes created, by why they were made (ScaleOut, Replacement, Rollout)",
     "deleted": "ClusterNodes (and so machines) deleted, by why (ScaleIn, Remediation, Rollout, "
-    "Terminating, Orphan, or the operation: RemoveNodes, ReplaceNodes, Recover)",
+    "Expired, Terminating, Orphan, or the operation: RemoveNodes, ReplaceNodes, Recover)",
     "remediated": "Unhealthy machines replaced or rebooted, by why they were unhealthy",
     "failed": "Machine operations at the provider that failed, by the error's reason",
 }

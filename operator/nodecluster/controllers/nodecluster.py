@@ -29,6 +29,7 @@ from nodecluster import API_VERSION
 from nodecluster.api.clusternode import ClusterNode, ClusterNodeSpec, PowerState
 from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION, Condition, annotated_true
 from nodecluster.api.nodecluster import ClusterState, NodeCluster, NodeClusterStatus
+from nodecluster.api.reasons import Reason
 from nodecluster.clock import rfc3339
 from nodecluster.controllers.accounting import cluster_usage, remember, retire_cluster
 from nodecluster.controllers.announcements import event_name, post_once
@@ -84,6 +85,8 @@ TRANSITIONS_WORTH_AN_EVENT: dict[ClusterState, tuple[str, str]] = {
 }
 """State transitions a person watching `kubectl describe` wants to see, as Events."""
 
+NODE_EXPIRED = "NodeExpired"
+"""The reason of the Event naming nodes replaced for passing maxNodeLifetimeSeconds."""
 ABANDONING_MACHINES = "AbandoningMachines"
 """The reason of the Event saying which nodes of a deleted cluster leave their machines."""
 LISTED_NODES = 10
@@ -148,6 +151,12 @@ class ClusterScope:
         """The plan of this reconcile (after the decide phase)."""
         assert self.plan is not None, "decide runs before this phase"
         return self.plan
+
+
+def listed(names: list[str]) -> str:
+    """Node names for an Event: the first LISTED_NODES, and how many more."""
+    more = len(names) - LISTED_NODES
+    return ", ".join(names[:LISTED_NODES]) + (f" and {more} more" if more > 0 else "")
 
 
 async def reconcile_cluster(world: World, key: NsName) -> float | None:
@@ -357,6 +366,18 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
                 "NodeRemediated",
                 f"node {d.name} is unhealthy; recreating it",
             )
+    expired = [d.name for d in p.deletes if d.reason == "Expired"]
+    if expired:
+        # One Event per reconcile, naming them all: a rollout budget of several replaces
+        # as many at once, and they share their reason.
+        lifetime = nc.spec.policies.rollout.max_node_lifetime_seconds
+        await api.event(
+            scope.body,
+            "Normal",
+            NODE_EXPIRED,
+            f"replacing {len(expired)} node(s) older than maxNodeLifetimeSeconds "
+            f"({lifetime}s): {listed(expired)}",
+        )
     if failures:
         log.info(
             "NodeCluster %s/%s: %d of %d writes failed: %s",
@@ -390,9 +411,7 @@ async def abandon_machines(world: World, scope: ClusterScope) -> Stop | None:
     for name in names:
         world.queues.node.add((scope.key[0], name))
     if names and scope.key not in world.book.abandoning:
-        shown = ", ".join(names[:LISTED_NODES]) + (
-            f" and {len(names) - LISTED_NODES} more" if len(names) > LISTED_NODES else ""
-        )
+        shown = listed(names)
         meta = scope.cluster.metadata
         await post_once(
             world.api,
@@ -489,11 +508,14 @@ async def next_look(world: World, scope: ClusterScope) -> Stop | None:
     recheck = None
     if p.recheck_at is not None:
         recheck = max((p.recheck_at - scope.now).total_seconds(), 0.0) + HEALTH_RECHECK_MARGIN
-    if not p.empty or scope.report.status.state not in CONVERGED_STATES:
+    status = scope.report.status
+    if not p.empty or (status.state not in CONVERGED_STATES and not held_back(status)):
         # Progress is driven by child events; this is only the safety net.
         return Stop(min(SAFETY_NET_SECONDS, recheck or SAFETY_NET_SECONDS))
-    # Converged: nothing to do until an event, the provider's health poll, or the slow
-    # safety-net resync. No per-cluster timers tick in an idle fleet, and no body is kept.
+    # Converged, or held where it is by suspended processes (only a change of its spec
+    # lets them go, and that is an event): nothing to do until an event, the provider's
+    # health poll, or the slow safety-net resync. No per-cluster timers tick in an idle
+    # fleet, and no body is kept.
     world.bodies.drop(scope.cache_key)
     world.book.settle(scope.key)
     assert scope.status is not None
@@ -501,6 +523,13 @@ async def next_look(world: World, scope: ClusterScope) -> Stop | None:
     due = refresh_due_in(scope.status.usage, scope.now, world.settings.usage_refresh_seconds)
     fold = math.inf if due is None else max(due, 1.0)
     return Stop(min(world.settings.idle_resync_seconds, recheck or math.inf, fold))
+
+
+def held_back(status: NodeClusterStatus) -> bool:
+    """Whether the status says nothing but suspended processes keeps the cluster from
+    converging (planning/status.py): nothing is on its way, so nothing to watch for."""
+    reconciling = next((c for c in status.conditions if c.type == "Reconciling"), None)
+    return reconciling is not None and reconciling.reason == Reason.CHANGES_HELD_BACK
 
 
 PHASES: tuple[Phase[ClusterScope], ...] = (

@@ -8,10 +8,26 @@ Order of concerns, each able to veto the next:
 1. deletion of the cluster or `desiredState: Terminated` removes every node;
 2. `paused` freezes everything else;
 3. health remediation (bounded by `maxUnhealthy`), see below;
-4. rollout of a changed profile (RollingUpdate within maxSurge/maxUnavailable);
+4. rollout of a changed profile, and of nodes past `maxNodeLifetimeSeconds` (within
+   maxSurge/maxUnavailable), see below;
 5. scaling toward the target (bounded by min/max and the provider's quota headroom),
    with zones from the placement policy and victims from the deletion policy;
 6. power state (Running/Stopped).
+
+`spec.suspend` stops one kind of change at a time (api.nodecluster.SuspendableProcess
+says what each holds back). The planner still works out what that process would do, and
+returns it as a `Hold` instead of doing it: status says what waits, and a cluster held
+back from a change it needs is not converged. Holds come after the vetoes above (what
+`maxUnhealthy` or a quota forbids is said as their blocker, not as a hold), and
+nothing is held at step 1: deleting the cluster is its owner's explicit act.
+
+Node lifetime: a node older than `policies.rollout.maxNodeLifetimeSeconds` is expired and
+replaced like a node of an older profile, through the same surge and unavailability
+budget, oldest first (after nodes of an older profile, which the rollout ranks by the
+deletion policy as before), whatever the strategy: OnDelete is about profile changes,
+and a lifetime is asked for explicitly. The earliest expiry still to come joins the
+health deadlines in `recheck_at`, so an idle cluster is looked at when its next node
+expires and at no other time.
 
 Health remediation follows `policies.health.recovery` (Recreate, Reboot or None) with one
 exception: a node whose machine is missing (deleted at the provider behind the
@@ -40,7 +56,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from nodecluster.api.clusternode import NodeState, PowerState
-from nodecluster.api.nodecluster import HealthPolicy, NodeClusterSpec
+from nodecluster.api.nodecluster import HealthPolicy, NodeClusterSpec, SuspendableProcess
 from nodecluster.api.reasons import Reason
 from nodecluster.planning.model import Declared, NodeView, Observed
 from nodecluster.planning.placement import zones_for_new_nodes
@@ -53,8 +69,9 @@ _TRANSITIONAL: frozenset[NodeState | None] = frozenset(
     {"Stopping", "Stopped", "Starting", "Rebooting", "Deleting"}
 )
 
-DeletionCause = Literal["Terminating", "Remediation", "Rollout", "ScaleIn"]
-"""Why the planner deletes a node (remediation is the one worth an Event of its own)."""
+DeletionCause = Literal["Terminating", "Remediation", "Rollout", "Expired", "ScaleIn"]
+"""Why the planner deletes a node (remediation and expiry are worth an Event of their own;
+`Expired` is a rollout's replacement of a node past maxNodeLifetimeSeconds)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,15 @@ class Blocker:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """A change the plan would make but does not, because its process is suspended."""
+
+    process: SuspendableProcess
+    message: str
+    """What waits, for people: counts, and up to three node names."""
+
+
+@dataclass(frozen=True)
 class Plan:
     """The decision of one reconcile."""
 
@@ -109,12 +135,17 @@ class Plan:
     blockers: tuple[Blocker, ...] = ()
     unhealthy: tuple[str, ...] = ()
     recheck_at: datetime | None = None
-    """The earliest moment a node that is healthy now turns unhealthy if nothing changes
-    (a health timeout running out): the cluster looks again then."""
+    """The earliest moment the plan changes if nothing else does: a node that is healthy
+    now turns unhealthy (a health timeout running out), or a node expires
+    (maxNodeLifetimeSeconds). The cluster looks again then."""
     remediating: bool = False
     rolling: bool = False
     paused: bool = False
     terminating: bool = False
+    held: tuple[Hold, ...] = ()
+    """Changes the declaration needs that suspended processes hold back."""
+    expired: tuple[str, ...] = ()
+    """Nodes past maxNodeLifetimeSeconds (replaced, or held back by a suspended Rollout)."""
 
     @property
     def empty(self) -> bool:
@@ -204,6 +235,17 @@ def _after(since: datetime, seconds: int) -> datetime | None:
         return None
 
 
+def expires_at(node: NodeView, lifetime: int | None) -> datetime | None:
+    """When the node passes its maximum lifetime; None: never (no lifetime set)."""
+    return None if lifetime is None else _after(node.created_at, lifetime)
+
+
+def _some(names: list[str]) -> str:
+    """Up to three names, and how many more: enough to find them, short enough to read."""
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return ", ".join(names[:3]) + more
+
+
 def new_names(cluster: str, taken: set[str], count: int, rng: random.Random) -> list[str]:
     """`count` fresh child names, `<cluster>-<5 chars>`, none in `taken`."""
     names: list[str] = []
@@ -253,6 +295,7 @@ def plan(declared: Declared, observed: Observed) -> Plan:
     )
     to_reboot = [n for n in unhealthy if health.recovery == "Reboot" and not n.machine_missing]
     remediating = False
+    held: list[Hold] = []
     if to_replace or to_reboot:
         limit = resolve_int_or_percent(health.max_unhealthy, max(desired, 1), round_up=False)
         if health.max_unhealthy is not None and len(unhealthy) > limit:
@@ -261,6 +304,13 @@ def plan(declared: Declared, observed: Observed) -> Plan:
                     Reason.TOO_MANY_UNHEALTHY,
                     f"{len(unhealthy)} nodes are unhealthy, more than maxUnhealthy "
                     f"({health.max_unhealthy}); remediation is paused until fewer are",
+                )
+            )
+        elif spec.suspends("Remediate"):
+            waiting = [n.name for n in to_replace + to_reboot]
+            held.append(
+                Hold(
+                    "Remediate", f"{len(waiting)} unhealthy nodes not remediated ({_some(waiting)})"
                 )
             )
         else:
@@ -275,11 +325,41 @@ def plan(declared: Declared, observed: Observed) -> Plan:
 
     gone = {d.name for d in deletes}
     survivors = [n for n in active if n.name not in gone]
-    outdated = [n for n in survivors if n.profile_hash != declared.profile_hash]
-
-    # 4. Rollout of a changed profile.
     rollout = spec.policies.rollout
-    rolling = bool(outdated) and rollout.strategy == "RollingUpdate"
+    lifetime = rollout.max_node_lifetime_seconds
+    expiries = [(n, expires_at(n, lifetime)) for n in survivors]
+    expired = [n for n, at in expiries if at is not None and observed.now >= at]
+    upcoming += [at for _, at in expiries if at is not None and at > observed.now]
+    recheck_at = min(upcoming, default=None)
+    outdated = [
+        n
+        for n in survivors
+        if n.profile_hash != declared.profile_hash and rollout.strategy == "RollingUpdate"
+    ]
+    stale = {n.name for n in outdated}
+    # Expired nodes of the current profile go after those of an older one, oldest first.
+    expired_current = sorted(
+        (n for n in expired if n.name not in stale), key=lambda n: (n.created_at, n.name)
+    )
+    to_roll = outdated + expired_current
+
+    # 4. Rollout of a changed profile, and of expired nodes.
+    rolling = bool(to_roll)
+    holding = [p for p in ("Rollout", "Launch") if spec.suspends(p)]
+    if rolling and holding:
+        kinds = []
+        if outdated:
+            kinds.append(f"{len(outdated)} built from an older profile")
+        if expired_current:
+            kinds.append(f"{len(expired_current)} past maxNodeLifetimeSeconds")
+        which = _some([n.name for n in to_roll])
+        what = f"{len(to_roll)} nodes not replaced: {', '.join(kinds)} ({which})"
+        held.append(
+            Hold("Rollout", what)
+            if holding[0] == "Rollout"
+            else Hold("Launch", f"{what}; a replacement needs a new node")
+        )
+        rolling = False
     surge = 0
     floor = 0
     budget = {"ready": sum(1 for n in survivors if n.ready)}
@@ -303,20 +383,22 @@ def plan(declared: Declared, observed: Observed) -> Plan:
             desired,
             rng,
         )
-        for victim in victims:
+        expired_names = {n.name for n in expired}
+        for victim in [*victims, *(n for n in expired_current if not n.protected)]:
             if keeps_availability(victim):
                 continue
             if victim.ready:
                 budget["ready"] -= 1
-            deletes.append(DeleteNode(victim.name, "Rollout"))
+            cause: DeletionCause = "Expired" if victim.name in expired_names else "Rollout"
+            deletes.append(DeleteNode(victim.name, cause))
         gone = {d.name for d in deletes}
         survivors = [n for n in survivors if n.name not in gone]
-        stuck = [n.name for n in outdated if n.protected]
+        stuck = [n.name for n in to_roll if n.protected]
         if stuck:
             blockers.append(
                 Blocker(
                     Reason.PROTECTED_FROM_SCALE_IN,
-                    f"{len(stuck)} nodes built from an older profile are annotated "
+                    f"{len(stuck)} nodes built from an older profile or expired are annotated "
                     "nodecluster.io/protect-from-scale-in and are not replaced "
                     f"({', '.join(stuck[:3])}); remove the annotation or delete them by hand",
                 )
@@ -325,7 +407,15 @@ def plan(declared: Declared, observed: Observed) -> Plan:
     # 5. Scaling toward the target.
     count = len(survivors)
     ceiling = desired + surge
-    if count > ceiling:
+    if count > ceiling and spec.suspends("Terminate"):
+        held.append(
+            Hold(
+                "Terminate",
+                f"{count - ceiling} nodes above the target of {desired} not removed "
+                f"({count} exist)",
+            )
+        )
+    elif count > ceiling:
         excess = count - ceiling
 
         def vetoed(n: NodeView) -> bool:
@@ -363,9 +453,15 @@ def plan(declared: Declared, observed: Observed) -> Plan:
 
     creates_needed = max(0, desired - count)
     if rolling:
-        still_updated = sum(1 for n in survivors if n.profile_hash == declared.profile_hash)
+        replaced = {n.name for n in to_roll}
+        staying = sum(1 for n in survivors if n.name not in replaced)
         room = ceiling - count
-        creates_needed = max(creates_needed, min(room, desired - still_updated))
+        creates_needed = max(creates_needed, min(room, desired - staying))
+    if creates_needed and spec.suspends("Launch"):
+        held.append(
+            Hold("Launch", f"{creates_needed} nodes not created ({count} of {desired} exist)")
+        )
+        creates_needed = 0
 
     refused = observed.provider_problem or observed.no_new_machines
     if creates_needed and refused is not None:
@@ -402,6 +498,11 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         for n in survivors
         if n.power_hold is None and n.power_state != power_state
     )
+    if power and spec.suspends("PowerChange"):
+        verb = "stopped" if power_state == "Stopped" else "started"
+        waiting = [s.name for s in power]
+        held.append(Hold("PowerChange", f"{len(waiting)} nodes not {verb} ({_some(waiting)})"))
+        power = ()
 
     return Plan(
         desired=desired,
@@ -414,4 +515,6 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         recheck_at=recheck_at,
         remediating=remediating,
         rolling=rolling,
+        held=tuple(held),
+        expired=tuple(n.name for n in expired),
     )

@@ -9,7 +9,20 @@ and `kubectl wait` understand:
 - `Stalled` is True when it cannot make progress without help (bad provider config,
   quota, capacity);
 - `Degraded` is True when the cluster works but not fully (some nodes broken, or
-  remediation short-circuited).
+  remediation short-circuited);
+- `Suspended` (only while `spec.suspend` names a process) is True, and its reason says
+  whether a suspended process holds back a change the declaration needs
+  (`ChangesHeldBack`, the message says what) or not (`ProcessesSuspended`).
+
+Why a condition of its own for suspension, not a reason of `Stalled`: Stalled means a
+person must act, and brings a Warning Event and an alert; a suspended process is what
+its owner asked for. Not only a reason of `Ready` either: a cluster can be suspended
+and converged (nothing held back), and people (and scripts) want to see what is
+suspended without reading the spec. And only while something is suspended, so a cluster
+that never suspends anything writes exactly the status it always wrote. Held back, the
+cluster is not Ready; when nothing but the suspension stands between it and converging,
+Ready and Reconciling say `ChangesHeldBack` with the same message, as `paused` says
+`Paused`.
 
 A condition keeps its lastTransitionTime until its status actually changes.
 """
@@ -24,7 +37,7 @@ from nodecluster.api.nodecluster import ClusterState, NodeClusterStatus
 from nodecluster.api.reasons import Reason
 from nodecluster.planning.conditions import condition
 from nodecluster.planning.model import CLUSTER_LABEL, Declared, NodeView, Observed
-from nodecluster.planning.planner import Blocker, Plan, plan
+from nodecluster.planning.planner import Blocker, Hold, Plan, plan
 
 CONVERGED_STATES: frozenset[ClusterState | None] = frozenset(
     {"Deployed", "Stopped", "Empty", "Terminated"}
@@ -80,7 +93,12 @@ def derive_state(declared: Declared, observed: Observed, plan: Plan) -> tuple[Cl
         return "Empty", "no nodes wanted, none exist"
 
     if plan.rolling:
-        return "Updating", "replacing nodes built from an older profile"
+        outdated = any(n.profile_hash != declared.profile_hash for n in active)
+        what = [
+            *(["built from an older profile"] if outdated else []),
+            *(["past maxNodeLifetimeSeconds"] if plan.expired else []),
+        ]
+        return "Updating", f"replacing nodes {' and '.join(what)}"
     if plan.remediating:
         return "Recovering", f"remediating {len(plan.unhealthy)} unhealthy nodes"
 
@@ -119,6 +137,27 @@ def _error_summary(nodes: list[NodeView]) -> str:
     )
 
 
+_SETTLING: frozenset[str | None] = frozenset(
+    {None, "Pending", "Provisioning", "Starting", "Stopping", "Rebooting", "Deleting"}
+)
+
+
+def only_held(plan: Plan, nodes: list[NodeView]) -> bool:
+    """Whether nothing but suspended processes stands between the cluster and converging:
+    something is held back, the plan does nothing else, and no node is on its way
+    anywhere (created, deleted, started, stopped, rebooted)."""
+    return (
+        bool(plan.held)
+        and plan.empty
+        and not any(n.deleting or n.state in _SETTLING for n in nodes)
+    )
+
+
+def holds_summary(holds: tuple[Hold, ...]) -> str:
+    """What suspended processes hold back, in one line: `Launch: 2 nodes not created; ...`."""
+    return "; ".join(f"{h.process}: {h.message}" for h in holds)
+
+
 def provider_lost(declared: Declared, observed: Observed, plan: Plan) -> Blocker | None:
     """Why the cluster can change nothing, its deletion included, when its NodeProvider does
     not exist; None while it does (or while the cluster has nothing left to change).
@@ -155,7 +194,12 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
     prev = observed.previous.conditions
     now = observed.now
 
-    converged = state in CONVERGED_STATES and plan.empty
+    # Converged but for what suspended processes hold back: not Ready (the owner's
+    # declaration is not met), not Reconciling (nothing is being done about it).
+    held_only = not plan.terminating and (
+        (state in CONVERGED_STATES and plan.empty and bool(plan.held)) or only_held(plan, nodes)
+    )
+    converged = state in CONVERGED_STATES and plan.empty and not plan.held
     stall = next((b for b in plan.blockers if b.reason.stalls), None)
     lost = provider_lost(declared, observed, plan)
     if lost is not None:
@@ -172,21 +216,42 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
             stall = Blocker(reason, _error_summary(active))
     paused = plan.paused
 
+    held_message = holds_summary(plan.held)
+    if plan.held and state not in CONVERGED_STATES:
+        message = f"{message} (held back: {', '.join(sorted({h.process for h in plan.held}))})"
     ready_c = condition(
         prev,
         "Ready",
         converged and not paused and lost is None,
-        lost.reason if lost else (Reason.CONVERGED if converged else state),
-        lost.message if lost else message,
+        lost.reason
+        if lost
+        else (
+            Reason.CONVERGED
+            if converged
+            else Reason.CHANGES_HELD_BACK
+            if held_only and stall is None
+            else state
+        ),
+        lost.message if lost else held_message if held_only and stall is None else message,
         generation,
         now,
     )
     reconciling_c = condition(
         prev,
         "Reconciling",
-        not converged and stall is None and not paused,
-        Reason.PAUSED if paused else (Reason.CONVERGED if converged else state),
-        "reconciliation paused by spec.paused" if paused else message,
+        not converged and stall is None and not paused and not held_only,
+        Reason.PAUSED
+        if paused
+        else Reason.CONVERGED
+        if converged
+        else Reason.CHANGES_HELD_BACK
+        if held_only
+        else state,
+        "reconciliation paused by spec.paused"
+        if paused
+        else held_message
+        if held_only
+        else message,
         generation,
         now,
     )
@@ -222,6 +287,24 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
         now,
     )
 
+    conditions = [ready_c, reconciling_c, stalled_c, degraded_c]
+    suspended = declared.spec.suspend or []
+    if suspended:
+        names = ", ".join(suspended)
+        conditions.append(
+            condition(
+                prev,
+                "Suspended",
+                True,
+                Reason.CHANGES_HELD_BACK if plan.held else Reason.PROCESSES_SUSPENDED,
+                f"{names} suspended; held back: {held_message}"
+                if plan.held
+                else f"{names} suspended; nothing held back",
+                generation,
+                now,
+            )
+        )
+
     zones = Counter(n.zone for n in active if n.zone)
     return NodeClusterStatus(
         observed_generation=generation,
@@ -236,7 +319,7 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
         profile_hash=declared.profile_hash,
         zones=dict(sorted(zones.items())) or None,
         last_scale_time=observed.previous.last_scale_time,
-        conditions=[ready_c, reconciling_c, stalled_c, degraded_c],
+        conditions=conditions,
     )
 
 
