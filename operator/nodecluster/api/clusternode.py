@@ -112,6 +112,16 @@ class ClusterNodeSpec(CamelModel):
         description="Zone the machine is placed in.",
         json_schema_extra=_IMMUTABLE,
     )
+    alternative: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="Which of its NodeCluster's policies.capacityFallback.alternatives the "
+        "node was made from (1: the first), when the provider had no capacity for the "
+        "profile's choice; the profile above already holds its machineType and "
+        "capacityType. Absent: the profile's own choice.",
+        json_schema_extra=_IMMUTABLE,
+    )
     power_state: PowerState = Field(
         default="Running", description="Running or Stopped (the machine is kept but powered off)."
     )
