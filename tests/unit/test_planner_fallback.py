@@ -227,6 +227,19 @@ def test_a_choice_nobody_tried_again_is_forgotten() -> None:
     assert p.exhausted == ()
 
 
+def test_a_probe_out_past_the_forget_time_asks_for_no_look_in_the_past() -> None:
+    # Its retry and forget times have both passed, and the probe still waits: the entry
+    # is kept, and the cluster is not asked to look again at a time already gone.
+    entry = exhausted(SMALL, ago=60 + 700)
+    probe = node(
+        "probe", age=650, state="Pending", ready=False, has_machine=False, machine_type="small"
+    )
+    p = plan(declared(spec(FALLBACK, targetNodes=1)), observed([probe], exhausted=(entry,)))
+
+    assert p.exhausted == (entry,)
+    assert p.recheck_at is None or p.recheck_at > NOW
+
+
 def test_nodes_made_from_an_alternative_stay_when_the_preferred_choice_is_back() -> None:
     # Not outdated (same profile hash): no rollout, no replacement; only new nodes return.
     nodes = ready_nodes(2, machine_type="big")

@@ -17,6 +17,7 @@ from pydantic.config import JsonDict
 
 from nodecluster import API_VERSION
 from nodecluster.api.common import CamelModel, Condition, ObjectMeta
+from nodecluster.api.fallback import MAX_ALTERNATIVES
 from nodecluster.api.nodecluster import NodeProfile, ProviderRef
 
 PowerState = Literal["Running", "Stopped"]
@@ -115,7 +116,7 @@ class ClusterNodeSpec(CamelModel):
     alternative: int | None = Field(
         default=None,
         ge=1,
-        le=16,
+        le=MAX_ALTERNATIVES,
         description="Which of its NodeCluster's policies.capacityFallback.alternatives the "
         "node was made from (1: the first), when the provider had no capacity for the "
         "profile's choice; the profile above already holds its machineType and "

@@ -181,8 +181,10 @@ def assess(
         ):
             del entries[key]  # nobody tried it again: the next refusal starts afresh
     kept = tuple(sorted(entries.values(), key=_order))
-    upcoming = [e.retry_time for e in kept if e.retry_time > now]
-    upcoming += [e.retry_time + timedelta(seconds=FORGET_SECONDS) for e in kept]
+    # Only times to come: one passed while a probe is out would have the cluster look again
+    # every second until the probe is answered (its node's events wake it anyway).
+    forget = timedelta(seconds=FORGET_SECONDS)
+    upcoming = [t for e in kept for t in (e.retry_time, e.retry_time + forget) if t > now]
     return Capacity(kept, tuple(refused), min(upcoming, default=None))
 
 

@@ -31,6 +31,14 @@ def types_of(fake: FakeKube) -> list[tuple[str, int | None]]:
     )
 
 
+def provider_nodes(fake: FakeKube) -> int | None:
+    """The provider's count of nodes (refreshed a few seconds after the last create)."""
+    nodes: int | None = (
+        (fake.stored(NODEPROVIDERS, None, "sim") or {}).get("status", {}).get("nodes")
+    )
+    return nodes
+
+
 def running(fake: FakeKube, count: int) -> bool:
     """Whether the cluster has `count` nodes, all ready."""
     return status(fake).get("readyNodes") == count and len(live_nodes(fake)) == count
@@ -58,6 +66,27 @@ async def test_a_refused_choice_falls_back_and_says_so_once(
     # One Warning Event for the exhaustion, however many nodes it refused.
     [event] = fake.events_about("web", reason="CapacityExhausted")
     assert event["type"] == "Warning" and "small default capacity" in event["message"]
+
+
+async def test_a_restart_keeps_what_each_node_is_and_what_is_exhausted(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    fake.add(NODEPROVIDERS, provider_body(inventory, config=NO_SMALL))
+    await fake.create(NODECLUSTERS, NS, cluster_body(targetNodes=2, policies=FALLBACK))
+    await harness.wait_for(lambda: running(fake, 2), what="two nodes of the alternative")
+    await harness.wait_for(lambda: provider_nodes(fake) == 2, what="the provider's figures")
+    await harness.idle()
+    before = status(fake)["exhaustedCapacity"]
+    fake.reset_journal()
+
+    await harness.restart()
+    await harness.idle()
+
+    # Nothing is made, deleted or said again: the nodes' spec and the cluster's status
+    # hold it all (within the back-off, a forgetful restart would try `small` again).
+    assert [(c.verb, c.resource) for c in fake.calls if c.verb not in ("get", "list")] == []
+    assert status(fake)["exhaustedCapacity"] == before
+    assert types_of(fake) == [("big", 1)] * 2
 
 
 async def test_new_nodes_return_to_the_preferred_choice_and_old_ones_stay(
@@ -142,9 +171,7 @@ async def test_an_idle_cluster_with_the_policy_writes_nothing(
     fake.add(NODEPROVIDERS, provider_body(inventory))
     await fake.create(NODECLUSTERS, NS, cluster_body(targetNodes=2, policies=FALLBACK))
     await harness.wait_for(lambda: running(fake, 2), what="two nodes")
-    await harness.wait_for(
-        lambda: (fake.stored(NODEPROVIDERS, None, "sim") or {}).get("status", {}).get("nodes") == 2
-    )
+    await harness.wait_for(lambda: provider_nodes(fake) == 2, what="the provider's figures")
     await harness.idle()
     fake.reset_journal()
 
