@@ -164,7 +164,6 @@ class IndexedNode(NodeView):
     costs a handler invocation per ClusterNode event.)"""
 
     provider: str = ""
-    machine_type: str = ""
 
 
 def node_view(node: ClusterNode) -> IndexedNode:
@@ -209,6 +208,7 @@ def node_view(node: ClusterNode) -> IndexedNode:
         node=kube_node,
         node_since=node_cond.last_transition_time if node_cond is not None else None,
         restarted_at=status.restarted_at,
+        capacity_type=spec.profile.capacity_type,
     )
 
 
