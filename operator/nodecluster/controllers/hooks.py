@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from nodecluster.api.clusternode import ClusterNodeStatus
 from nodecluster.api.common import Condition
@@ -42,7 +44,16 @@ from nodecluster.controllers.nodescope import (
 from nodecluster.controllers.phases import Stop
 from nodecluster.controllers.world import World
 from nodecluster.planning.conditions import condition, replace_condition
-from nodecluster.planning.hooks import HookProgress, advance, describe, hooks_on, waiting_message
+from nodecluster.planning.hooks import (
+    HEARTBEAT_KEPT_CHARS,
+    HookProgress,
+    advance,
+    describe,
+    heartbeat_annotation,
+    hook_annotation,
+    hooks_on,
+    waiting_message,
+)
 from nodecluster.providers.base import NotFound
 
 log = logging.getLogger(__name__)
@@ -53,6 +64,22 @@ transition, the message which hook), False once they ended (the reason says how)
 
 NOT_STARTED = (None, "Pending", "Provisioning")
 """What a node's status says until its machine first ran (as clusternode.NOT_STARTED)."""
+
+
+def hook_news(body: Mapping[str, Any]) -> bool:
+    """Whether a ClusterNode event brings news for the hook its status says it waits on:
+    the hook's annotation is set, or its heartbeat differs from the one last seen. Only
+    these wake a waiting node (its own status writes come back as events too); its
+    deadline is a requeue of its own."""
+    wait = (body.get("status") or {}).get("lifecycleHook")
+    if not isinstance(wait, Mapping):
+        return False
+    name = str(wait.get("name", ""))
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    if hook_annotation(name) in annotations:
+        return True
+    beat = annotations.get(heartbeat_annotation(name))
+    return beat is not None and beat[:HEARTBEAT_KEPT_CHARS] != wait.get("heartbeat")
 
 
 def hook_condition(status: ClusterNodeStatus) -> Condition | None:
@@ -222,7 +249,7 @@ async def warn_invalid(world: World, scope: NodeScope, progress: HookProgress) -
     if progress.invalid is None or progress.wait is None:
         return
     node = scope.node
-    value = node.metadata.annotations.get(f"hooks.nodecluster.io/{progress.wait.name}")
+    value = node.metadata.annotations.get(hook_annotation(progress.wait.name))
     try:
         await post_once(
             world.api,
