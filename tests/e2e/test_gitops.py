@@ -226,7 +226,13 @@ def test_gitops_and_an_autoscaler_share_a_cluster_when_git_omits_target_nodes(
 
 
 @pytest.mark.parametrize(
-    "name", ["nodecluster-basic.yaml", "nodecluster-policies.yaml", "nodecluster-suspend.yaml"]
+    "name",
+    [
+        "nodecluster-basic.yaml",
+        "nodecluster-policies.yaml",
+        "nodecluster-suspend.yaml",
+        "nodecluster-hooks.yaml",
+    ],
 )
 def test_samples_are_gitops_clean(
     name: str, scenario: Scenario, kube: Kube, tmp_path: Path

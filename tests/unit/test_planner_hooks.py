@@ -29,9 +29,9 @@ def hooks(*items: dict[str, Any]) -> list[LifecycleHook]:
 
 
 TWO = hooks(
-    {"name": "configure", "on": "Launch", "timeoutSeconds": 300},
-    {"name": "register", "on": "Launch", "timeoutSeconds": 60, "defaultResult": "Continue"},
-    {"name": "backup", "on": "Terminate", "timeoutSeconds": 120},
+    {"name": "configure", "transition": "Launch", "timeoutSeconds": 300},
+    {"name": "register", "transition": "Launch", "timeoutSeconds": 60, "defaultResult": "Continue"},
+    {"name": "backup", "transition": "Terminate", "timeoutSeconds": 120},
 )
 
 
@@ -40,7 +40,9 @@ def later(seconds: float) -> Any:
 
 
 def waiting(name: str = "configure", started: float = 0, deadline: float = 300) -> HookWait:
-    return HookWait(name=name, on="Launch", started_at=later(started), deadline=later(deadline))
+    return HookWait(
+        name=name, transition="Launch", started_at=later(started), deadline=later(deadline)
+    )
 
 
 def test_no_hooks_of_the_transition_is_no_wait() -> None:
@@ -149,7 +151,11 @@ def test_heartbeats_cannot_extend_a_wait_past_its_bound() -> None:
 
 def test_a_cluster_deletion_ignores_heartbeats_and_bounds_each_hook_by_its_timeout() -> None:
     backup = HookWait(
-        name="backup", on="Terminate", started_at=later(0), deadline=later(5000), heartbeat="a"
+        name="backup",
+        transition="Terminate",
+        started_at=later(0),
+        deadline=later(5000),
+        heartbeat="a",
     )
     beat = {"heartbeat.hooks.nodecluster.io/backup": "b"}
 
@@ -184,12 +190,12 @@ def test_the_waiting_message_says_how_to_complete_the_hook() -> None:
 @pytest.mark.parametrize(
     ("hooks_spec", "field"),
     [
-        ([{"name": "a", "on": "Launch", "timeoutSeconds": 29}], "timeoutSeconds"),
-        ([{"name": "a", "on": "Launch", "timeoutSeconds": 3601}], "timeoutSeconds"),
-        ([{"name": "A_b", "on": "Launch"}], "name"),
-        ([{"name": "a", "on": "Boot"}], "on"),
-        ([{"name": "a", "on": "Launch", "defaultResult": "Retry"}], "defaultResult"),
-        ([{"name": f"h{i}", "on": "Launch"} for i in range(9)], "lifecycleHooks"),
+        ([{"name": "a", "transition": "Launch", "timeoutSeconds": 29}], "timeoutSeconds"),
+        ([{"name": "a", "transition": "Launch", "timeoutSeconds": 3601}], "timeoutSeconds"),
+        ([{"name": "A_b", "transition": "Launch"}], "name"),
+        ([{"name": "a", "transition": "Boot"}], "on"),
+        ([{"name": "a", "transition": "Launch", "defaultResult": "Retry"}], "defaultResult"),
+        ([{"name": f"h{i}", "transition": "Launch"} for i in range(9)], "lifecycleHooks"),
     ],
 )
 def test_the_model_refuses_what_the_schema_refuses(hooks_spec: list[Any], field: str) -> None:
@@ -200,7 +206,7 @@ def test_the_model_refuses_what_the_schema_refuses(hooks_spec: list[Any], field:
 
 def test_hooks_default_to_nothing_and_a_hook_to_ten_minutes_then_abandon() -> None:
     assert spec().policies.lifecycle_hooks is None
-    hook = LifecycleHook.model_validate({"name": "a", "on": "Launch"})
+    hook = LifecycleHook.model_validate({"name": "a", "transition": "Launch"})
     assert (hook.timeout_seconds, hook.default_result) == (600, "Abandon")
 
 

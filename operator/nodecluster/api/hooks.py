@@ -15,6 +15,9 @@ mistaken for another's heartbeat. Its value is not parsed: any change restarts t
 timeout, counted by the operator's clock (a Job's clock that runs late cannot shorten or
 lengthen a wait).
 
+The transition is `transition` (ASG's LifecycleTransition), not `on`: YAML 1.1 parsers
+(PyYAML, and Go's yaml.v2 under many tools) read a bare `on:` key as the boolean true.
+
 Hooks of one transition run one after the other, in the order listed, as init containers
 do (not all at once, as ASG's): a later hook may rely on an earlier one's work (configure,
 then register), each one's timeout counts from its own start, and the wait is one record
@@ -70,7 +73,7 @@ class LifecycleHook(CamelModel):
             "a new value of heartbeat.hooks.nodecluster.io/<name> restarts its timeout."
         ),
     )
-    on: HookTransition = Field(
+    transition: HookTransition = Field(
         description=(
             "Launch: a new node waits once its machine first runs, not Ready (and not counted "
             "ready or updated) until the hook completes. Terminate: a node being deleted "
@@ -113,7 +116,7 @@ class HookWait(CamelModel):
     # Recorded when the wait starts, so a restart resumes it with the same deadline.
 
     name: str = Field(description="The hook waited on (policies.lifecycleHooks[].name).")
-    on: HookTransition = Field(description="Launch or Terminate.")
+    transition: HookTransition = Field(description="Launch or Terminate.")
     started_at: datetime = Field(description="When the node began waiting on this hook.")
     deadline: datetime = Field(
         description="When the hook's defaultResult applies unless it is completed first."

@@ -103,7 +103,7 @@ async def cluster_hooks(
 
 def waiting_on(status: ClusterNodeStatus, on: HookTransition) -> bool:
     """Whether the node's status records a wait on a hook of transition `on`."""
-    return status.lifecycle_hook is not None and status.lifecycle_hook.on == on
+    return status.lifecycle_hook is not None and status.lifecycle_hook.transition == on
 
 
 async def launch_hooks(
@@ -148,9 +148,9 @@ def waiting_status(
     assert wait is not None
     gen = scope.node.metadata.generation
     message = waiting_message(wait)
-    reason = Reason.LAUNCH_HOOK_WAIT if wait.on == "Launch" else Reason.TERMINATE_HOOK_WAIT
+    reason = Reason.LAUNCH_HOOK_WAIT if wait.transition == "Launch" else Reason.TERMINATE_HOOK_WAIT
     conditions = status.conditions
-    if wait.on == "Launch":
+    if wait.transition == "Launch":
         ready = condition(conditions, "Ready", False, reason, message, gen, scope.now)
         conditions = replace_condition(conditions, ready)
     hook = condition(

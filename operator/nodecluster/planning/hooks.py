@@ -84,7 +84,7 @@ class HookProgress:
 
 def hooks_on(hooks: Sequence[LifecycleHook] | None, on: HookTransition) -> list[LifecycleHook]:
     """The hooks of one transition, in order."""
-    return [h for h in hooks or () if h.on == on]
+    return [h for h in hooks or () if h.transition == on]
 
 
 def _cap(hook: LifecycleHook, started: datetime) -> datetime:
@@ -96,7 +96,7 @@ def _cap(hook: LifecycleHook, started: datetime) -> datetime:
 def _start(hook: LifecycleHook, on: HookTransition, now: datetime) -> HookWait:
     return HookWait(
         name=hook.name,
-        on=on,
+        transition=on,
         started_at=now,
         deadline=now + timedelta(seconds=hook.timeout_seconds),
     )
@@ -119,7 +119,7 @@ def advance(
     ordered = hooks_on(hooks, on)
     names = [h.name for h in ordered]
     outcomes: list[HookOutcome] = []
-    if wait is None or wait.on != on:
+    if wait is None or wait.transition != on:
         index = 0
         current = _start(ordered[0], on, now) if ordered else None
     elif wait.name not in names:
@@ -182,9 +182,9 @@ def describe(outcomes: Sequence[HookOutcome]) -> str:
 
 def waiting_message(wait: HookWait) -> str:
     """What a waiting node's condition says: the hook, until when, and how to complete it."""
-    state = "Pending:Wait" if wait.on == "Launch" else "Terminating:Wait"
+    state = "Pending:Wait" if wait.transition == "Launch" else "Terminating:Wait"
     return (
-        f"{state} on {wait.on} hook {wait.name!r} until "
+        f"{state} on {wait.transition} hook {wait.name!r} until "
         f"{wait.deadline.isoformat().replace('+00:00', 'Z')}: annotate the ClusterNode "
         f"{hook_annotation(wait.name)}=Continue or Abandon "
         f"({heartbeat_annotation(wait.name)}=<new value> restarts the timeout)"

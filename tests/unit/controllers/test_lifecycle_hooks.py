@@ -18,8 +18,13 @@ from conftest import provider_body
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS
 from nodecluster.testing import FakeKube, Harness
 
-CONFIGURE = {"name": "configure", "on": "Launch", "timeoutSeconds": 300}
-BACKUP = {"name": "backup", "on": "Terminate", "timeoutSeconds": 120, "defaultResult": "Continue"}
+CONFIGURE = {"name": "configure", "transition": "Launch", "timeoutSeconds": 300}
+BACKUP = {
+    "name": "backup",
+    "transition": "Terminate",
+    "timeoutSeconds": 120,
+    "defaultResult": "Continue",
+}
 
 
 def node_status(fake: FakeKube, name: str) -> dict[str, Any]:
