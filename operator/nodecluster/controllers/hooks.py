@@ -285,8 +285,20 @@ async def terminate_hooks(world: World, scope: NodeScope) -> Stop | None:
     old = node.status
     if not scope.deleting or old.provider_id is None:
         return None
-    if owned_elsewhere(node) or machine_missing(node) or waiting_on(old, "Launch"):
-        return None  # no machine of ours, or one that never served
+    if owned_elsewhere(node) or machine_missing(node):
+        return None  # no machine of ours
+    if waiting_on(old, "Launch"):
+        # It never served: no Terminate hooks, and the Launch wait ends with it (or the
+        # node would show, and its cluster count, a wait nobody needs to complete).
+        assert old.lifecycle_hook is not None
+        message = (
+            f"deleted while waiting on Launch hook {old.lifecycle_hook.name!r}: it never "
+            "served, so no Terminate hook runs"
+        )
+        deleting = old.model_copy(update={"state": "Deleting", "ready": False, "message": message})
+        ended = ended_status(scope, deleting, Reason.TERMINATE_HOOKS_COMPLETED, message)
+        await write_status(world, scope, ended)
+        return None
     kept = hook_condition(old)
     waiting = waiting_on(old, "Terminate")
     if not waiting and kept is not None and kept.reason == Reason.TERMINATE_HOOKS_COMPLETED:

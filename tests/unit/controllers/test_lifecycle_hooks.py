@@ -182,6 +182,22 @@ async def test_a_restart_resumes_the_wait_with_its_deadline(
     await harness.wait_for(lambda: state(fake) == "Deployed")
 
 
+async def test_a_node_deleted_during_its_launch_wait_runs_no_terminate_hook(
+    fake: FakeKube, harness: Harness, inventory: Path
+) -> None:
+    await with_hooks(fake, inventory, CONFIGURE, BACKUP, targetNodes=1, minNodes=0)
+    name = await first_waiting(fake, harness)
+
+    await fake.patch(NODECLUSTERS, NS, "web", {"spec": {"targetNodes": 0}})
+
+    await harness.wait_for(
+        lambda: fake.stored(CLUSTERNODES, NS, name) is None, within=30, what="the node gone"
+    )
+    assert machines(inventory) == []
+    await harness.wait_for(lambda: state(fake) == "Empty")
+    assert "hookWaits" not in status(fake)
+
+
 async def test_a_terminate_hook_holds_the_machine_until_continue(
     fake: FakeKube, harness: Harness, inventory: Path
 ) -> None:
