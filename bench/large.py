@@ -35,10 +35,17 @@ TARGETS = {
 }
 
 
+FLEET_GIVE_UP_SECONDS = 3600.0
+"""100,000 nodes take ~20-40 min to converge on 2 shared cores; a phase waits this long."""
+
+
 def sized(bench: Bench, clusters: int, nodes_per_cluster: int) -> Bench:
     """The same clients, operator and audit log, measuring another size."""
     options = dataclasses.replace(
-        bench.options, clusters=clusters, nodes_per_cluster=nodes_per_cluster
+        bench.options,
+        clusters=clusters,
+        nodes_per_cluster=nodes_per_cluster,
+        give_up_after=FLEET_GIVE_UP_SECONDS,
     )
     return dataclasses.replace(bench, options=options, timelines={})
 
@@ -81,7 +88,7 @@ async def fleet(bench: Bench, namespace: str, shrink: int) -> dict[str, Any]:
     many.operator.kill()
     start, wall0 = time.monotonic(), time.time()
     many.operator.start()
-    settled, _ = await wait_settled(many.operator, many.audit, give_up_after=1800)
+    settled, _ = await wait_settled(many.operator, many.audit, give_up_after=FLEET_GIVE_UP_SECONDS)
     restart_cpu = many.operator.cpu_seconds()
     await asyncio.sleep(PHASE_QUIET_SECONDS)  # (as the regular restart: late writes count)
     restart_writes = many.audit.between(wall0)
@@ -107,5 +114,10 @@ async def measure(bench: Bench, quick: bool = False) -> dict[str, Any]:
     hundredth of the size (100 nodes; 10 x 10), a smoke run of the code, not a figure."""
     shrink = 100 if quick else 1
     result = await large_cluster(bench, "bench-large", shrink)
-    result |= await fleet(bench, "bench-fleet", 10 if quick else 1)
+    try:
+        result |= await fleet(bench, "bench-fleet", 10 if quick else 1)
+    except (TimeoutError, RuntimeError) as err:
+        # The large cluster's figures stand; say what the fleet did not do.
+        say(f"fleet: {err}")
+        result["fleet_error"] = str(err)
     return result

@@ -60,6 +60,8 @@ class Options:
     latency_seconds: float = 0.0
     skip_idle: bool = False
     skip_failover: bool = False
+    give_up_after: float = 900.0
+    """How long converge and scale-in wait before the run fails (the --large fleet: more)."""
 
     @property
     def nodes(self) -> int:
@@ -438,11 +440,11 @@ async def converge(bench: Bench, namespace: str) -> dict[str, Any]:
             ],
             len(names),
         )
-        deployed = await tracker.wait(o.clusters)
+        deployed = await tracker.wait(o.clusters, give_up_after=o.give_up_after)
         cpu1, wall1 = bench.operator.cpu_seconds(), time.time()
         cpu = meter.stop()
         requests = await bench.requests() - requests0
-    await wait_machines(bench.inventory_path, o.nodes)
+    await wait_machines(bench.inventory_path, o.nodes, o.give_up_after)
     seconds = deployed - start
     times = provisioning_times(bench.inventory_path)
     say(f"converge: {o.clusters} x {o.nodes_per_cluster} Deployed in {seconds:.2f}s")
@@ -493,8 +495,8 @@ async def scale_in(bench: Bench, namespace: str) -> dict[str, Any]:
             [admin.patch(NODECLUSTERS, namespace, n, {"spec": {"targetNodes": 0}}) for n in names],
             len(names),
         )
-        empty = await tracker.wait(o.clusters)
-    gone = await wait_machines(bench.inventory_path, 0)
+        empty = await tracker.wait(o.clusters, give_up_after=o.give_up_after)
+    gone = await wait_machines(bench.inventory_path, 0, o.give_up_after)
     cpu1 = bench.operator.cpu_seconds()
     cpu = meter.stop()
     requests = await bench.requests() - requests0

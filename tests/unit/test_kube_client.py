@@ -60,6 +60,8 @@ class ApiServer:
     url: str = ""
     requests: list[Request] = field(default_factory=list)
     answers: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
+    pages: dict[str, list[list[Any]]] = field(default_factory=dict)
+    """GET path -> the pages of a paged list (its continue token: the next page's index)."""
 
     def answer(self, method: str, path: str, status: int = 200, body: Any = None) -> None:
         self.answers[(method, path)] = (status, {} if body is None else body)
@@ -76,6 +78,11 @@ class ApiServer:
                 body=json.loads(raw) if raw else None,
             )
         )
+        if request.method == "GET" and request.path in self.pages:
+            pages = self.pages[request.path]
+            at = int(request.query.get("continue") or 0)
+            token = str(at + 1) if at + 1 < len(pages) else ""
+            return web.json_response({"items": pages[at], "metadata": {"continue": token}})
         status, body = self.answers.get((request.method, request.path), (200, {}))
         if isinstance(body, str):
             return web.Response(status=status, text=body)
@@ -151,6 +158,22 @@ async def test_list_selects_by_label_and_returns_the_items(
 
     assert items == [{"metadata": {"name": "web-x1"}}]
     assert only(server).query == {"labelSelector": "nodecluster.io/cluster=web"}
+
+
+async def test_pages_follow_the_continue_token_a_page_at_a_time(
+    server: ApiServer, client: KubeClient
+) -> None:
+    path = f"{GROUP_PATH}/clusternodes"
+    server.pages[path] = [[{"n": 1}, {"n": 2}], [{"n": 3}, {"n": 4}], [{"n": 5}]]
+
+    got = [page async for page in client.pages(CLUSTERNODES, None, limit=2)]
+
+    assert got == server.pages[path]
+    assert [r.query for r in server.requests] == [
+        {"limit": "2"},
+        {"limit": "2", "continue": "1"},
+        {"limit": "2", "continue": "2"},
+    ]
 
 
 async def test_list_of_every_namespace_without_a_selector(

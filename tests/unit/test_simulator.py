@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nodecluster.providers.base import (
+    CapacityExceeded,
     InvalidConfig,
     MachineSpec,
+    NotFound,
     ProviderConfig,
     QuotaExceeded,
     Retryable,
@@ -281,3 +284,50 @@ async def test_an_inventory_from_an_older_release_still_opens(make: Make, tmp_pa
     assert [m.provider_id for m in await driver.list("ns/web")] == ["sim://zone-a/i-00000001"]
     assert driver.inventory.set_failed("web-1")
     assert (await driver.get("web-1")).state == "Failed"
+
+
+async def test_capacity_limits_refuse_one_choice_and_take_the_next(make: Make) -> None:
+    # What the capacity fallback is tested against: Spot `small` in zone-a is full, while
+    # OnDemand `small` there, and Spot elsewhere, still have room.
+    driver = make(
+        capacityLimits=[
+            {"machineType": "small", "zone": "zone-a", "capacityType": "Spot", "max": 1}
+        ]
+    )
+    spot = MachineSpec(
+        name="m1", cluster="ns/web", machine_type="small", zone="zone-a", capacity_type="Spot"
+    )
+    await driver.create(spot)
+    await driver.create(spot)  # idempotent: the same machine, not a second one
+
+    with pytest.raises(CapacityExceeded, match="small Spot in zone-a: 1 of 1"):
+        await driver.create(replace(spot, name="m2"))
+    await driver.create(replace(spot, name="m3", capacity_type="OnDemand"))
+    await driver.create(replace(spot, name="m4", capacity_type=None))  # OnDemand by default
+    await driver.create(replace(spot, name="m5", zone="zone-b"))
+
+    kinds = {m["name"]: m["capacityType"] for m in inventory_rows(driver.settings.path)}
+    assert kinds == {"m1": "Spot", "m3": "OnDemand", "m4": "OnDemand", "m5": "Spot"}
+    # A machine being deleted no longer holds its place (gone at once: no latency).
+    with pytest.raises(NotFound):
+        await driver.delete("m1")
+    await driver.create(replace(spot, name="m2"))
+
+
+@pytest.mark.parametrize(
+    ("limits", "key"),
+    [
+        ({"max": 1}, "capacityLimits must be a list"),
+        ([{"machineType": "small"}], "capacityLimits[0].max is required"),
+        ([{"max": -1}], "config.max must be a non-negative integer"),
+        ([{"max": 1, "capacityType": "spot"}], "capacityLimits[0].capacityType"),
+        ([{"max": 1, "type": "small"}], "capacityLimits[0] keys ['type']"),
+    ],
+)
+def test_bad_capacity_limits_are_invalid_config(tmp_path: Path, limits: Any, key: str) -> None:
+    config = ProviderConfig(
+        name="sim", config={"path": str(tmp_path / "x.db"), "capacityLimits": limits}
+    )
+    with pytest.raises(InvalidConfig) as err:
+        SimulatorSettings.from_config(config)
+    assert key in str(err.value)

@@ -17,6 +17,7 @@ from pydantic.config import JsonDict
 
 from nodecluster import API_VERSION
 from nodecluster.api.common import CamelModel, Condition, ObjectMeta
+from nodecluster.api.fallback import MAX_ALTERNATIVES
 from nodecluster.api.hooks import HookWait
 from nodecluster.api.nodecluster import NodeProfile, ProviderRef
 
@@ -111,6 +112,16 @@ class ClusterNodeSpec(CamelModel):
         default=None,
         max_length=63,
         description="Zone the machine is placed in.",
+        json_schema_extra=_IMMUTABLE,
+    )
+    alternative: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ALTERNATIVES,
+        description="Which of its NodeCluster's policies.capacityFallback.alternatives the "
+        "node was made from (1: the first), when the provider had no capacity for the "
+        "profile's choice; the profile above already holds its machineType and "
+        "capacityType. Absent: the profile's own choice.",
         json_schema_extra=_IMMUTABLE,
     )
     power_state: PowerState = Field(

@@ -23,6 +23,7 @@ from nodecluster.api.common import (
     LabelMap,
     ObjectMeta,
 )
+from nodecluster.api.fallback import CapacityFallbackPolicy, CapacityType, ExhaustedCapacity
 from nodecluster.api.hooks import LIFECYCLE_HOOKS_VALIDATIONS, MAX_HOOKS, LifecycleHook
 from nodecluster.api.usage import ClusterUsage
 
@@ -148,6 +149,16 @@ class NodeProfile(CamelModel):
                 }
             ]
         },
+    )
+    # Unset (no default value, so no profile hash changes on upgrade): the provider's
+    # default, as before the field existed (for aws, config.capacityType or the profile's
+    # properties.capacityType).
+    capacity_type: CapacityType | None = Field(
+        default=None,
+        description=(
+            "OnDemand or Spot. Unset: the provider's default (aws: its config.capacityType, "
+            "or properties.capacityType). Part of the profile: changing it rolls the nodes out."
+        ),
     )
 
 
@@ -323,13 +334,14 @@ class RolloutPolicy(CamelModel):
 class Policies(CamelModel):
     """All policies of a cluster; each has usable defaults."""
 
-    # A lifetime shorter than the time a node is given to start would expire nodes before
-    # they could serve: each replacement old enough to be replaced again as it came up.
-    # Defaults are spelt out (600): the rule must hold whether or not health was written.
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 {
+                    # A lifetime shorter than the time a node is given to start would expire
+                    # nodes before they could serve: each replacement old enough to be
+                    # replaced again as it came up. Defaults are spelt out (600): the rule
+                    # must hold whether or not health was written.
                     "rule": "!has(self.rollout) || !has(self.rollout.maxNodeLifetimeSeconds) "
                     "|| self.rollout.maxNodeLifetimeSeconds > "
                     "(has(self.health) && has(self.health.nodeStartupTimeoutSeconds) "
@@ -338,7 +350,20 @@ class Policies(CamelModel):
                     "(default 600): a node must be able to start before it expires",
                     "fieldPath": ".rollout.maxNodeLifetimeSeconds",
                     "reason": "FieldValueInvalid",
-                }
+                },
+                {
+                    # Spread holds (api/fallback.py): a zone the placement never picks
+                    # would make an alternative that never applies.
+                    "rule": "!has(self.capacityFallback) || !has(self.placement) "
+                    "|| !has(self.placement.zones) || self.placement.zones.size() == 0 "
+                    "|| self.capacityFallback.alternatives.all(a, !has(a.zone) "
+                    "|| self.placement.zones.exists(z, z.name == a.zone))",
+                    "message": "an alternative's zone must be one of "
+                    "spec.policies.placement.zones (the spread chooses the zone; an "
+                    "alternative with a zone applies to the nodes placed there)",
+                    "fieldPath": ".capacityFallback.alternatives",
+                    "reason": "FieldValueInvalid",
+                },
             ]
         }
     }
@@ -360,6 +385,14 @@ class Policies(CamelModel):
             "its timeout applies its defaultResult. Unset: nodes never wait."
         ),
         json_schema_extra={"x-kubernetes-validations": LIFECYCLE_HOOKS_VALIDATIONS},
+    )
+    capacity_fallback: CapacityFallbackPolicy | None = Field(
+        default=None,
+        description=(
+            "Alternatives (machine type, capacity type, zone) tried in order when the "
+            "provider has no capacity for the profile's choice. Unset: a node refused for "
+            "capacity retries its own choice with backoff."
+        ),
     )
 
 
@@ -526,6 +559,12 @@ class NodeClusterStatus(CamelModel):
         max_length=16,
         description="Ready, Reconciling, Stalled and Degraded (kstatus semantics); Suspended "
         "while spec.suspend names a process.",
+    )
+    exhausted_capacity: list[ExhaustedCapacity] | None = Field(
+        default=None,
+        max_length=64,
+        description="With policies.capacityFallback: the choices the provider refused for "
+        "capacity, each tried again from its retryTime (absent when none is).",
     )
     usage: ClusterUsage | None = Field(
         default=None,

@@ -46,6 +46,9 @@ class Reason(StrEnum):
     of the machines held plus this one would exceed it."""
     CAPACITY_EXCEEDED = "CapacityExceeded"
     """The provider has no room for this machine type or zone right now."""
+    CAPACITY_EXHAUSTED = "CapacityExhausted"
+    """CapacityFallback=True, and its Warning Event: the provider refused a choice of
+    policies.capacityFallback for capacity; new nodes use the next one meanwhile."""
     NOT_FOUND = "NotFound"
     """The machine does not exist at the provider."""
     MACHINE_MISSING = "MachineMissing"

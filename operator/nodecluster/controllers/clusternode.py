@@ -423,6 +423,7 @@ def machine_spec(world: World, node: ClusterNode, user_data: str | None = None) 
         properties=profile.properties,
         user_data=user_data,
         tags=identity.tags(),
+        capacity_type=profile.capacity_type,
     )
 
 

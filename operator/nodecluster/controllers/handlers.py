@@ -14,6 +14,7 @@ import gc
 import logging
 import os
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -30,7 +31,14 @@ from nodecluster.controllers.events import (
 )
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kube import KubeClient
-from nodecluster.controllers.kubeapi import NODECLUSTERS, NODEPROVIDERS, KubeApi, KubeError
+from nodecluster.controllers.kubeapi import (
+    CLUSTERNODES,
+    NODECLUSTERS,
+    NODEPROVIDERS,
+    KubeApi,
+    KubeError,
+    KubeNotFound,
+)
 from nodecluster.controllers.leader import (
     Fence,
     FencedKubeApi,
@@ -41,6 +49,8 @@ from nodecluster.controllers.metrics import Metrics, serve
 from nodecluster.controllers.world import (
     ClusterBookIndex,
     IndexedNode,
+    NodeBookIndex,
+    NodeIndex,
     Settings,
     World,
     index_node,
@@ -124,6 +134,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
             ) from err
         raise
     memo["world"] = world
+    if isinstance(world.node_index, NodeBookIndex):
+        memo["confirmer"] = asyncio.create_task(
+            confirm_listed(world, world.node_index), name="confirm listed ClusterNodes"
+        )
     if elector is not None:
         world.queues.hold()  # before kopf starts the watches: nothing runs before the Lease
         world.metrics.leading = False
@@ -192,9 +206,16 @@ async def build_started_world(
         namespaces=tuple(memo.get("namespaces") or ()),
         nodes=bool(memo.get("nodes")),
     )
-    # kopf hands startup handlers the indexes already (empty; filled before any
-    # resource handler runs), so the world is complete from the start.
-    nodes = kwargs["clusternodes_by_cluster"]
+    # Both indexes are filled by a list before kopf starts the watches (NodeBookIndex,
+    # ClusterBookIndex), so the world is complete from the start. Namespace patterns
+    # cannot be listed: kopf's index of ClusterNodes then (watch_node_index), which kopf
+    # hands startup handlers already, filled before any resource handler runs.
+    nodes: NodeIndex
+    if patterned(tunables.namespaces):
+        nodes = kwargs["clusternodes_by_cluster"]
+    else:
+        nodes = NodeBookIndex()
+        await seed_nodes(api, nodes, tunables.namespaces)
     clusters = ClusterBookIndex()
     await seed_clusters(api, clusters, tunables.namespaces)
     kube_nodes = kwargs.get("nodes_by_provider_id")  # only with --nodes (watch_kube_nodes)
@@ -216,12 +237,65 @@ GLOB = re.compile(r"[*?\[!]")
 """What makes a `--namespace` a pattern (kopf's globs and negations), not a name."""
 
 
+def patterned(namespaces: Iterable[str]) -> bool:
+    """Whether any `--namespace` is a pattern (which no list call can serve)."""
+    return any(GLOB.search(ns) for ns in namespaces)
+
+
+async def seed_nodes(api: KubeApi, index: NodeBookIndex, namespaces: tuple[str, ...]) -> None:
+    """Fill the node index before the watches start (NodeBookIndex), a page at a time: of
+    every namespace, or of each namespace served by name."""
+    count = 0
+    for namespace in namespaces or (None,):
+        async for page in api.pages(CLUSTERNODES, namespace):
+            for body in page:
+                index.update(None, body, listed=True)
+            count += len(page)
+    log.info("ClusterNodes listed at startup: %d", count)
+
+
+CONFIRM_QUIET_SECONDS = 10.0
+"""How long no listed node may be confirmed before kopf's listing is taken to be over."""
+
+
+async def confirm_listed(world: World, index: NodeBookIndex) -> None:
+    """Drop from the node index the nodes of the startup list that are gone (see
+    NodeBookIndex): once no listed node has been confirmed by an event for
+    CONFIRM_QUIET_SECONDS, kopf's listing (which brings an event for every node there is)
+    is over, and each one still unconfirmed is read; one that is not found goes, and its
+    cluster looks again. A restart where nothing was deleted meanwhile reads nothing."""
+    left = len(index.unconfirmed)
+    while left:
+        await asyncio.sleep(CONFIRM_QUIET_SECONDS)
+        now = len(index.unconfirmed)
+        if now == left:
+            break
+        left = now
+    for node in list(index.unconfirmed):
+        try:
+            await world.api.get(CLUSTERNODES, *node)
+        except KubeNotFound:
+            cluster = index.cluster_of(node)
+            if node not in index.unconfirmed:
+                continue  # an event came meanwhile: it knows better than this read
+            gone = {"metadata": {"namespace": node[0], "name": node[1]}}
+            index.update("DELETED", gone)
+            world.usage.observe_body("DELETED", gone)
+            if cluster is not None:
+                world.queues.cluster.add(cluster)
+            log.info("ClusterNode %s/%s, listed at startup, is gone", *node)
+            continue
+        except KubeError as err:
+            log.warning("ClusterNode %s/%s: cannot confirm it: %s", *node, err)
+        index.unconfirmed.discard(node)
+
+
 async def seed_clusters(api: KubeApi, index: ClusterBookIndex, namespaces: tuple[str, ...]) -> None:
     """Fill the cluster index with one list before the watches start (ClusterBookIndex):
     of every namespace, or of each namespace served by name. Namespace patterns cannot be
     listed: the index then fills from events only and is never complete, so no provider
     is let go (inuse.settle_hold) rather than one let go while clusters still use it."""
-    if any(GLOB.search(ns) for ns in namespaces):
+    if patterned(namespaces):
         log.info("Namespace patterns: NodeProviders are held, never let go, by this operator")
         return
     for namespace in namespaces or (None,):
@@ -289,6 +363,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     world: World | None = memo.get("world")
     elector: LeaseElector | None = memo.get("elector")
     keeper: asyncio.Task[None] | None = memo.get("keeper")
+    confirmer: asyncio.Task[None] | None = memo.get("confirmer")
+    if confirmer is not None:
+        confirmer.cancel()
     if world is not None:
         await world.queues.close()
         await world.providers.registry.close()
@@ -302,11 +379,19 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 # `async def` although it never awaits: kopf runs a plain `def` handler in a worker
 # thread, two thread round trips for every ClusterNode event.
-@kopf.index(GROUP, VERSION, "clusternodes")
 async def clusternodes_by_cluster(body: kopf.Body, **_: Any) -> dict[NsName, IndexedNode]:
-    """(namespace, cluster) -> the node's planning view: the controllers' node cache,
-    also the provider usage counted against quotas."""
+    """(namespace, cluster) -> the node's planning view, as kopf's index: only for
+    `--namespace` patterns, which no startup list can serve (see NodeBookIndex)."""
     return index_node(body)
+
+
+def watch_node_index(registry: kopf.OperatorRegistry) -> None:
+    """Register kopf's index of ClusterNodes (namespace patterns only: build_started_world)."""
+    registered = {h.id for h in registry._indexing.get_all_handlers()}
+    if "clusternodes_by_cluster" not in registered:
+        kopf.index(GROUP, VERSION, "clusternodes", id="clusternodes_by_cluster", registry=registry)(
+            clusternodes_by_cluster
+        )
 
 
 @kopf.on.event(GROUP, VERSION, "nodeproviders")
@@ -327,8 +412,12 @@ async def nodecluster_event(type: str | None, body: kopf.Body, memo: Any, **_: A
 
 @kopf.on.event(GROUP, VERSION, "clusternodes")
 async def clusternode_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    """See events.on_node_event."""
-    on_node_event(memo["world"], type, body)
+    """See events.on_node_event; the node index first, as kopf does its indexes."""
+    world: World = memo["world"]
+    index = getattr(world, "node_index", None)
+    if isinstance(index, NodeBookIndex):
+        index.update(type, body)
+    on_node_event(world, type, body)
 
 
 @kopf.on.event(GROUP, VERSION, "nodeclusteroperations")
@@ -387,6 +476,8 @@ def run_operator(
     server = serve(metrics, metrics_address) if metrics_address else None
     if nodes:
         watch_kube_nodes(kopf.get_default_registry())
+    if patterned(namespaces):
+        watch_node_index(kopf.get_default_registry())
     # The HTTP client logs whole response bodies at DEBUG, Secrets included: never let it.
     logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
     try:

@@ -8,11 +8,13 @@ and API failures arrive as three exceptions the controllers can act on.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import logging
 import ssl
 import urllib.request
+from collections.abc import AsyncIterator
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -185,6 +187,19 @@ class KubeClient:
             query.append(("fieldSelector", fields))
         res = await self._call("GET", self._path(kind, namespace), query=query)
         return cast(list[dict[str, Any]], res.get("items", []))
+
+    async def pages(
+        self, kind: Kind, namespace: str | None, limit: int = 1000
+    ) -> AsyncIterator[builtins.list[dict[str, Any]]]:
+        """See KubeApi.pages."""
+        token = ""
+        while True:
+            query = [("limit", str(limit))] + ([("continue", token)] if token else [])
+            res = await self._call("GET", self._path(kind, namespace), query=query)
+            yield cast(builtins.list[dict[str, Any]], res.get("items", []))
+            token = str((res.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return
 
     async def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create an object; KubeConflict when it exists already."""

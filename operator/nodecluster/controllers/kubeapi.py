@@ -14,6 +14,7 @@ harness). The core kinds (Nodes, Pods) are used only with Node integration (`run
 from __future__ import annotations
 
 import builtins
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -154,6 +155,14 @@ class KubeApi(Protocol):
     ) -> builtins.list[dict[str, Any]]:
         """Objects of a kind in a namespace (None: all), by equality label selector and
         field selector (`spec.nodeName=x`)."""
+        ...
+
+    def pages(
+        self, kind: Kind, namespace: str | None, limit: int = 1000
+    ) -> AsyncIterator[builtins.list[dict[str, Any]]]:
+        """Every object of a kind in a namespace (None: all), a page of `limit` at a time
+        (limit and continue): a list of 100,000 objects is never one response held and
+        parsed at once, nor one list of bodies in memory."""
         ...
 
     async def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -38,12 +38,13 @@ How it is used here:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import math
 import os
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -317,6 +318,12 @@ class FencedKubeApi:
     ) -> list[dict[str, Any]]:
         """See KubeApi.list."""
         return await self.inner.list(kind, namespace, selector, fields)
+
+    def pages(
+        self, kind: Kind, namespace: str | None, limit: int = 1000
+    ) -> AsyncIterator[builtins.list[dict[str, Any]]]:
+        """See KubeApi.pages."""
+        return self.inner.pages(kind, namespace, limit)
 
     async def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         """See KubeApi.create."""

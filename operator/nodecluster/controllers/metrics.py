@@ -213,11 +213,17 @@ class ProviderSummary(NamedTuple):
 
 def creation_reasons(plan: Plan) -> list[str]:
     """Why each of a plan's creates is made, in order: a replacement of each node deleted
-    for remediation first, then a rollout's surge while rolling, else a scale-out (a new
-    cluster's first nodes are a scale-out from zero)."""
+    for remediation first, then one of another choice for each node refused for capacity,
+    then a rollout's surge while rolling, else a scale-out (a new cluster's first nodes are
+    a scale-out from zero)."""
     replaced = sum(1 for d in plan.deletes if d.reason == "Remediation")
+    # Then a node of the next choice for each one refused for capacity (planning/fallback.py).
+    fallen = replaced + sum(1 for d in plan.deletes if d.reason == "CapacityFallback")
     rest = "Rollout" if plan.rolling else "ScaleOut"
-    return ["Replacement" if i < replaced else rest for i in range(len(plan.creates))]
+    return [
+        "Replacement" if i < replaced else "CapacityFallback" if i < fallen else rest
+        for i in range(len(plan.creates))
+    ]
 
 
 def unhealthy_reason(node: NodeView) -> str:

@@ -34,6 +34,7 @@ from nodecluster.clock import rfc3339
 from nodecluster.controllers.accounting import cluster_usage, remember, retire_cluster
 from nodecluster.controllers.announcements import event_name, post_once
 from nodecluster.controllers.expectations import NsName
+from nodecluster.controllers.fallback import announce_exhaustion
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
     NODECLUSTERS,
@@ -56,6 +57,7 @@ from nodecluster.controllers.world import (
     node_view,
     profile_hash,
 )
+from nodecluster.planning.fallback import made_from
 from nodecluster.planning.model import CLUSTER_LABEL, Declared, NodeView, Observed
 from nodecluster.planning.planner import CreateNode, DeleteNode, Plan, plan
 from nodecluster.planning.status import (
@@ -246,6 +248,7 @@ async def observe(world: World, scope: ClusterScope) -> Stop | None:
         provider_problem=world.providers.problem(nc.spec.provider_ref.name),
         no_new_machines=world.providers.refuses_new_machines(nc.spec.provider_ref.name),
         seed=random.getrandbits(32),
+        exhausted=tuple(nc.status.exhausted_capacity or ()),
         watching_nodes=world.node_links is not None,
     )
     return None
@@ -340,7 +343,8 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
                 power_state=c.power_state,
                 profile_hash=phash,
                 provider=nc.spec.provider_ref.name,
-                machine_type=nc.spec.profile.machine_type,
+                machine_type=c.machine_type or nc.spec.profile.machine_type,
+                capacity_type=c.capacity_type,
             ),
         )
     if not metrics.knows(scope.key):
@@ -553,12 +557,17 @@ def child_body(nc: NodeCluster, create: CreateNode, phash: str) -> dict[str, Any
     """
     labels = dict(nc.spec.profile.labels)
     labels[CLUSTER_LABEL] = nc.metadata.name
+    # A node made from an alternative carries the profile with its machine and capacity
+    # type, and the cluster's profile hash: it is not outdated (planning/fallback.py).
     spec = ClusterNodeSpec(
         cluster_name=nc.metadata.name,
         provider_ref=nc.spec.provider_ref,
-        profile=nc.spec.profile,
+        profile=made_from(
+            nc.spec.profile, create.alternative, create.machine_type, create.capacity_type
+        ),
         profile_hash=phash,
         zone=create.zone,
+        alternative=create.alternative or None,
         power_state=create.power_state,
     )
     return {
@@ -687,6 +696,7 @@ async def write_status(
     transition: tuple[str, str] | None = None
     if status.state is not None and nc.status.state != status.state:
         transition = TRANSITIONS_WORTH_AN_EVENT.get(status.state)
+    await announce_exhaustion(world, scope.body, nc, status)
     stalled = newly_stalled(nc.status, status)
     if stalled is not None and (transition is None or transition[0] != "Warning"):
         # Stalled with no change of state to say so (a converged cluster whose provider

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from nodecluster.api.clusternode import NodeState, PowerState
+from nodecluster.api.fallback import CapacityType, ExhaustedCapacity
 from nodecluster.api.nodecluster import NodeClusterSpec, NodeClusterStatus
 from nodecluster.api.reasons import Reason
 
@@ -65,6 +66,11 @@ class NodeView:
     """The lifecycle hook the node waits on (status.lifecycleHook), if any."""
     launching: bool = False
     """It waits on a Launch hook: not Ready, and judged by the hook's timeout, not by health."""
+    machine_type: str = ""
+    """Its profile's machine type (an alternative's, if it was made from one)."""
+    capacity_type: CapacityType | None = None
+    """Its profile's capacity type: with `machine_type` and `zone`, what the provider was
+    asked for, which the capacity fallback remembers refusals by (planning/fallback.py)."""
 
     @property
     def machine_missing(self) -> bool:
@@ -103,6 +109,9 @@ class Observed:
     ones (it is being deleted): only creates are blocked."""
     seed: int = 0
     """Seeds the choice of new names and of the Random deletion criteria."""
+    exhausted: tuple[ExhaustedCapacity, ...] = ()
+    """The offerings the provider refused for capacity, as status last recorded them
+    (`status.exhaustedCapacity`): the capacity fallback's memory."""
     watching_nodes: bool = False
     """Whether the operator follows Kubernetes Nodes (`run --nodes`): only then does a
     node's NodeReady condition count for health (one left from an earlier run with it,

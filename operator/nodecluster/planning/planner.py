@@ -11,7 +11,9 @@ Order of concerns, each able to veto the next:
 4. rollout of a changed profile, and of nodes past `maxNodeLifetimeSeconds` (within
    maxSurge/maxUnavailable), see below;
 5. scaling toward the target (bounded by min/max and the provider's quota headroom),
-   with zones from the placement policy and victims from the deletion policy;
+   with zones from the placement policy and victims from the deletion policy, each new
+   node made from the first choice of the capacity fallback policy not exhausted
+   (planning/fallback.py, which also replaces nodes refused for capacity);
 6. power state (Running/Stopped).
 
 `spec.suspend` stops one kind of change at a time (api.nodecluster.SuspendableProcess
@@ -56,8 +58,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from nodecluster.api.clusternode import NodeState, PowerState
+from nodecluster.api.fallback import CapacityType, ExhaustedCapacity
 from nodecluster.api.nodecluster import HealthPolicy, NodeClusterSpec, SuspendableProcess
 from nodecluster.api.reasons import Reason
+from nodecluster.planning.fallback import assess, pick_choices
 from nodecluster.planning.model import Declared, NodeView, Observed
 from nodecluster.planning.placement import zones_for_new_nodes
 from nodecluster.planning.ranking import rank_for_deletion
@@ -69,9 +73,12 @@ _TRANSITIONAL: frozenset[NodeState | None] = frozenset(
     {"Stopping", "Stopped", "Starting", "Rebooting", "Deleting"}
 )
 
-DeletionCause = Literal["Terminating", "Remediation", "Rollout", "Expired", "ScaleIn"]
+DeletionCause = Literal[
+    "Terminating", "Remediation", "Rollout", "Expired", "ScaleIn", "CapacityFallback"
+]
 """Why the planner deletes a node (remediation and expiry are worth an Event of their own;
-`Expired` is a rollout's replacement of a node past maxNodeLifetimeSeconds)."""
+`Expired` is a rollout's replacement of a node past maxNodeLifetimeSeconds, and
+`CapacityFallback` the replacement of a node refused for capacity)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,12 @@ class CreateNode:
     name: str
     zone: str | None
     power_state: PowerState
+    alternative: int = 0
+    """Which choice of the capacity fallback it is made from: 0 the profile's, then the
+    alternatives (1 the first)."""
+    machine_type: str = ""
+    """The machine type of that choice (empty: the profile's)."""
+    capacity_type: CapacityType | None = None
 
 
 @dataclass(frozen=True)
@@ -136,8 +149,9 @@ class Plan:
     unhealthy: tuple[str, ...] = ()
     recheck_at: datetime | None = None
     """The earliest moment the plan changes if nothing else does: a node that is healthy
-    now turns unhealthy (a health timeout running out), or a node expires
-    (maxNodeLifetimeSeconds). The cluster looks again then."""
+    now turns unhealthy (a health timeout running out), a node expires
+    (maxNodeLifetimeSeconds), or an exhausted offering's back-off ends. The cluster looks
+    again then."""
     remediating: bool = False
     rolling: bool = False
     paused: bool = False
@@ -146,6 +160,8 @@ class Plan:
     """Changes the declaration needs that suspended processes hold back."""
     expired: tuple[str, ...] = ()
     """Nodes past maxNodeLifetimeSeconds (replaced, or held back by a suspended Rollout)."""
+    exhausted: tuple[ExhaustedCapacity, ...] = ()
+    """The offerings exhausted for the capacity fallback, for status to remember."""
 
     @property
     def empty(self) -> bool:
@@ -277,6 +293,7 @@ def plan(declared: Declared, observed: Observed) -> Plan:
             desired=desired,
             paused=True,
             blockers=(Blocker(Reason.PAUSED, "spec.paused is true: nothing is changed"),),
+            exhausted=observed.exhausted,
         )
 
     blockers: list[Blocker] = []
@@ -322,6 +339,15 @@ def plan(declared: Declared, observed: Observed) -> Plan:
                 if n.state != "Rebooting" and not n.reboot_pending
             ]
             remediating = True
+
+    # Nodes the provider refused for capacity make way for one of another choice; not
+    # while Launch is suspended (the replacement is a new node: the refused one, kept,
+    # retries its own choice as it would without the policy).
+    capacity = assess(spec, active, observed.exhausted, observed.now)
+    if not spec.suspends("Launch"):
+        deletes += [DeleteNode(name, "CapacityFallback") for name in capacity.refused]
+    if capacity.recheck_at is not None:
+        upcoming.append(capacity.recheck_at)
 
     gone = {d.name for d in deletes}
     survivors = [n for n in active if n.name not in gone]
@@ -486,10 +512,14 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         creates_needed,
         max(desired, count + creates_needed),
     )
+    picks, short = pick_choices(spec, capacity, zones, survivors, observed.now)
+    if short is not None:
+        blockers.append(Blocker(*short))
     taken = {n.name for n in observed.nodes}
-    names = new_names(declared.name, taken, creates_needed, rng)
+    names = new_names(declared.name, taken, len(picks), rng)
     creates = tuple(
-        CreateNode(name, zone, power_state) for name, zone in zip(names, zones, strict=True)
+        CreateNode(name, p.zone, power_state, p.alternative, p.machine_type, p.capacity_type)
+        for name, p in zip(names, picks, strict=True)
     )
 
     # 6. Power state of the nodes that stay.
@@ -517,4 +547,5 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         rolling=rolling,
         held=tuple(held),
         expired=tuple(n.name for n in expired),
+        exhausted=capacity.exhausted,
     )

@@ -36,6 +36,7 @@ from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION
 from nodecluster.api.nodecluster import ClusterState, NodeClusterStatus
 from nodecluster.api.reasons import Reason
 from nodecluster.planning.conditions import condition
+from nodecluster.planning.fallback import fallback_condition
 from nodecluster.planning.model import CLUSTER_LABEL, Declared, NodeView, Observed
 from nodecluster.planning.planner import Blocker, Hold, Plan, plan
 
@@ -322,7 +323,11 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
         profile_hash=declared.profile_hash,
         zones=dict(sorted(zones.items())) or None,
         last_scale_time=observed.previous.last_scale_time,
-        conditions=conditions,
+        conditions=[
+            *conditions,
+            *fallback_condition(declared.spec, plan.exhausted, prev, generation, now),
+        ],
+        exhausted_capacity=list(plan.exhausted) or None,
     )
 
 
@@ -346,11 +351,13 @@ def after(observed: Observed, done: Plan, profile_hash: str) -> Observed:
             zone=c.zone,
             power_state=c.power_state,
             profile_hash=profile_hash,
+            machine_type=c.machine_type,
+            capacity_type=c.capacity_type,
         )
         for c in done.creates
     ]
     headroom = None if observed.headroom is None else observed.headroom - len(done.creates)
-    return replace(observed, nodes=tuple(nodes), headroom=headroom)
+    return replace(observed, nodes=tuple(nodes), headroom=headroom, exhausted=done.exhausted)
 
 
 @dataclass(frozen=True)
@@ -406,6 +413,8 @@ def progress_only(old: NodeClusterStatus, new: NodeClusterStatus) -> bool:
 
     def gist(s: NodeClusterStatus) -> tuple[object, ...]:
         conditions = tuple((c.type, c.status, c.reason) for c in s.conditions)
-        return (s.state, s.observed_generation, conditions, s.last_scale_time)
+        # An exhausted offering is a record (its Event is posted with it), not progress.
+        exhausted = tuple(repr(e.wire()) for e in s.exhausted_capacity or ())
+        return (s.state, s.observed_generation, conditions, s.last_scale_time, exhausted)
 
     return gist(old) == gist(new)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from nodecluster.api.fallback import CapacityType
 from nodecluster.api.reasons import Reason
 from nodecluster.clock import Clock, SystemClock
 
@@ -113,6 +114,10 @@ class MachineSpec:
     """The machine's identity (providers/identity.py: installation, namespace, cluster,
     node, node uid). The driver stores them on the machine and returns them on every
     `Machine`: the operator decides from them whose a machine is."""
+    capacity_type: CapacityType | None = None
+    """The profile's capacityType (OnDemand or Spot, an alternative's with a capacity
+    fallback); None: the driver's default, as before the field existed. A driver without
+    Spot ignores it; one that has run out of the kind asked for raises CapacityExceeded."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ benchmarks all run on it, so it behaves like a real cloud where it matters:
 - calls return at once and machines pass through Provisioning, Deleting, Stopping and
   Starting for the configured latency, as a cloud's asynchronous API does;
 - latency, failure rate, timeouts, capacity and quota are configurable and seeded, so a
-  fault run is repeatable;
+  fault run is repeatable; capacity also per machine type, zone and capacity type
+  (`capacityLimits`), so one choice can be full while the next has room, as a cloud's
+  Spot pool in one zone runs dry (the capacity fallback's tests and demo);
 - the inventory survives operator restarts and can be audited by anyone with the file
   (`nodecluster-operator simulator inventory`), including a call log.
 
@@ -46,6 +48,28 @@ from nodecluster.providers.base import (
 
 DEFAULT_ZONES = ("zone-a", "zone-b", "zone-c")
 DEFAULT_CORES = 2
+DEFAULT_CAPACITY_TYPE = "OnDemand"
+"""What a machine asked for with no capacity type is sold as (as a cloud's default)."""
+
+
+@dataclass(frozen=True)
+class CapacityLimit:
+    """`config.capacityLimits[]`: at most `max` live machines of those it matches (each field
+    unset matches any); a create beyond it raises CapacityExceeded. Editing the NodeProvider
+    (a limit raised or removed) is the capacity coming back."""
+
+    max: int
+    machine_type: str | None = None
+    zone: str | None = None
+    capacity_type: str | None = None
+
+    def matches(self, machine_type: str, zone: str, capacity_type: str) -> bool:
+        """Whether a machine of this type, zone and capacity type counts against it."""
+        return (
+            self.machine_type in (None, machine_type)
+            and self.zone in (None, zone)
+            and self.capacity_type in (None, capacity_type)
+        )
 
 
 def default_path(provider_name: str) -> Path:
@@ -76,9 +100,11 @@ class SimulatorSettings:
     seed: int | None = None
     zones: tuple[str, ...] = DEFAULT_ZONES
     cores_by_type: Mapping[str, int] = field(default_factory=dict)
+    capacity_limits: tuple[CapacityLimit, ...] = ()
 
     KNOWN = frozenset(
         {
+            "capacityLimits",
             "path",
             "createLatencySeconds",
             "deleteLatencySeconds",
@@ -144,6 +170,24 @@ class SimulatorSettings:
         if missing:
             # Name the keys, never the values.
             raise InvalidConfig(f"the credentials Secret lacks the keys {missing}")
+        limits = raw.get("capacityLimits", [])
+        if not isinstance(limits, list) or not all(isinstance(lim, dict) for lim in limits):
+            raise InvalidConfig(
+                "config.capacityLimits must be a list of {max, machineType?, zone?, capacityType?}"
+            )
+        capacity_limits = []
+        for i, lim in enumerate(limits):
+            unknown_keys = sorted(set(lim) - {"max", "machineType", "zone", "capacityType"})
+            if unknown_keys:
+                raise InvalidConfig(f"unknown config.capacityLimits[{i}] keys {unknown_keys}")
+            top = count("max", lim)
+            if top is None:
+                raise InvalidConfig(f"config.capacityLimits[{i}].max is required")
+            if lim.get("capacityType") not in (None, "OnDemand", "Spot"):
+                raise InvalidConfig(f"config.capacityLimits[{i}].capacityType: OnDemand or Spot")
+            capacity_limits.append(
+                CapacityLimit(top, lim.get("machineType"), lim.get("zone"), lim.get("capacityType"))
+            )
         path = raw.get("path")
         if path is not None and not isinstance(path, str):
             raise InvalidConfig("config.path must be a file path")
@@ -162,6 +206,7 @@ class SimulatorSettings:
             seed=seed,
             zones=tuple(zones),
             cores_by_type=dict(config.cores_by_type),
+            capacity_limits=tuple(capacity_limits),
         )
 
 
@@ -183,7 +228,8 @@ CREATE TABLE IF NOT EXISTS machines (
     deleting_at REAL,               -- set once delete was called
     gone_at REAL,                   -- the machine disappears at this time
     failed INTEGER NOT NULL DEFAULT 0, -- set by `simulator fail`: a broken machine
-    tags TEXT NOT NULL DEFAULT '{}'    -- the identity tags (JSON), as a cloud keeps tags
+    tags TEXT NOT NULL DEFAULT '{}',   -- the identity tags (JSON), as a cloud keeps tags
+    capacity_type TEXT NOT NULL DEFAULT 'OnDemand'  -- OnDemand | Spot
 );
 CREATE INDEX IF NOT EXISTS machines_cluster ON machines(cluster);
 CREATE TABLE IF NOT EXISTS calls (
@@ -225,6 +271,10 @@ class Inventory:
         if "tags" not in columns:
             # Machines of earlier versions carry no identity tags: '{}' (see identity.py).
             self._db.execute("ALTER TABLE machines ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'")
+        if "capacity_type" not in columns:
+            self._db.execute(
+                "ALTER TABLE machines ADD COLUMN capacity_type TEXT NOT NULL DEFAULT 'OnDemand'"
+            )
 
     def close(self) -> None:
         """Close the file."""
@@ -249,6 +299,7 @@ class Inventory:
         zone: str,
         latency: float,
         limits: tuple[int | None, int | None, int | None],
+        pools: tuple[CapacityLimit, ...] = (),
     ) -> tuple[sqlite3.Row, bool]:
         """Insert the machine unless it exists; return (row, created). Checks limits atomically."""
         capacity, max_nodes, max_cores = limits
@@ -276,6 +327,21 @@ class Inventory:
                     raise CapacityExceeded(
                         f"simulated cloud is full: {nodes} of {capacity} machines in use"
                     )
+                kind = spec.capacity_type or DEFAULT_CAPACITY_TYPE
+                for pool in pools:
+                    if not pool.matches(spec.machine_type, zone, kind):
+                        continue
+                    held = self._db.execute(
+                        "SELECT COUNT(*) FROM machines WHERE deleting_at IS NULL"
+                        " AND (? IS NULL OR machine_type = ?) AND (? IS NULL OR zone = ?)"
+                        " AND (? IS NULL OR capacity_type = ?)",
+                        (pool.machine_type,) * 2 + (pool.zone,) * 2 + (pool.capacity_type,) * 2,
+                    ).fetchone()[0]
+                    if held + 1 > pool.max:
+                        raise CapacityExceeded(
+                            f"no capacity for {spec.machine_type} {kind} in {zone}: "
+                            f"{held} of {pool.max} machines in use"
+                        )
                 if max_nodes is not None and nodes + 1 > max_nodes:
                     raise QuotaExceeded(f"machine quota reached: {nodes} of {max_nodes} in use")
                 if max_cores is not None and used_cores + cores > max_cores:
@@ -290,8 +356,9 @@ class Inventory:
                 self._db.execute(
                     "INSERT INTO machines(name, provider_id, cluster, machine_type, zone, image,"
                     " cores,"
-                    " labels, address, power, created_at, ready_at, power_ready_at, tags)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " labels, address, power, created_at, ready_at, power_ready_at, tags,"
+                    " capacity_type)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         spec.name,
                         f"sim://{zone}/i-{seq:08x}",
@@ -307,6 +374,7 @@ class Inventory:
                         now + latency,
                         now,
                         json.dumps(dict(spec.tags), sort_keys=True),
+                        spec.capacity_type or DEFAULT_CAPACITY_TYPE,
                     ),
                 )
                 row = self._db.execute(
@@ -475,7 +543,13 @@ class SimulatorDriver:
         cores = self.settings.cores_by_type.get(spec.machine_type, DEFAULT_CORES)
         latency = self._latency(self.settings.create_latency)
         row, _ = await asyncio.to_thread(
-            self.inventory.create, spec, cores, zone, latency, self._limits
+            self.inventory.create,
+            spec,
+            cores,
+            zone,
+            latency,
+            self._limits,
+            self.settings.capacity_limits,
         )
         # The call log row is written in the machine's own transaction: a crash can
         # never leave a machine without its "created" record (the audits rely on it).
@@ -568,6 +642,7 @@ def inventory_rows(path: Path, now: float | None = None) -> list[dict[str, Any]]
                 "state": _state(r, now),
                 "zone": r["zone"],
                 "machineType": r["machine_type"],
+                "capacityType": r["capacity_type"],
                 "cores": r["cores"],
                 "createdAt": r["created_at"],
                 "tags": json.loads(r["tags"]),

@@ -415,6 +415,15 @@ class FakeKube:
         call = Call("get", kind.plural, namespace, name)
         return await self._serve(call, lambda: _json_copy(self._existing(kind, namespace, name)))
 
+    async def pages(
+        self, kind: Kind, namespace: str | None, limit: int = 1000
+    ) -> AsyncIterator[builtins.list[dict[str, Any]]]:
+        """See KubeApi.pages: the list, in pages of `limit` (one list call, as the fake
+        answers a list at once; the real server answers each page)."""
+        items = await self.list(kind, namespace)
+        for start in range(0, max(len(items), 1), limit):
+            yield items[start : start + limit]
+
     async def list(
         self, kind: Kind, namespace: str | None, selector: str = "", fields: str = ""
     ) -> builtins.list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from nodecluster.controllers.assembly import build_world
 from nodecluster.controllers.kube import KubeClient
 from nodecluster.controllers.kubeapi import CLUSTERNODES
 from nodecluster.controllers.metrics import Metrics
-from nodecluster.controllers.world import ClusterBookIndex, Settings, World
+from nodecluster.controllers.world import ClusterBookIndex, NodeBookIndex, Settings, World
 from nodecluster.providers.base import ProviderConfig
 from nodecluster.providers.identity import default_installation_id
 from nodecluster.providers.registry import ProviderRegistry
@@ -144,7 +144,9 @@ async def test_startup_builds_the_world_into_memo(
     try:
         assert isinstance(world, World)
         assert world.api is fake
-        assert world.node_index is index
+        # Listed before the watches (NodeBookIndex): kopf's index only serves patterns.
+        assert isinstance(world.node_index, NodeBookIndex)
+        assert world.node_index is not index
         assert isinstance(world.cluster_index, ClusterBookIndex)
         assert world.cluster_index.complete  # seeded by a list (of no clusters here)
         assert isinstance(world.clock, SystemClock)
@@ -268,9 +270,20 @@ def test_every_watched_kind_has_its_handler_registered_with_kopf() -> None:
         "operation_event": ("nodecluster.io", "v1alpha1", "nodeclusteroperations"),
     }
     indexes = {h.id: h.selector.any_name for h in registry._indexing.get_all_handlers()}
-    # Only the nodes: an index of NodeClusters would make kopf's restart quadratic in them
-    # (world.ClusterBookIndex).
-    assert indexes == {"clusternodes_by_cluster": CLUSTERNODES.plural}
+    # None at import: a kopf index makes kopf's restart quadratic in the objects indexed
+    # (world.NodeBookIndex, world.ClusterBookIndex). Only `--namespace` patterns, which no
+    # list can serve, register kopf's index of ClusterNodes (run_operator).
+    assert "clusternodes_by_cluster" not in indexes
+    assert "nodeclusters" not in indexes.values()
+
+
+def test_namespace_patterns_register_kopfs_index_of_clusternodes() -> None:
+    registry = kopf.OperatorRegistry()
+    handlers.watch_node_index(registry)
+    handlers.watch_node_index(registry)  # (once, however often asked)
+    indexes = [(h.id, h.selector.any_name) for h in registry._indexing.get_all_handlers()]
+    assert indexes == [("clusternodes_by_cluster", CLUSTERNODES.plural)]
+    assert handlers.patterned(("team-*",)) and not handlers.patterned(("team-a", "b"))
 
 
 # -- run_operator ----------------------------------------------------------------------------

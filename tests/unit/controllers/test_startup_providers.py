@@ -68,6 +68,7 @@ async def test_startup_loads_every_node_provider_before_any_watch_event(
         assert [(c.verb, c.resource) for c in fake.calls] == [
             ("get", "namespaces"),
             ("list", "nodeproviders"),
+            ("list", "clusternodes"),
             ("list", "nodeclusters"),
             ("list", "nodeproviders"),
         ]

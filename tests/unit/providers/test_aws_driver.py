@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -125,6 +126,28 @@ async def test_spot_from_the_provider_or_the_profile(make: Make, ec2: Ec2Network
         for i in await instances(ec2)
     }
     assert lifecycle == {"web-1": "spot", "web-2": "spot", "web-3": None}
+
+
+async def test_the_profiles_capacity_type_wins_over_properties_and_provider(
+    make: Make, ec2: Ec2Network
+) -> None:
+    # A capacity fallback alternative (or profile.capacityType) says Spot or OnDemand for
+    # this machine: the request follows it whatever the provider's default or properties say.
+    spot_by_default = make(capacityType="spot")
+    await spot_by_default.create(replace(machine_spec("web-1"), capacity_type="OnDemand"))
+    on_demand = make(name="aws")
+    await on_demand.create(replace(machine_spec("web-2"), capacity_type="Spot"))
+    await on_demand.create(
+        replace(
+            machine_spec("web-3"), capacity_type="OnDemand", properties={"capacityType": "spot"}
+        )
+    )
+
+    lifecycle = {
+        next(t["Value"] for t in i["Tags"] if t["Key"] == MACHINE_TAG): i.get("InstanceLifecycle")
+        for i in await instances(ec2)
+    }
+    assert lifecycle == {"web-1": None, "web-2": "spot", "web-3": None}
 
 
 async def test_list_reaches_only_the_machines_of_its_own_nodeprovider(

@@ -64,6 +64,7 @@ from nodecluster.providers.aws.instances import (
 )
 from nodecluster.providers.aws.settings import (
     IMAGE_PATTERN,
+    MARKETS,
     AwsSettings,
     capacity_type_of,
     static_credentials,
@@ -340,7 +341,11 @@ class AwsDriver:
             raise InvalidConfig(
                 f"profile.image {image!r} is not an AMI id (ami-...) or resolve:ssm:<parameter>"
             )
+        # The profile's capacityType (or a capacity fallback alternative's) first; unset,
+        # properties.capacityType or the provider's config, as before it existed.
         capacity = capacity_type_of(spec.properties, settings.capacity_type)
+        if spec.capacity_type is not None:
+            capacity = MARKETS[spec.capacity_type]
         tags = instance_tags(spec, self._provider)
         request: RunInstancesRequestTypeDef = {
             "ImageId": image,

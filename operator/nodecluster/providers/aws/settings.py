@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
+from nodecluster.api.fallback import CapacityType as ProfileCapacityType
 from nodecluster.providers.base import InvalidConfig, ProviderConfig
 
 ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
@@ -34,6 +35,9 @@ CREDENTIAL_KEYS = (ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN)
 """The Secret keys the driver reads: the names of the AWS environment variables."""
 
 CapacityType = Literal["on-demand", "spot"]
+
+MARKETS: Mapping[ProfileCapacityType, CapacityType] = {"OnDemand": "on-demand", "Spot": "spot"}
+"""A profile's capacityType (the API's words) as EC2 says it."""
 
 SubnetId = Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]
 SecurityGroupId = Annotated[str, Field(pattern=r"^sg-[0-9a-f]{8,17}$")]
