@@ -231,6 +231,7 @@ def test_gitops_and_an_autoscaler_share_a_cluster_when_git_omits_target_nodes(
         "nodecluster-basic.yaml",
         "nodecluster-policies.yaml",
         "nodecluster-suspend.yaml",
+        "nodecluster-hooks.yaml",
         "nodecluster-capacity-fallback.yaml",
     ],
 )

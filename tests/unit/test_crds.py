@@ -163,7 +163,7 @@ def resolve(schema: dict[str, Any], json_path: str) -> dict[str, Any] | None:
     ("kind", "columns"),
     [
         ("NodeCluster", ["Provider", "Target", "Current", "Ready", "State", "Month-Cost", "Age"]),
-        ("ClusterNode", ["Cluster", "State", "Provider-ID", "Node", "Zone", "Age"]),
+        ("ClusterNode", ["Cluster", "State", "Provider-ID", "Node", "Zone", "Hook", "Age"]),
         ("NodeProvider", ["Driver", "Phase", "Nodes", "Month-Cost", "Age"]),
         ("NodeClusterOperation", ["Cluster", "Action", "Phase", "Age"]),
     ],

@@ -27,6 +27,7 @@ NODE_ERRORS = {
     "ProviderNotFound",
     "ProviderDeleting",
     "MachineMissing",
+    "LaunchAbandoned",
     "ProviderError",
     "MachineOwnedElsewhere",
 }

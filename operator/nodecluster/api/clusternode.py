@@ -18,6 +18,7 @@ from pydantic.config import JsonDict
 from nodecluster import API_VERSION
 from nodecluster.api.common import CamelModel, Condition, ObjectMeta
 from nodecluster.api.fallback import MAX_ALTERNATIVES
+from nodecluster.api.hooks import HookWait
 from nodecluster.api.nodecluster import NodeProfile, ProviderRef
 
 PowerState = Literal["Running", "Stopped"]
@@ -177,12 +178,20 @@ class ClusterNodeStatus(CamelModel):
         default=None,
         description="The drain of the Node before the machine is deleted (with `run --nodes`).",
     )
+    lifecycle_hook: HookWait | None = Field(
+        default=None,
+        description="The lifecycle hook the node waits on (policies.lifecycleHooks of its "
+        "NodeCluster): at Launch its machine runs but the node is not Ready; at Terminate "
+        "its machine is deleted once the hook completes or times out.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
-        description="Ready (the machine) and, with `run --nodes`, NodeReady (its Node's Ready "
-        "condition, with the Node's own lastTransitionTime; False with reason "
-        "NodeNotRegistered while no Node has the machine's provider id).",
+        description="LifecycleHook (True while the node waits on a hook, which its reason and "
+        "message name; False once its hooks ended), Ready (the machine) and, with "
+        "`run --nodes`, NodeReady (its Node's Ready condition, with the Node's own "
+        "lastTransitionTime; False with reason NodeNotRegistered while no Node has the "
+        "machine's provider id).",
     )
 
 

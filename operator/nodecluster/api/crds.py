@@ -120,6 +120,7 @@ KINDS: list[KindInfo] = [
             {"name": "Provider-ID", "type": "string", "jsonPath": ".status.providerId"},
             {"name": "Node", "type": "string", "jsonPath": ".status.nodeRef.name"},
             {"name": "Zone", "type": "string", "jsonPath": ".status.zone"},
+            {"name": "Hook", "type": "string", "jsonPath": ".status.lifecycleHook.name"},
             _age(),
         ],
     ),

@@ -24,6 +24,7 @@ from nodecluster.api.common import (
     ObjectMeta,
 )
 from nodecluster.api.fallback import CapacityFallbackPolicy, CapacityType, ExhaustedCapacity
+from nodecluster.api.hooks import LIFECYCLE_HOOKS_VALIDATIONS, MAX_HOOKS, LifecycleHook
 from nodecluster.api.usage import ClusterUsage
 
 DesiredState = Literal["Running", "Stopped", "Terminated"]
@@ -374,6 +375,17 @@ class Policies(CamelModel):
         default_factory=PlacementPolicy, description="Placement policy."
     )
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy, description="Rollout policy.")
+    lifecycle_hooks: list[LifecycleHook] | None = Field(
+        default=None,
+        max_length=MAX_HOOKS,
+        description=(
+            "Lifecycle hooks (as an Auto Scaling group's): a node waits at its launch or its "
+            "termination, one hook after the other in this order, until each is completed by "
+            "the ClusterNode annotation hooks.nodecluster.io/<name> (Continue or Abandon) or "
+            "its timeout applies its defaultResult. Unset: nodes never wait."
+        ),
+        json_schema_extra={"x-kubernetes-validations": LIFECYCLE_HOOKS_VALIDATIONS},
+    )
     capacity_fallback: CapacityFallbackPolicy | None = Field(
         default=None,
         description=(
@@ -536,6 +548,11 @@ class NodeClusterStatus(CamelModel):
     zones: dict[str, int] | None = Field(default=None, description="Nodes per zone.")
     last_scale_time: datetime | None = Field(
         default=None, description="When the target was last changed by a scaling action."
+    )
+    hook_waits: dict[str, int] | None = Field(
+        default=None,
+        description="Nodes waiting on each lifecycle hook, by hook name (absent when none "
+        "wait). A node waiting on a Launch hook is not counted ready nor updated.",
     )
     conditions: list[Condition] = Field(
         default_factory=list,

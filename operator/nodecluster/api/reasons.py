@@ -69,6 +69,21 @@ class Reason(StrEnum):
     MACHINE_RUNNING = "MachineRunning"
     """The node's machine runs as asked."""
 
+    # Lifecycle hooks (api/hooks.py).
+    LAUNCH_HOOK_WAIT = "LaunchHookWait"
+    """The machine runs; the node waits on a Launch hook (Pending:Wait), not Ready."""
+    TERMINATE_HOOK_WAIT = "TerminateHookWait"
+    """The node is deleted; its machine waits on a Terminate hook (Terminating:Wait)."""
+    INVALID_HOOK_RESULT = "InvalidHookResult"
+    """The hook's annotation says neither Continue nor Abandon: still waiting."""
+    LAUNCH_HOOKS_COMPLETED = "LaunchHooksCompleted"
+    """Every Launch hook completed with Continue (or timed out to it)."""
+    TERMINATE_HOOKS_COMPLETED = "TerminateHooksCompleted"
+    """The Terminate hooks completed (or timed out, or one said Abandon): the machine goes."""
+    LAUNCH_ABANDONED = "LaunchAbandoned"
+    """A Launch hook said Abandon (or timed out to it): the machine was deleted, a failed
+    launch, and the cluster replaces the node whatever its recovery policy."""
+
     # The planner's verdicts.
     PROTECTED_FROM_SCALE_IN = "ProtectedFromScaleIn"
     """Nodes that should go are annotated nodecluster.io/protect-from-scale-in."""
@@ -135,6 +150,7 @@ _NODE_ERRORS = frozenset(
         Reason.PROVIDER_NOT_FOUND,
         Reason.PROVIDER_DELETING,
         Reason.MACHINE_MISSING,
+        Reason.LAUNCH_ABANDONED,
         Reason.PROVIDER_ERROR,
         Reason.MACHINE_OWNED_ELSEWHERE,
     }

@@ -12,7 +12,8 @@ deleted: deleting such a node lets it go without touching the machine.
 A reconcile is a short list of phases over one `NodeScope`:
 
     read -> abandon_machine (a deleting node told to) -> connect (the provider's driver)
-         -> delete_machine (a deleting node)
+         -> drain_node, terminate_hooks (a deleting node; lifecycle hooks: hooks.py)
+         -> delete_machine (a deleting node) -> hold_abandoned (abandoned at launch)
          -> converge_machine (create, power, reboot; or report a vanished machine)
          -> report -> next_look
 
@@ -34,6 +35,7 @@ from nodecluster.api.reasons import Reason
 from nodecluster.controllers.announcements import event_name, post_once
 from nodecluster.controllers.bodies import ObjectKey
 from nodecluster.controllers.expectations import NsName
+from nodecluster.controllers.hooks import hold_abandoned, launch_hooks, terminate_hooks
 from nodecluster.controllers.inuse import hold_for_create
 from nodecluster.controllers.kubeapi import (
     CLUSTERNODES,
@@ -305,6 +307,7 @@ async def report(world: World, scope: NodeScope) -> Stop | None:
         facts = links.node_of(scope.machine.provider_id)
         previous = scope.node.status.conditions
         status = with_node(status, previous, facts, scope.node.metadata.generation, scope.now)
+    status = await launch_hooks(world, scope, status)
     node = scope.node  # as it was: the write replaces the scope's
     await write_status(world, scope, status)
     observe_startup(world, node, scope.machine.state)
@@ -333,6 +336,8 @@ async def next_look(world: World, scope: NodeScope) -> Stop | None:
     a machine not yet in its asked power state soon, a settled one only on events."""
     machine, node = scope.machine, scope.node
     assert machine is not None
+    if scope.hook_deadline is not None:  # waiting on a Launch hook: look again at its deadline
+        return Stop(max(0.0, (scope.hook_deadline - world.now()).total_seconds()))
     if machine.state in SETTLING_STATES:
         # The provider's next list call (soon, and one for all of its settling machines)
         # wakes this node when its machine changes; a get per machine per second would
@@ -348,7 +353,9 @@ PHASES: tuple[Phase[NodeScope], ...] = (
     abandon_machine,
     connect,
     drain_node,
+    terminate_hooks,
     delete_machine,
+    hold_abandoned,
     converge_machine,
     report,
     sync_node,

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nodecluster.api.nodeprovider import NodeProvider
+from nodecluster.controllers.hooks import hook_news
 from nodecluster.controllers.world import PROVIDER_REFRESH_SECONDS, World
 from nodecluster.planning.kubenode import link_stale, node_facts
 
@@ -136,6 +137,7 @@ def needs_work(body: Mapping[str, Any], retry_due: bool) -> bool:
     process has one for the node. After a restart there is none, so the first sighting of
     such a node (in the initial listing) starts its reconcile; otherwise a node whose
     create failed just before a kill -9 would wait forever for a retry nobody scheduled.
+    A node waiting on a lifecycle hook is woken by news for that hook (hooks.hook_news).
     A Failed machine is its cluster's to replace, never the node's to retry.
     """
     meta = body.get("metadata", {})
@@ -144,6 +146,8 @@ def needs_work(body: Mapping[str, Any], retry_due: bool) -> bool:
     if meta.get("deletionTimestamp"):
         return True
     if status.get("observedGeneration") != meta.get("generation"):
+        return True
+    if hook_news(body):
         return True
     if status.get("message"):
         return not retry_due

@@ -31,6 +31,8 @@ class NodeScope:
     """The machine as the provider last answered; None while it cannot be known."""
     rebooted: bool = False
     """A reboot the spec asked for was issued in this reconcile."""
+    hook_deadline: datetime | None = None
+    """When the lifecycle hook the node waits on times out (the node is looked at then)."""
 
     @property
     def deleting(self) -> bool:
@@ -50,9 +52,11 @@ def owned_elsewhere(node: ClusterNode) -> bool:
 
 
 def machine_missing(node: ClusterNode) -> bool:
-    """Whether the node last reported its machine vanished at the provider."""
+    """Whether the node last reported its machine vanished at the provider, or deleted it
+    when a Launch hook abandoned it (controllers/hooks.py): either way none is left to
+    drain or to wait a grace period for."""
     ready = next((c for c in node.status.conditions if c.type == "Ready"), None)
-    return ready is not None and ready.reason == Reason.MACHINE_MISSING
+    return ready is not None and ready.reason in (Reason.MACHINE_MISSING, Reason.LAUNCH_ABANDONED)
 
 
 async def write_status(world: World, scope: NodeScope, status: ClusterNodeStatus) -> None:

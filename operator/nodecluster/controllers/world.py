@@ -208,6 +208,9 @@ def node_view(node: ClusterNode) -> IndexedNode:
         node=kube_node,
         node_since=node_cond.last_transition_time if node_cond is not None else None,
         restarted_at=status.restarted_at,
+        hook=status.lifecycle_hook.name if status.lifecycle_hook else None,
+        launching=status.lifecycle_hook is not None
+        and status.lifecycle_hook.transition == "Launch",
         capacity_type=spec.profile.capacity_type,
     )
 

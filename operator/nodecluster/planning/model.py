@@ -62,6 +62,10 @@ class NodeView:
     restarted_at: datetime | None = None
     """When the machine was last seen running again after a stop or a reboot: a Node not
     Ready since before then has not been given its chance yet."""
+    hook: str | None = None
+    """The lifecycle hook the node waits on (status.lifecycleHook), if any."""
+    launching: bool = False
+    """It waits on a Launch hook: not Ready, and judged by the hook's timeout, not by health."""
     machine_type: str = ""
     """Its profile's machine type (an alternative's, if it was made from one)."""
     capacity_type: CapacityType | None = None
@@ -71,8 +75,9 @@ class NodeView:
     @property
     def machine_missing(self) -> bool:
         """Whether its node reported the machine gone at the provider (deleted behind the
-        operator's back): there is nothing left to reboot or wait for."""
-        return self.error_reason is Reason.MACHINE_MISSING
+        operator's back), or deleted it when a Launch hook abandoned it: there is nothing
+        left to reboot or wait for, and the node is replaced whatever the recovery."""
+        return self.error_reason in (Reason.MACHINE_MISSING, Reason.LAUNCH_ABANDONED)
 
 
 @dataclass(frozen=True)

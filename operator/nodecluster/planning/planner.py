@@ -223,8 +223,8 @@ def unhealthy_at(
         return None
     if node.state == "Failed" or node.machine_missing:
         return datetime.min.replace(tzinfo=UTC)  # at once
-    if node.state in _TRANSITIONAL:
-        return None
+    if node.state in _TRANSITIONAL or node.launching:
+        return None  # (a Launch hook's wait is bounded by its own timeout: planning.hooks)
     if not node.has_machine or node.state in (None, "Pending", "Provisioning"):
         return _after(node.created_at, health.node_startup_timeout_seconds)
     if node.ready:

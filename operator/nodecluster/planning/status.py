@@ -315,7 +315,10 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
         ready_nodes=sum(1 for n in active if n.ready),
         stopped_nodes=sum(1 for n in active if n.state == "Stopped"),
         unhealthy_nodes=len(plan.unhealthy),
-        updated_nodes=sum(1 for n in active if n.profile_hash == declared.profile_hash),
+        updated_nodes=sum(
+            1 for n in active if n.profile_hash == declared.profile_hash and not n.launching
+        ),
+        hook_waits=dict(sorted(Counter(n.hook for n in nodes if n.hook).items())) or None,
         selector=selector_for(declared.name),
         profile_hash=declared.profile_hash,
         zones=dict(sorted(zones.items())) or None,
