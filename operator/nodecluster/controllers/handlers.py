@@ -256,19 +256,25 @@ async def seed_nodes(api: KubeApi, index: NodeBookIndex, namespaces: tuple[str, 
 
 CONFIRM_QUIET_SECONDS = 10.0
 """How long no listed node may be confirmed before kopf's listing is taken to be over."""
+CONFIRM_GIVE_UP_SECONDS = 600.0
+"""How long to wait for a first confirmation before reading every listed node anyway."""
 
 
 async def confirm_listed(world: World, index: NodeBookIndex) -> None:
     """Drop from the node index the nodes of the startup list that are gone (see
-    NodeBookIndex): once no listed node has been confirmed by an event for
-    CONFIRM_QUIET_SECONDS, kopf's listing (which brings an event for every node there is)
-    is over, and each one still unconfirmed is read; one that is not found goes, and its
-    cluster looks again. A restart where nothing was deleted meanwhile reads nothing."""
-    left = len(index.unconfirmed)
+    NodeBookIndex): once some listed node has been confirmed by an event and then none
+    for CONFIRM_QUIET_SECONDS, kopf's listing (which brings an event for every node there
+    is) is over, and each one still unconfirmed is read; one that is not found goes, and
+    its cluster looks again. A restart where nothing was deleted meanwhile reads nothing.
+    Before the first confirmation kopf may still be listing (a slow API server): it waits
+    up to CONFIRM_GIVE_UP_SECONDS for one rather than read the whole fleet one by one."""
+    listed, left = index.listed, len(index.unconfirmed)
+    waited = 0.0
     while left:
         await asyncio.sleep(CONFIRM_QUIET_SECONDS)
+        waited += CONFIRM_QUIET_SECONDS
         now = len(index.unconfirmed)
-        if now == left:
+        if now == left and (now < listed or waited >= CONFIRM_GIVE_UP_SECONDS):
             break
         left = now
     for node in list(index.unconfirmed):

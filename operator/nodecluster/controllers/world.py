@@ -255,6 +255,8 @@ class NodeBookIndex:
         """(namespace, node name) -> (namespace, cluster): where the node is filed."""
         self.unconfirmed: set[NsName] = set()
         """Nodes filed from the startup list that no event has shown since."""
+        self.listed = 0
+        """How many the startup list filed."""
 
     def update(self, type: str | None, body: Mapping[str, Any], listed: bool = False) -> None:
         """One ClusterNode event (or, `listed`, an object of the startup list)."""
@@ -262,6 +264,7 @@ class NodeBookIndex:
         node = (str(meta.get("namespace") or ""), str(meta.get("name", "")))
         if listed:
             self.unconfirmed.add(node)
+            self.listed += 1
         else:
             self.unconfirmed.discard(node)
         filed = self._where.pop(node, None)

@@ -120,6 +120,23 @@ async def test_a_listed_node_gone_before_kopf_listed_it_is_dropped_and_its_clust
     ]
 
 
+async def test_no_node_is_read_while_kopf_has_not_listed_one_yet(
+    fake: FakeKube, started: kopf.Memo, tmp_path: Path
+) -> None:
+    fake.add(NODEPROVIDERS, provider_body(tmp_path / "a.db"))
+    fake.add(CLUSTERNODES, node("web-0"))
+    await start(started)
+    fake.reset_journal()
+
+    # A slow listing: minutes without any event. Nothing is read meanwhile...
+    await asyncio.sleep(handlers.CONFIRM_GIVE_UP_SECONDS / 2)
+    assert [c for c in fake.calls if (c.verb, c.resource) == ("get", "clusternodes")] == []
+    # ...and once the listing comes, nothing at all.
+    await handlers.clusternode_event(type=None, body=kopf.Body(node("web-0")), memo=started)
+    await asyncio.wait_for(started["confirmer"], timeout=handlers.CONFIRM_GIVE_UP_SECONDS)
+    assert [c for c in fake.calls if (c.verb, c.resource) == ("get", "clusternodes")] == []
+
+
 async def test_a_restart_where_nothing_went_reads_nothing(
     fake: FakeKube, started: kopf.Memo, tmp_path: Path
 ) -> None:
