@@ -25,19 +25,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 
 from nodecluster.clock import Clock, LoopClock
 from nodecluster.controllers.assembly import build_world, load_providers
 from nodecluster.controllers.events import WATCHED, WATCHED_WITH_NODES
-from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.world import (
-    IndexedNode,
+    ClusterBookIndex,
+    NodeBookIndex,
     Settings,
     World,
-    index_cluster,
-    index_node,
 )
 from nodecluster.planning.kubenode import NodeFacts, node_facts
 from nodecluster.providers.registry import ProviderRegistry
@@ -47,70 +45,28 @@ POLL_SECONDS = 0.05
 """How often `wait_for` looks at its condition (loop time: free under looptime)."""
 
 
-class LocalNodeIndex:
-    """ClusterNodes by (namespace, cluster), kept from watch events as kopf keeps its index."""
-
-    def __init__(self) -> None:
-        self._stores: dict[NsName, dict[str, IndexedNode]] = {}
+class LocalNodeIndex(NodeBookIndex):
+    """ClusterNodes by (namespace, cluster), kept from the fake's watch events: the
+    operator's own index (world.NodeBookIndex), fed by the harness instead of kopf."""
 
     def apply(self, event: WatchEvent) -> None:
         """Update the index with one ClusterNode event."""
-        entry = index_node(event.body)
-        for key, view in entry.items():
-            store = self._stores.setdefault(key, {})
-            if event.type == "DELETED":
-                store.pop(view.name, None)
-                if not store:
-                    del self._stores[key]
-            else:
-                store[view.name] = view
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._stores
-
-    def __getitem__(self, key: NsName) -> Iterable[IndexedNode]:
-        return list(self._stores[key].values())
-
-    def values(self) -> Iterator[Iterable[IndexedNode]]:
-        """Every cluster's nodes."""
-        return (list(store.values()) for store in self._stores.values())
-
-    def items(self) -> Iterator[tuple[NsName, Iterable[IndexedNode]]]:
-        """(namespace, cluster) and its nodes, for every cluster."""
-        return ((key, list(store.values())) for key, store in self._stores.items())
+        self.update(event.type, event.body)
 
 
-class LocalClusterIndex:
-    """NodeClusters by provider, kept from watch events as kopf keeps its index."""
+class LocalClusterIndex(ClusterBookIndex):
+    """NodeClusters by provider, kept from the fake's watch events: the operator's own
+    index (world.ClusterBookIndex), fed by the harness instead of its startup list."""
 
     def __init__(self) -> None:
-        self._stores: dict[str, set[NsName]] = {}
-        self._entries: dict[NsName, dict[str, NsName]] = {}
+        super().__init__()
         self.complete = True
         """Filled from the fake's listing before any event is handled, as the operator's
         is seeded by a list at startup."""
 
     def apply(self, event: WatchEvent) -> None:
         """Update the index with one NodeCluster event: its entry replaces the one before."""
-        meta = event.body.get("metadata", {})
-        key = (str(meta.get("namespace") or ""), str(meta.get("name", "")))
-        for provider, value in self._entries.pop(key, {}).items():
-            store = self._stores[provider]
-            store.discard(value)
-            if not store:
-                del self._stores[provider]
-        if event.type == "DELETED":
-            return
-        entry = index_cluster(event.body)
-        self._entries[key] = entry
-        for provider, value in entry.items():
-            self._stores.setdefault(provider, set()).add(value)
-
-    def __contains__(self, provider: object) -> bool:
-        return provider in self._stores
-
-    def __getitem__(self, provider: str) -> Iterable[NsName]:
-        return list(self._stores[provider])
+        self.update(event.type, event.body)
 
 
 class LocalKubeNodeIndex:
