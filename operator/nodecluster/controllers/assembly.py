@@ -18,6 +18,7 @@ from nodecluster.controllers.metrics import Metrics
 from nodecluster.controllers.nodecluster import reconcile_cluster
 from nodecluster.controllers.nodeprovider import poll_provider, reconcile_provider
 from nodecluster.controllers.operation import reconcile_operations
+from nodecluster.controllers.relist import audit_relist
 from nodecluster.controllers.workqueue import WorkQueue
 from nodecluster.controllers.world import (
     ClusterIndex,
@@ -81,6 +82,7 @@ def build_world(
         poll=WorkQueue(
             "ProviderPoll", lambda name: poll_provider(world, name), settings.provider_concurrency
         ),
+        relist=WorkQueue("Relist", lambda plural: audit_relist(world, plural), 3),
     )
     world = World(
         api=api,

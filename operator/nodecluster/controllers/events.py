@@ -26,10 +26,24 @@ def _meta(body: Mapping[str, Any]) -> tuple[str, str]:
     return str(meta.get("namespace") or ""), str(meta.get("name", ""))
 
 
+AUDITED = ("nodeproviders", "nodeclusters", "clusternodes")
+"""The kinds audited after a new listing (relist.py): those whose deletions the operator
+must see. Operations are read afresh by each run of their cluster's queue."""
+
+
+def _note(world: World, kind: str, type: str | None, key: tuple[str, str]) -> None:
+    """Note the event for the relist audit, and audit every kind when the watches begin
+    a new listing (world.Relists, relist.py)."""
+    if world.relists.saw(kind, type, key, world.clock.monotonic()):
+        for audited in AUDITED:
+            world.queues.relist.add(audited)
+
+
 def on_provider_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
     """Keep the provider cache current and wake its reconcile. A deleted provider wakes
     what used it, to say it is gone: its clusters, and the nodes no cluster speaks for."""
     _, name = _meta(body)
+    _note(world, "nodeproviders", type, ("", name))
     if type == "DELETED":
         world.forget_provider(name)
         for key in world.clusters_of(name):
@@ -53,6 +67,7 @@ def on_cluster_event(world: World, type: str | None, body: Mapping[str, Any]) ->
     what uses its provider: the provider looks again soon (inuse.py)."""
     namespace, name = _meta(body)
     key = (namespace, name)
+    _note(world, "nodeclusters", type, key)
     if key in world.book.pending_operations:
         world.queues.operation.add(key)
     if type in ("ADDED", "DELETED"):  # (the initial listing's provider reconcile counts it)
@@ -71,6 +86,7 @@ def on_node_event(world: World, type: str | None, body: Mapping[str, Any]) -> No
     world.usage.observe_body(type, body)
     namespace, name = _meta(body)
     key = (namespace, name)
+    _note(world, "clusternodes", type, key)
     cluster = str(body.get("spec", {}).get("clusterName", ""))
     if cluster:
         parent = (namespace, cluster)
@@ -120,7 +136,8 @@ def on_kube_node_event(world: World, type: str | None, body: Mapping[str, Any]) 
 
 def on_operation_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
     """Operations run per cluster, one at a time, in creation order: wake that cluster's."""
-    namespace, _ = _meta(body)
+    namespace, name = _meta(body)
+    _note(world, "nodeclusteroperations", type, (namespace, name))
     cluster = str(body.get("spec", {}).get("clusterName", ""))
     if cluster and type != "DELETED":
         world.queues.operation.add((namespace, cluster))

@@ -284,6 +284,10 @@ class NodeBookIndex:
         """The (namespace, cluster) a node is filed under, if it is."""
         return self._where.get(node)
 
+    def nodes(self) -> list[NsName]:
+        """(namespace, name) of every node filed (relist.py compares them with a list)."""
+        return list(self._where)
+
     def __contains__(self, key: object) -> bool:
         return key in self._stores
 
@@ -389,6 +393,14 @@ class ClusterBookIndex:
         for provider, value in entry.items():
             self._stores.setdefault(provider, set()).add(value)
 
+    def clusters(self) -> list[NsName]:
+        """(namespace, name) of every cluster filed (relist.py compares them with a list)."""
+        return list(self._entries)
+
+    def provider_of(self, key: NsName) -> str | None:
+        """The provider a cluster is filed under, if it is."""
+        return next(iter(self._entries.get(key, {})), None)
+
     def __contains__(self, provider: object) -> bool:
         return provider in self._stores
 
@@ -424,10 +436,12 @@ class Queues:
     poll: WorkQueue[str]
     """Provider health polls soon after a machine starts settling: one list call per
     provider replaces a get per settling machine."""
+    relist: WorkQueue[str]
+    """Keyed by kind (plural): the audit after a watch listed that kind again (relist.py)."""
 
     def all(self) -> tuple[WorkQueue[Any], ...]:
         """Every queue, in the order they are closed."""
-        return (self.cluster, self.node, self.provider, self.poll, self.operation)
+        return (self.cluster, self.node, self.provider, self.poll, self.operation, self.relist)
 
     def hold(self) -> None:
         """Run nothing, remembering what to run (a standby: see WorkQueue.hold)."""
@@ -725,6 +739,67 @@ class ProviderBook:
         )
 
 
+RELIST_GAP_SECONDS = 5.0
+"""How long the watches may go without a listing event before the next one is taken to
+begin a new listing: kopf's listings deliver their objects back to back, far closer. A
+listing taken for new by mistake (one stalled longer) costs an audit, one list per kind."""
+
+
+class Relists:
+    """Whether the watches have listed again, and what changed while the kinds are audited.
+
+    kopf resumes a broken watch from the last resource version it saw, so a watch that
+    drops now and then loses nothing. A watch the API server answers `410 Gone` (a new
+    API server's watch cache starts at etcd's current revision, so every watch resumed
+    across a restart gets it) is started over from a fresh list instead, and an object
+    deleted in between never gets its DELETED event. The operator would count a node that
+    is gone for ever: its cluster never settles, a provider is never let go. A listing
+    comes as events of no type (kopf's convention), and only listings send them, which is
+    how a new one is noticed here; relist.py audits the kinds against lists of its own.
+
+    A listing event begins a new listing when none came for RELIST_GAP_SECONDS, or when
+    its object has had one in the listing under way already (a listing shows each object
+    once: a second one is a listing started over within seconds, as when the API server
+    restarts right after the operator started). The startup listing follows the world's
+    start (`now`), so it is not a new one.
+
+    Noticed across kinds, not per kind: a kind with nothing left to list sends no event at
+    all, and what makes one watch list again (an API server restarted) makes them all.
+    """
+
+    def __init__(self, now: float) -> None:
+        self._last = now
+        """When the last listing event (of any kind) came; at first, when the world
+        started, which the startup listing follows."""
+        self._listing: set[int] = set()
+        """Hashes of the objects (kind, key) of the listing under way, kept until an event
+        comes after it went quiet: at most one listing's worth, a small int per object (a
+        collision at worst takes a listing for new: one audit more)."""
+        self.touched: dict[str, set[NsName]] = {}
+        """Kinds under audit -> the objects an event has shown since the audit's list began."""
+
+    def saw(self, kind: str, type: str | None, key: NsName, now: float) -> bool:
+        """Note one event; True when it is the first of a new listing (see above)."""
+        touched = self.touched.get(kind)
+        if touched is not None:
+            touched.add(key)
+        # A clock behind the last reading starts the count anew: a monotonic one never goes
+        # back, but the tests' loop clock starts over after their fixtures built the world.
+        self._last = min(self._last, now)
+        quiet = now - self._last > RELIST_GAP_SECONDS
+        if quiet and self._listing:
+            self._listing = set()
+        if type is not None:
+            return False
+        seen = hash((kind, key))
+        new = quiet or seen in self._listing
+        if new:
+            self._listing = set()
+        self._listing.add(seen)
+        self._last = now
+        return new
+
+
 @dataclass
 class World:
     """Everything the controllers share. Build it with `assembly.build_world`."""
@@ -747,10 +822,12 @@ class World:
     expectations: Expectations = field(init=False)
     usage: UsageLedger = field(init=False)
     """What the cached nodes hold of each provider, counted as the cache changes (usage.py)."""
+    relists: Relists = field(init=False)
 
     def __post_init__(self) -> None:
         self.expectations = Expectations(self.clock, self.settings.expectation_timeout_seconds)
         self.usage = UsageLedger(self.node_index, self.reservations)
+        self.relists = Relists(self.clock.monotonic())
 
     def now(self) -> datetime:
         """The current time, second precision (as the API server stores it)."""

@@ -208,6 +208,28 @@ class Harness:
         self.kube_nodes = LocalKubeNodeIndex()
         await self.start()
 
+    def break_watch(self) -> None:
+        """The watch breaks: nothing is delivered until `relist`, which loses every change
+        made meanwhile, as a watch the API server answers `410 Gone` loses them."""
+        assert self._watch is not None, "the harness is not started"
+        self._watch.hold()
+
+    async def relist(self) -> None:
+        """The watch starts over from a list, as kopf's does after `410 Gone`: what
+        happened since `break_watch` comes only as the objects now stored, each as an event
+        of no type, and no DELETED event comes for what is gone. The world stays."""
+        assert self._watch is not None and self._pump is not None, "the harness is not started"
+        self._watch.close()
+        self._pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._pump
+        self._watch = self.api.watch(*self.watched, initial=True, lag=self.watch_lag)
+        for event in self._watch.drain():
+            if self._serves(event):
+                self._index(event)
+                self.watched[event.kind](self.world, None, event.body)
+        self._pump = asyncio.get_running_loop().create_task(self._deliver(self._watch))
+
     async def __aenter__(self) -> Harness:
         await self.start()
         return self

@@ -46,7 +46,7 @@ CLUSTER_LABEL = "nodecluster.io/cluster"
 """The label naming a ClusterNode's cluster (what `kubectl get cn -l` selects on)."""
 CLUSTER = (NS, "web")
 NODE = (NS, "web-x1")
-QUEUES = ("cluster", "node", "operation", "provider", "poll")
+QUEUES = ("cluster", "node", "operation", "provider", "poll", "relist")
 
 Woken = dict[str, list[tuple[Any, float]]]
 """Queue name -> (key, loop time) of every run of its handler."""
