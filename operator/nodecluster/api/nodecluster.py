@@ -26,6 +26,7 @@ from nodecluster.api.common import (
 from nodecluster.api.fallback import CapacityFallbackPolicy, CapacityType, ExhaustedCapacity
 from nodecluster.api.hooks import LIFECYCLE_HOOKS_VALIDATIONS, MAX_HOOKS, LifecycleHook
 from nodecluster.api.usage import ClusterUsage
+from nodecluster.api.warmpool import WarmPool
 
 DesiredState = Literal["Running", "Stopped", "Terminated"]
 
@@ -520,6 +521,14 @@ class NodeClusterSpec(CamelModel):
         },
     )
     policies: Policies = Field(default_factory=Policies, description="Behaviour policies.")
+    warm_pool: WarmPool | None = Field(
+        default=None,
+        description=(
+            "Machines created ahead of need and kept outside targetNodes (as an Auto "
+            "Scaling group's warm pool): ClusterNodes labelled nodecluster.io/pool=warm, "
+            "not counted in currentNodes, readyNodes nor the scale selector. Unset: no pool."
+        ),
+    )
 
     def suspends(self, process: SuspendableProcess) -> bool:
         """Whether `process` is suspended."""
@@ -548,6 +557,11 @@ class NodeClusterStatus(CamelModel):
     zones: dict[str, int] | None = Field(default=None, description="Nodes per zone.")
     last_scale_time: datetime | None = Field(
         default=None, description="When the target was last changed by a scaling action."
+    )
+    warm_nodes: int | None = Field(
+        default=None,
+        description="Nodes in the warm pool (spec.warmPool), outside currentNodes (absent "
+        "without a pool).",
     )
     hook_waits: dict[str, int] | None = Field(
         default=None,
