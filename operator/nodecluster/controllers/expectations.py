@@ -110,9 +110,16 @@ class Expectations:
         for name in deletes:
             if name in nodes:
                 nodes[name] = replace(nodes[name], deleting=True)
-        # A move is answered before the next reconcile: the API shows it, or it did not
-        # happen. Either way the listing is where the node is.
-        self._moves.pop(key, None)
+        # A move is answered before the next reconcile: one the API shows is expected
+        # afresh (the cache may lag a while longer, and would show the node where it was);
+        # one it does not show did not happen.
+        moves = self._moves.get(key, {})
+        for name, (_, warm, power) in list(moves.items()):
+            node = nodes.get(name)
+            if node is not None and node.warm == warm:
+                moves[name] = (now, warm, power)
+            else:
+                del moves[name]
         self._tidy(key)
         return sorted(nodes.values(), key=lambda n: n.name)
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from clusters import NS, cluster_body, condition, live_nodes, machines, status
 from conftest import provider_body
 
+from nodecluster.clock import LoopClock
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS
+from nodecluster.providers.registry import ProviderRegistry
 from nodecluster.testing import FakeKube, Harness
 
 POOL_LABEL = "nodecluster.io/pool"
@@ -187,3 +190,27 @@ async def test_launch_hooks_run_on_warm_nodes_before_they_are_stopped(
     node = live_nodes(fake)[0]
     hook = next(c for c in node["status"]["conditions"] if c["type"] == "LifecycleHook")
     assert hook["reason"] == "LaunchHooksCompleted"
+
+
+@pytest.mark.parametrize("lag", [10.0, 120.0])
+async def test_a_lagging_watch_never_promotes_twice_nor_overfills(
+    fake: FakeKube, registry: ProviderRegistry, clock: LoopClock, inventory: Path, lag: float
+) -> None:
+    # Promotions are expected until the cache shows them (expectations.py): a reconcile in
+    # between (the 30 s safety net comes before a lagging echo) sees the node serving, so
+    # it neither writes the promotion again, nor takes another warm node for the same
+    # place, nor refills the pool for it twice.
+    fake.add(NODEPROVIDERS, provider_body(inventory))
+    async with Harness(fake, registry=registry, clock=clock) as harness:
+        await fake.create(NODECLUSTERS, NS, cluster_body(targetNodes=1, warmPool={"size": 3}))
+        await harness.wait_for(lambda: settled(fake, inventory, 1, 3), what="the pool full")
+    fake.reset_journal()
+    async with Harness(fake, registry=registry, clock=clock, watch_lag=lag) as harness:
+        await fake.patch(NODECLUSTERS, NS, "web", {"spec": {"targetNodes": 3}})
+        await harness.wait_for(
+            lambda: settled(fake, inventory, 3, 3), within=3 * lag + 600, poll=1.0
+        )
+
+    promotions = fake.calls_of("patch", CLUSTERNODES.plural)
+    assert len(promotions) == len({c.name for c in promotions}) == 2  # one write each
+    assert len(fake.calls_of("create", CLUSTERNODES.plural)) == 2  # the refill, once
