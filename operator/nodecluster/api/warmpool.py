@@ -43,6 +43,13 @@ WarmPoolState = Literal["Stopped", "Running"]
 class WarmPool(CamelModel):
     """Machines created ahead of need and kept outside the target (an ASG's warm pool)."""
 
+    explain = (
+        "Machines created ahead of need and kept outside targetNodes, as an Auto Scaling "
+        "group's warm pool: ClusterNodes labelled nodecluster.io/pool=warm, not counted in "
+        "currentNodes, readyNodes nor the scale selector (status.warmNodes counts them). A "
+        "scale-out promotes them before it creates nodes."
+    )
+
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
