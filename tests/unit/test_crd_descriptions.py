@@ -151,6 +151,8 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     # (path pattern, rule) -> why it does not apply there. `*` is any kind.
     ("*.metadata", "missing"): "the API server refuses anything but `type` in a CRD's "
     "metadata schema, so kubectl explain shows ObjectMeta's own documentation there",
+    ("nodecluster.spec.warmPool.size", "unit"): "a count of nodes (the description says "
+    "so), not bytes: an Auto Scaling group's warm pool size, by the name its users know",
 }
 
 

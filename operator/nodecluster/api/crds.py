@@ -42,6 +42,7 @@ from nodecluster.api.clusternode import ClusterNodeSpec, ClusterNodeStatus
 from nodecluster.api.nodecluster import NodeClusterSpec, NodeClusterStatus
 from nodecluster.api.nodeprovider import NodeProviderSpec, NodeProviderStatus
 from nodecluster.api.operation import NodeClusterOperationSpec, NodeClusterOperationStatus
+from nodecluster.api.warmpool import POOL_LABEL
 
 CATEGORY = "nodecluster-all"
 """`kubectl get nodecluster-all` lists every kind of the project. Not `nodecluster`:
@@ -65,6 +66,10 @@ class KindInfo:
     scale: dict[str, str] | None = None
     root_rules: list[dict[str, str]] = field(default_factory=list)
     """CEL rules on the whole object (the only place metadata.name can be checked)."""
+
+
+POOL_COLUMN = ".metadata.labels." + POOL_LABEL.replace(".", "\\.")
+"""The jsonPath of the ClusterNode's warm-pool label (dots in a label key escaped)."""
 
 
 def _age() -> dict[str, Any]:
@@ -109,6 +114,7 @@ KINDS: list[KindInfo] = [
             {"name": "Target", "type": "integer", "jsonPath": ".spec.targetNodes"},
             {"name": "Current", "type": "integer", "jsonPath": ".status.currentNodes"},
             {"name": "Ready", "type": "integer", "jsonPath": ".status.readyNodes"},
+            {"name": "Warm", "type": "integer", "jsonPath": ".status.warmNodes"},
             {"name": "State", "type": "string", "jsonPath": ".status.state"},
             # Accrued up to status.usage.asOf (at most an hour behind while machines run):
             # `nodecluster-operator usage` brings it up to now.
@@ -148,6 +154,8 @@ KINDS: list[KindInfo] = [
             {"name": "Node", "type": "string", "jsonPath": ".status.nodeRef.name"},
             {"name": "Zone", "type": "string", "jsonPath": ".status.zone"},
             {"name": "Hook", "type": "string", "jsonPath": ".status.lifecycleHook.name"},
+            # The warm pool's label (api/warmpool.py): "warm", or empty for a serving node.
+            {"name": "Pool", "type": "string", "jsonPath": POOL_COLUMN},
             _age(),
         ],
     ),

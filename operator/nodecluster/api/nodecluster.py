@@ -26,6 +26,7 @@ from nodecluster.api.common import (
 from nodecluster.api.fallback import CapacityFallbackPolicy, CapacityType, ExhaustedCapacity
 from nodecluster.api.hooks import LIFECYCLE_HOOKS_VALIDATIONS, MAX_HOOKS, LifecycleHook
 from nodecluster.api.usage import ClusterUsage
+from nodecluster.api.warmpool import WarmPool
 
 DesiredState = Literal["Running", "Stopped", "Terminated"]
 
@@ -655,6 +656,10 @@ class NodeClusterSpec(CamelModel):
         },
     )
     policies: Policies = Field(default_factory=Policies)
+    warm_pool: WarmPool | None = Field(
+        default=None,
+        description="Unset: no pool; a scale-out creates every node it needs.",
+    )
 
     def suspends(self, process: SuspendableProcess) -> bool:
         """Whether `process` is suspended."""
@@ -722,6 +727,11 @@ class NodeClusterStatus(CamelModel):
         default=None,
         description="When a scaling operation last changed targetNodes (the cooldown counts "
         "from it).",
+    )
+    warm_nodes: int | None = Field(
+        default=None,
+        description="Nodes in the warm pool (spec.warmPool), outside currentNodes (absent "
+        "without a pool).",
     )
     hook_waits: dict[str, int] | None = Field(
         default=None,
