@@ -177,8 +177,13 @@ def installation_of(tags: Mapping[str, str]) -> str | None:
 def collected_by(installation: str, serves: Callable[[str], bool], machine: Machine) -> bool:
     """Whether an installation may collect `machine` as an orphan: one it made, in a
     namespace it serves. A machine of an earlier version (no installation tag) counts as
-    any installation's that serves its cluster tag's namespace: as before tags existed."""
+    any installation's that serves its cluster tag's namespace: as before tags existed. A
+    machine with neither (made without the operator) is nobody's to collect."""
     made_by = installation_of(machine.tags)
+    if made_by is None and not machine.cluster:
+        # Nothing claims it: made by a person or another tool (the simulator lists every
+        # machine of its file), and an Adopt operation's to take, never anyone's to delete.
+        return False
     if made_by is None:
         namespace = machine.cluster.partition("/")[0]
     elif made_by != installation:
