@@ -191,3 +191,20 @@ def collected_by(installation: str, serves: Callable[[str], bool], machine: Mach
     else:
         namespace = machine.tags.get(NAMESPACE_TAG, "")
     return serves(namespace)
+
+
+IDENTITY_TAGS = (INSTALLATION_TAG, NAMESPACE_TAG, CLUSTER_TAG, NODE_TAG, NODE_UID_TAG)
+
+
+def claimed_by(machine: Machine) -> str | None:
+    """Whose a machine is, for an Adopt operation: None when nothing says it is anyone's
+    (no identity tag, no cluster tag); else who, for the refusal. Any identity tag counts,
+    not only a whole identity: a machine half tagged is someone's, never a stranger's."""
+    if INSTALLATION_TAG in machine.tags:
+        return f"it belongs to {owner_of(machine.tags)}"
+    partial = sorted(key for key in IDENTITY_TAGS if key in machine.tags)
+    if partial:
+        return f"it carries the identity tag(s) {', '.join(partial)} of another owner"
+    if machine.cluster:
+        return f"it belongs to cluster {machine.cluster} (made by an earlier version)"
+    return None
