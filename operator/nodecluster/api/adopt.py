@@ -7,7 +7,7 @@ operation's model (`operation.py`) only gains two fields and one status field.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -38,6 +38,14 @@ rules' cost stays within the API server's budget."""
 
 class AdoptSelection(CamelModel):
     """Which machines at the cluster's NodeProvider to adopt: by provider id, or by tags."""
+
+    explain: ClassVar[str] = (
+        "Which machines at the cluster's NodeProvider an Adopt operation takes over: those "
+        "with the given providerIds, or those carrying all the given tags (exactly one of "
+        "the two), at most `limit` of them."
+    )
+    """For `kubectl explain`: every model's `explain` text is what the schema says of it
+    once the branch that reads these texts (api/crds.py) is merged; unused until then."""
 
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
@@ -82,10 +90,29 @@ class AdoptSelection(CamelModel):
 class AdoptCandidate(CamelModel):
     """One machine the selection matched, and what the operation does with it."""
 
-    provider_id: str = Field(description="The machine's provider id.")
-    machine_type: str = Field(default="", description="Its machine type, as the provider says.")
+    explain: ClassVar[str] = (
+        "One machine spec.adopt matched: what the provider says of it, and whether it is "
+        "(with dryRun: would be) adopted, as which ClusterNode, or refused, and why."
+    )
+
+    provider_id: str = Field(
+        description=(
+            "The machine's id at its provider, as a ClusterNode's status.providerId and "
+            "spec.adopt.providerIds give it."
+        )
+    )
+    machine_type: str = Field(
+        default="",
+        description="Its machine type, as the provider reports it. Default empty: not known.",
+    )
     zone: str | None = Field(default=None, description="Its zone, as the provider says.")
-    state: str = Field(default="", description="Its state when it was looked at.")
+    state: str = Field(
+        default="",
+        description=(
+            "Its state (Running, Stopped, Deleting, ...) when the operation looked. Default "
+            "empty: not known."
+        ),
+    )
     verdict: AdoptVerdict = Field(
         description="Adopt (it becomes node `node`; with dryRun: would) or Refused."
     )
@@ -97,13 +124,20 @@ class AdoptionReport(CamelModel):
     """What an Adopt operation found at the provider and decided, recorded before it acts
     (a restart carries on with exactly these machines and node names)."""
 
+    explain: ClassVar[str] = (
+        "What an Adopt operation found at the provider and decided, recorded before it "
+        "changes anything: a restart carries on with exactly these machines and node names."
+    )
+
     matched: int = Field(
-        default=0, ge=0, description="Machines the selection matched, owned or not."
+        default=0,
+        ge=0,
+        description="How many machines spec.adopt matched, owned or not. Default 0.",
     )
     adopted: int = Field(
         default=0,
         ge=0,
-        description="Of those, how many it adopts (dryRun: would adopt).",
+        description="Of those, how many it adopts (dryRun: would adopt). Default 0.",
     )
     machines: list[AdoptCandidate] = Field(
         default_factory=list,
@@ -113,7 +147,11 @@ class AdoptionReport(CamelModel):
             "(`more` counts the rest)."
         ),
     )
-    more: int = Field(default=0, ge=0, description="Matched machines not listed in `machines`.")
+    more: int = Field(
+        default=0,
+        ge=0,
+        description="How many matched machines `machines` leaves out (its cap). Default 0.",
+    )
     unmatched: list[str] = Field(
         default_factory=list,
         max_length=MAX_SELECTED_IDS,

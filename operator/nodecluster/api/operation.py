@@ -160,8 +160,8 @@ class NodeClusterOperationSpec(CamelModel):
         default=None,
         description=(
             "For Adopt: only look and report (status.adoption) what would be adopted, as "
-            "which nodes, and what is refused and why; nothing else is written. False "
-            "when absent."
+            "which nodes, and what is refused and why; nothing else is written. Default "
+            "false."
         ),
     )
     timeout_seconds: int | None = Field(
