@@ -168,8 +168,9 @@ KINDS: list[KindInfo] = [
         spec=NodeClusterOperationSpec,
         status=NodeClusterOperationStatus,
         description="A one-off, auditable action on a NodeCluster: Check, Recover, "
-        "ScaleOut, ScaleIn, or Remove, Replace, Stop, Start or Reboot chosen nodes. Create "
-        "one to act; its status is the record of what happened.",
+        "ScaleOut, ScaleIn, Remove, Replace, Stop, Start or Reboot chosen nodes, or Adopt "
+        "machines made without the operator. Create one to act; its status is the record "
+        "of what happened.",
         columns=[
             {"name": "Cluster", "type": "string", "jsonPath": ".spec.clusterName"},
             {"name": "Action", "type": "string", "jsonPath": ".spec.action"},

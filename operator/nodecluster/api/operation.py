@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from nodecluster import API_VERSION
+from nodecluster.api.adopt import AdoptionReport, AdoptSelection
 from nodecluster.api.common import DNS_SUBDOMAIN, CamelModel, Condition, ObjectMeta
 
 OperationAction = Literal[
@@ -24,6 +25,7 @@ OperationAction = Literal[
     "StopNodes",
     "StartNodes",
     "RebootNodes",
+    "Adopt",
 ]
 
 OperationPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
@@ -133,6 +135,25 @@ class NodeClusterOperationSpec(CamelModel):
                     "fieldPath": ".nodes",
                     "reason": "FieldValueRequired",
                 },
+                # Adopt's: spec.adopt with Adopt and only with it; dryRun only where it
+                # is honoured (one ignored would act where a preview was asked for).
+                {
+                    "rule": "self.action != 'Adopt' || has(self.adopt)",
+                    "message": "Adopt needs spec.adopt: the machines' providerIds, or tags "
+                    "they carry",
+                    "fieldPath": ".adopt",
+                    "reason": "FieldValueRequired",
+                },
+                {
+                    "rule": "!has(self.adopt) || self.action == 'Adopt'",
+                    "message": "spec.adopt is only for action Adopt",
+                    "fieldPath": ".adopt",
+                },
+                {
+                    "rule": "!has(self.dryRun) || !self.dryRun || self.action == 'Adopt'",
+                    "message": "spec.dryRun is only supported by action Adopt",
+                    "fieldPath": ".dryRun",
+                },
             ]
         }
     }
@@ -148,8 +169,8 @@ class NodeClusterOperationSpec(CamelModel):
         description="What to do: Check (ask the provider about the nodes), Recover (apply "
         "the health policy's recovery to broken ones), ScaleOut or ScaleIn (change "
         "targetNodes by count), RemoveNodes (delete them and lower the target), "
-        "ReplaceNodes (delete them; new ones take their place), StopNodes, StartNodes or "
-        "RebootNodes."
+        "ReplaceNodes (delete them; new ones take their place), StopNodes, StartNodes, "
+        "RebootNodes, or Adopt (take over machines made without the operator: spec.adopt)."
     )
     count: int | None = Field(
         default=None,
@@ -159,6 +180,21 @@ class NodeClusterOperationSpec(CamelModel):
         "exact new target). Unset: 1.",
     )
     nodes: NodeFilter | None = Field(default=None)
+    adopt: AdoptSelection | None = Field(
+        default=None,
+        description=(
+            "For Adopt: the machines at the cluster's NodeProvider to take over, by "
+            "providerIds or by tags (exactly one)."
+        ),
+    )
+    dry_run: bool | None = Field(
+        default=None,
+        description=(
+            "For Adopt: only look and report (status.adoption) what would be adopted, as "
+            "which nodes, and what is refused and why; nothing else is written. Default "
+            "false."
+        ),
+    )
     timeout_seconds: int | None = Field(
         default=None,
         ge=1,
@@ -228,6 +264,13 @@ class NodeClusterOperationStatus(CamelModel):
             "For RebootNodes: the reboot request written on each node "
             "(spec.rebootRequestedAt), recorded before it is written; a node has rebooted "
             "for this operation once its status.lastRebootTime is at or after it."
+        ),
+    )
+    adoption: AdoptionReport | None = Field(
+        default=None,
+        description=(
+            "For Adopt: the machines matched, which are (or would be) adopted as which "
+            "nodes, and which are refused and why."
         ),
     )
     nodes: list[NodeResult] = Field(

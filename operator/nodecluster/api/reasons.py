@@ -93,6 +93,9 @@ class Reason(StrEnum):
     """Some nodes are unhealthy and being remediated."""
     PAUSED = "Paused"
     """spec.paused: nothing is changed."""
+    ADOPTING = "Adopting"
+    """An Adopt operation is creating the nodes of the machines it adopts (its target is
+    raised already): no other node is made until they exist. Passes by itself."""
     CHANGES_HELD_BACK = "ChangesHeldBack"
     """A process named in spec.suspend holds back a change the declaration needs (the
     Suspended condition says which): not converged, but not stalled either, as the owner

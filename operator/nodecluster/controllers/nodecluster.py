@@ -48,6 +48,7 @@ from nodecluster.controllers.kubeapi import (
 from nodecluster.controllers.metrics import creation_reasons, summarize, unhealthy_reason
 from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, run_phases
 from nodecluster.controllers.quota import cluster_headroom
+from nodecluster.controllers.takeover import adopting_operation
 from nodecluster.controllers.world import (
     CLUSTER_FINALIZER,
     NODE_FINALIZER,
@@ -58,6 +59,7 @@ from nodecluster.controllers.world import (
     node_view,
     profile_hash,
 )
+from nodecluster.planning.adopt import hold_for_adoption
 from nodecluster.planning.fallback import made_from
 from nodecluster.planning.model import CLUSTER_LABEL, Declared, NodeView, Observed
 from nodecluster.planning.planner import CreateNode, DeleteNode, Plan, plan
@@ -259,9 +261,10 @@ async def observe(world: World, scope: ClusterScope) -> Stop | None:
 
 
 async def decide(world: World, scope: ClusterScope) -> Stop | None:
-    """Plan the changes (pure)."""
+    """Plan the changes (pure); no new node while an Adopt operation makes its own."""
     assert scope.observed is not None
-    scope.plan = await planned(scope.declared, scope.observed)
+    adopting = await adopting_operation(world, scope.cluster)
+    scope.plan = hold_for_adoption(await planned(scope.declared, scope.observed), adopting)
     return None
 
 

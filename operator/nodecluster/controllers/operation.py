@@ -787,6 +787,13 @@ async def scale(world: World, scope: OperationScope) -> Outcome:
     return Waiting(WAIT_POLL_SECONDS)
 
 
+async def adopt(world: World, scope: OperationScope) -> Outcome:
+    """Adopt: controllers/adopt.py (imported here, as it builds on this module)."""
+    from nodecluster.controllers.adopt import adopt_machines
+
+    return await adopt_machines(world, scope)
+
+
 ACTIONS: dict[OperationAction, Action] = {
     "Check": check_nodes,
     "Recover": recover_nodes,
@@ -797,6 +804,7 @@ ACTIONS: dict[OperationAction, Action] = {
     "StopNodes": power_nodes,
     "StartNodes": power_nodes,
     "RebootNodes": power_nodes,
+    "Adopt": adopt,
 }
 """The handler of every action. mypy checks the keys against `OperationAction`; a unit
 test checks that none is missing."""
