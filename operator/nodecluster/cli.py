@@ -6,6 +6,7 @@ nodecluster-operator run [--namespace NS ...] [--installation-id ID | --installa
                          [--leader-elect [--lease-name NAME] [--lease-namespace NS]]
 nodecluster-operator crds [--write DIR | --check DIR]
 nodecluster-operator usage [-n NS | -A] [--provider NAME] [--month | --total] [-o table|json]
+nodecluster-operator plan -f CHANGED.yaml [-n NS] [-o text|json]  (exit: 0 same, 2 changes, 1 error)
 nodecluster-operator simulator inventory PATH
 """
 
@@ -17,6 +18,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
@@ -139,16 +141,23 @@ def _from_env(variable: str) -> str | None:
         raise SystemExit(f"{variable}: {err}") from None
 
 
+def kubeconfig_path(flag: str | None) -> str | None:
+    """The kubeconfig file a command reads, as kubectl finds it: the flag, KUBECONFIG (its
+    first file), ~/.kube/config; None: none (in-cluster)."""
+    kubeconfig = flag or os.environ.get("KUBECONFIG") or None
+    if kubeconfig is None and Path("~/.kube/config").expanduser().is_file():
+        kubeconfig = str(Path("~/.kube/config").expanduser())
+    if kubeconfig is not None and os.pathsep in kubeconfig:
+        kubeconfig = kubeconfig.split(os.pathsep)[0]  # (the first file, as the client reads)
+    return kubeconfig
+
+
 def _cmd_usage(args: argparse.Namespace) -> int:
     import asyncio
 
     from nodecluster.usagereport import context_namespace, run_usage
 
-    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG") or None
-    if kubeconfig is None and Path("~/.kube/config").expanduser().is_file():
-        kubeconfig = str(Path("~/.kube/config").expanduser())
-    if kubeconfig is not None and os.pathsep in kubeconfig:
-        kubeconfig = kubeconfig.split(os.pathsep)[0]  # (the first file, as the client reads)
+    kubeconfig = kubeconfig_path(args.kubeconfig)
     namespace = None if args.all_namespaces else args.namespace or context_namespace(kubeconfig)
     text = asyncio.run(
         run_usage(
@@ -157,6 +166,12 @@ def _cmd_usage(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(text)
     return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from nodecluster import cli_plan
+
+    return cli_plan.run(args, kubeconfig_path(args.kubeconfig))
 
 
 def _cmd_inventory(args: argparse.Namespace) -> int:
@@ -206,14 +221,25 @@ def metrics_address_arg(value: str) -> str:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, with the exit status of a usage error settable: `plan` says 2
+    for "changes", so its usage errors must not say 2 too."""
+
+    usage_error_status = 2
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(self.usage_error_status, f"{self.prog}: error: {message}\n")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    top = argparse.ArgumentParser(
+    top = Parser(
         prog="nodecluster-operator",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = top.add_subparsers(dest="command", required=True)
+    sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     run = sub.add_parser(
         "run", help="run the operator against the current kubeconfig or in-cluster"
@@ -347,6 +373,18 @@ def parser() -> argparse.ArgumentParser:
         "--kubeconfig", metavar="PATH", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config)"
     )
     usage.set_defaults(func=_cmd_usage)
+
+    from nodecluster.cli_plan import PLAN_DESCRIPTION, add_arguments
+
+    plan = sub.add_parser(
+        "plan",
+        help="preview what a changed NodeCluster would make the operator do (read-only)",
+        description=PLAN_DESCRIPTION,
+    )
+    assert isinstance(plan, Parser)
+    plan.usage_error_status = 1
+    add_arguments(plan)
+    plan.set_defaults(func=_cmd_plan)
 
     sim = sub.add_parser("simulator", help="inspect the simulator provider's inventory")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
