@@ -152,7 +152,7 @@ def kubeconfig_path(flag: str | None) -> str | None:
     return kubeconfig
 
 
-def _cmd_usage(args: argparse.Namespace) -> int:
+def cmd_usage(args: argparse.Namespace) -> int:
     import asyncio
 
     from nodecluster.usagereport import context_namespace, run_usage
@@ -230,6 +230,30 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(self.usage_error_status, f"{self.prog}: error: {message}\n")
+
+
+USAGE_DESCRIPTION = (
+    "What NodeClusters have used, from their status.usage brought up to now: per cluster, "
+    "zone and machine type, the machines billing now, machine-hours, core-hours and cost "
+    "(in the unit of the NodeProvider buckets' hourlyCost), and the totals."
+)
+
+
+def add_usage_arguments(usage: argparse.ArgumentParser) -> None:
+    """The options of `usage` (also `kubectl nodecluster usage`)."""
+    scope = usage.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", help="this namespace (default: the context's)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    usage.add_argument("--provider", metavar="NAME", help="only clusters of this NodeProvider")
+    period = usage.add_mutually_exclusive_group()
+    period.add_argument(
+        "--month", action="store_true", help="the current calendar month, UTC (the default)"
+    )
+    period.add_argument("--total", action="store_true", help="since each cluster was created")
+    usage.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    usage.add_argument(
+        "--kubeconfig", metavar="PATH", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config)"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -354,25 +378,10 @@ def parser() -> argparse.ArgumentParser:
     usage = sub.add_parser(
         "usage",
         help="machine-hours, core-hours and estimated cost per cluster, zone and machine type",
-        description="What NodeClusters have used, from their status.usage brought up to now: "
-        "per cluster, zone and machine type, the machines billing now, machine-hours, "
-        "core-hours and cost (in the unit of the NodeProvider buckets' hourlyCost), and "
-        "the totals.",
+        description=USAGE_DESCRIPTION,
     )
-    scope = usage.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", help="this namespace (default: the context's)")
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
-    usage.add_argument("--provider", metavar="NAME", help="only clusters of this NodeProvider")
-    period = usage.add_mutually_exclusive_group()
-    period.add_argument(
-        "--month", action="store_true", help="the current calendar month, UTC (the default)"
-    )
-    period.add_argument("--total", action="store_true", help="since each cluster was created")
-    usage.add_argument("-o", "--output", choices=("table", "json"), default="table")
-    usage.add_argument(
-        "--kubeconfig", metavar="PATH", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config)"
-    )
-    usage.set_defaults(func=_cmd_usage)
+    add_usage_arguments(usage)
+    usage.set_defaults(func=cmd_usage)
 
     from nodecluster.cli_plan import PLAN_DESCRIPTION, add_arguments
 

@@ -269,12 +269,19 @@ async def read_and_preview(
         live_nc = NodeCluster.model_validate(body)
         nodes = listed_nodes(await api.list(CLUSTERNODES, namespace), name)
         provider_name = live_nc.spec.provider_ref.name
+        provider_hidden = False
         try:
             provider: NodeProvider | None = NodeProvider.model_validate(
                 await api.get(NODEPROVIDERS, None, provider_name)
             )
         except KubeNotFound:
             provider = None
+        except KubeError as err:
+            if err.status != 403:
+                raise
+            # Bound per namespace, a user cannot read cluster-scoped providers: plan
+            # without it, and say so.
+            provider, provider_hidden = None, True
     except KubeError as err:
         if err.status in (401, 403):
             raise PlanError(
@@ -295,9 +302,9 @@ async def read_and_preview(
     changed = live_nc.model_copy(update={"spec": changed_nc.spec})
     problem: tuple[Reason, str] | None = None
     refuses: tuple[Reason, str] | None = None
-    if provider is None:
+    if provider is None and not provider_hidden:
         problem = (Reason.PROVIDER_NOT_FOUND, f"NodeProvider {provider_name!r} does not exist")
-    elif provider.metadata.deletion_timestamp is not None:
+    elif provider is not None and provider.metadata.deletion_timestamp is not None:
         refuses = (
             Reason.PROVIDER_DELETING,
             f"NodeProvider {provider_name!r} is being deleted: it gives no new machines",
@@ -313,7 +320,15 @@ async def read_and_preview(
         watching_nodes=False,
     )
     result = preview(declared_of(live_nc), declared_of(changed), observed)
-    return result, cannot_know(result, provider, nodes)
+    unknown = cannot_know(result, provider, nodes)
+    if provider_hidden:
+        unknown.insert(
+            0,
+            f"NodeProvider {provider_name}: not readable with your credentials (get "
+            "nodeproviders, cluster-scoped): its quotas and whether it gives new machines "
+            "are not considered",
+        )
+    return result, unknown
 
 
 def cannot_know(p: Preview, provider: NodeProvider | None, nodes: Sequence[NodeView]) -> list[str]:
