@@ -346,10 +346,9 @@ def cannot_know(p: Preview, provider: NodeProvider | None, nodes: Sequence[NodeV
             if value is not None
         ]
         if limits and p.creates:
-            held = provider.status.nodes
-            now = "" if held is None else f", {held} machines held now"
+            # (Not the provider's status figures: they are each installation's, and late.)
             out.append(
-                f"NodeProvider {provider.metadata.name} has quotas ({', '.join(limits)}{now}): "
+                f"NodeProvider {provider.metadata.name} has quotas ({', '.join(limits)}): "
                 "creates beyond the room left when they are made wait for it (not checked here)"
             )
         if provider.status.phase == "NotReady":
