@@ -43,7 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +55,9 @@ from pydantic import ValidationError
 from nodecluster.api.nodecluster import NodeCluster
 from nodecluster.api.nodeprovider import NodeProvider
 from nodecluster.api.reasons import Reason
+from nodecluster.controllers.kubeapi import KubeApi
 from nodecluster.planning.model import NodeView
+from nodecluster.planning.planner import Plan
 from nodecluster.planning.preview import Preview, cause_text, preview, replacement_summary
 
 EXIT_NO_CHANGE = 0
@@ -228,7 +230,7 @@ async def plan_report(
     return Report(text, p.changed)
 
 
-def resolve_namespace(nc: NodeCluster, flag: str | None, context: Any) -> str:
+def resolve_namespace(nc: NodeCluster, flag: str | None, context: Callable[[], str]) -> str:
     """The manifest's namespace, else the flag's, else the context's; both given and
     different is an error (as kubectl apply says it)."""
     own = nc.metadata.namespace
@@ -237,11 +239,11 @@ def resolve_namespace(nc: NodeCluster, flag: str | None, context: Any) -> str:
             f"the namespace of the manifest ({own}) does not match the namespace given "
             f"with -n ({flag})"
         )
-    return str(own or flag or context())
+    return own or flag or context()
 
 
 async def read_and_preview(
-    api: Any, changed_nc: NodeCluster, namespace: str, now: datetime
+    api: KubeApi, changed_nc: NodeCluster, namespace: str, now: datetime
 ) -> tuple[Preview, list[str]]:
     """Read the live cluster, its nodes and its provider through `api` (a KubeApi), and
     preview `changed_nc` over them. Returns the preview and what it cannot know."""
@@ -455,7 +457,7 @@ def render_text(p: Preview, namespace: str, unknown: Sequence[str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def batch_text(plan: Any, zones: Mapping[str, str | None]) -> str:
+def batch_text(plan: Plan, zones: Mapping[str, str | None]) -> str:
     """One batch in a line: creates per zone, deletes by name, power changes, reboots."""
     parts: list[str] = []
     per_zone: dict[str | None, int] = {}
@@ -484,18 +486,18 @@ def document(p: Preview, namespace: str, unknown: Sequence[str]) -> dict[str, An
     for b in p.batches:
         zone_of.update(b.zones)
 
-    def deletes(plan: Any) -> list[dict[str, Any]]:
+    def deletes(plan: Plan) -> list[dict[str, Any]]:
         return [
             {"node": d.name, "zone": zone_of.get(d.name), "reason": d.reason} for d in plan.deletes
         ]
 
-    def power(plan: Any) -> list[dict[str, Any]]:
+    def power(plan: Plan) -> list[dict[str, Any]]:
         return [
             {"node": s.name, "zone": zone_of.get(s.name), "powerState": s.power_state}
             for s in plan.power
         ]
 
-    def reboots(plan: Any) -> list[dict[str, Any]]:
+    def reboots(plan: Plan) -> list[dict[str, Any]]:
         return [{"node": r.name, "zone": zone_of.get(r.name)} for r in plan.reboots]
 
     batches = [

@@ -129,7 +129,9 @@ def test_plan_predicts_the_rollout_of_a_changed_profile(
     assert {z["zone"]: z["after"] for z in doc["zones"] if z["after"]} == dict(zones_of(nodes))
 
 
-def test_describe_shows_the_cluster_as_a_tree(scenario: Scenario, kube: Kube) -> None:
+def test_describe_shows_the_cluster_as_a_tree_and_usage_delegates(
+    scenario: Scenario, kube: Kube
+) -> None:
     scenario.make_provider()
     scenario.make_cluster()
     scenario.wait_converged(3)
@@ -153,6 +155,10 @@ def test_describe_shows_the_cluster_as_a_tree(scenario: Scenario, kube: Kube) ->
     assert "Scaling: scaling from 0 to 3 nodes" in out
     coloured = plugin(kube, "describe", "workers", "-n", scenario.ns, "--color", "always")
     assert "\x1b[32mDeployed\x1b[0m" in coloured.stdout
+
+    usage = plugin(kube, "usage", "-n", scenario.ns, "-o", "json")
+    assert usage.returncode == 0, usage.stderr
+    assert {r["cluster"] for r in json.loads(usage.stdout)["rows"]} <= {"workers"}
 
     missing = plugin(kube, "describe", "nope", "-n", scenario.ns)
     assert missing.returncode == 1

@@ -6,7 +6,10 @@ a real API server and the operator."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -381,3 +384,24 @@ def test_usage_errors_exit_1_with_the_reason(
         command.main(argv)
     assert exited.value.code == 1
     assert says in capsys.readouterr().err
+
+
+def test_the_installed_plugin_answers_help_without_loading_kopf() -> None:
+    # The console script as pip installed it (pyproject.toml), next to this interpreter.
+    script = Path(sys.executable).parent / "kubectl-nodecluster"
+    helped = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
+    assert helped.returncode == 0, helped.stderr
+    assert "kubectl nodecluster scale-out workers --by 3" in helped.stdout
+    code = (
+        "import sys\n"
+        "from nodecluster.plugin.command import parser\n"
+        "import nodecluster.plugin.describe, nodecluster.plugin.operations\n"
+        "import nodecluster.cli_plan, nodecluster.controllers.planinput\n"
+        "import nodecluster.controllers.kube\n"
+        "parser().parse_args(['describe', 'web'])\n"
+        "assert 'kopf' not in sys.modules, 'kopf loaded'\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert loaded.returncode == 0, loaded.stderr

@@ -120,7 +120,7 @@ CASES = [
         deletes=[("n3", "Remediation")],
         batches=1,
         replaces=True,
-        summary="Replaces existing machines: yes, 1 nodes (1 unhealthy, recreated)",
+        summary="Replaces existing machines: yes, 1 node (1 unhealthy, recreated)",
         after={"zone-a": 2, "zone-b": 2},
     ),
 ]
@@ -204,6 +204,15 @@ def test_a_suspended_launch_is_held_not_hidden() -> None:
     p = run(Case("held", {"suspend": ["Launch"], "targetNodes": 6}))
     assert p.creates == 0
     assert [h.process for h in p.held] == ["Launch"]
+
+
+def test_a_held_rollout_replaces_nothing_now_and_says_so() -> None:
+    p = run(Case("held", {"suspend": ["Rollout"]}, new_profile=True))
+    assert not p.replaces_machines and not p.batches
+    assert replacement_summary(p).startswith(
+        "Replaces existing machines: no, not now (held back or blocked): the profile changes"
+    )
+    assert [h.process for h in p.held] == ["Rollout"]
 
 
 def test_random_deletion_criteria_make_the_names_a_possible_draw() -> None:

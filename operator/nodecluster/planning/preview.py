@@ -305,26 +305,36 @@ def replacement_summary(p: Preview) -> str:
     """One line first in the output: whether the change replaces existing machines, why."""
     replaced = p.replaced
     by_cause = Counter(why for _, why in p.deletes if why in REPLACING)
-    profile_paths = [c.path for c in p.spec_changes if c.path.startswith("profile")]
+    profile = ", ".join(c.path for c in p.spec_changes if c.path.startswith("profile"))
+    profile = profile or "profile"
     rollout = p.rollout
-    if p.profile_changed and p.rolled:
+    if p.profile_changed and p.rolled and replaced:
         return (
             f"Replaces existing machines: yes, {len(replaced)} of {_active(p.before)} nodes: "
-            f"the profile changes ({', '.join(profile_paths) or 'profile'}) and is rolled "
-            f"out in {_rollout_batches(p)} batches (maxSurge {rollout.max_surge}, "
-            f"maxUnavailable {rollout.max_unavailable})"
+            f"the profile changes ({profile}) and is rolled out in {_rollout_batches(p)} "
+            f"batches (maxSurge {rollout.max_surge}, maxUnavailable {rollout.max_unavailable})"
         )
     if replaced:
         causes = ", ".join(f"{n} {_CAUSES[why]}" for why, n in sorted(by_cause.items()))
-        return f"Replaces existing machines: yes, {len(replaced)} nodes ({causes})"
+        return f"Replaces existing machines: yes, {_nodes(len(replaced))} ({causes})"
+    if p.profile_changed and p.rolled:
+        why = "the cluster has no nodes" if not _active(p.before) else "held back or blocked"
+        return (
+            f"Replaces existing machines: no, not now ({why}): the profile changes "
+            f"({profile}), and the nodes built from the old one stay until it is rolled out"
+        )
     if p.profile_changed:
         return (
-            "Replaces existing machines: no. The profile changes "
-            f"({', '.join(profile_paths) or 'profile'}) but rollout.strategy is OnDelete: "
-            "existing nodes keep their machines until deleted, new nodes get the new profile"
+            f"Replaces existing machines: no. The profile changes ({profile}) but "
+            "rollout.strategy is OnDelete: existing nodes keep their machines until deleted, "
+            "new nodes get the new profile"
         )
     changed = ", ".join(c.path for c in p.spec_changes) or "nothing"
     return f"Replaces existing machines: no (the profile is unchanged; changes: {changed})"
+
+
+def _nodes(count: int) -> str:
+    return f"{count} node" + ("" if count == 1 else "s")
 
 
 _CAUSES: dict[DeletionCause, str] = {
