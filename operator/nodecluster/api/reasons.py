@@ -100,6 +100,13 @@ class Reason(StrEnum):
     PROCESSES_SUSPENDED = "ProcessesSuspended"
     """Suspended=True: spec.suspend names processes, and none of them holds anything back."""
 
+    # The warm pool (api/warmpool.py): its WarmPool condition, beside the reasons above
+    # that say why its refill is held short (QuotaExceeded, CostLimitExceeded, ...).
+    WARM_POOL_FULL = "WarmPoolFull"
+    """WarmPool=True: the pool holds its size of warm nodes, each ready to promote."""
+    WARM_POOL_FILLING = "WarmPoolFilling"
+    """WarmPool=False: warm nodes are being made, launched, stopped or replaced."""
+
     # Resting values of the kstatus conditions.
     CONVERGED = "Converged"
     """Ready/Reconciling: everything matches the declaration."""
