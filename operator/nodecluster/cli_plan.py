@@ -16,20 +16,25 @@ version, new ones may appear):
     replacesMachines bool: existing machines are replaced (deleted for a successor)
     summary          the line shown first in the text output
     specChanges      [{path, before, after}]: dotted camelCase paths, null when absent
-    nodes            {before, after, desired}: counts (nodes being deleted not counted)
-    creates          number of new nodes (their names are chosen when they are created)
+    nodes            {before, after, desired, warmBefore, warmAfter}: counts of serving
+                     nodes and of the warm pool's (nodes being deleted not counted)
+    creates          number of new serving nodes (names are chosen when they are created)
+    warmCreates      number of new warm nodes (the warm pool's refill)
+    moves            [{node, zone, warm}]: promotions from the warm pool (warm false) and
+                     returns to it (warm true)
     deletes          [{node, zone, reason}]: reason ScaleIn, Rollout, Expired,
-                     Remediation, CapacityFallback or Terminating
+                     Remediation, CapacityFallback, WarmPool or Terminating
     deletionsCertain bool: false when policies.deletion.criteria is Random and the
                      ranking chooses: the nodes named are one possible draw
     powerChanges     [{node, zone, powerState}]
     reboots          [{node, zone}]
-    zones            [{zone, before, after, creates, deletes: [{node, reason}],
-                       powerChanges: [{node, powerState}], reboots: [node]}]
+    zones            [{zone, before, after, creates, warmCreates, deletes: [{node, reason}],
+                       powerChanges: [{node, powerState}], reboots: [node],
+                       moves: [{node, warm}]}]
                      by zone name; zone null: nodes without a zone, last
-    batches          [{creates: [{zone, machineType}], deletes: [{node, zone, reason}],
-                       powerChanges: [...], reboots: [...]}]: in order, each once the
-                     one before is done
+    batches          [{creates: [{zone, machineType, warm}], deletes: [{node, zone, reason}],
+                       powerChanges: [...], reboots: [...], moves: [...]}]: in order,
+                     each once the one before is done
     settled          bool: the planner had nothing left to do after the last batch
     blockers         [{reason, message}]: why the plan does less than the spec asks
     held             [{process, message}]: what spec.suspend holds back
@@ -58,7 +63,14 @@ from nodecluster.api.reasons import Reason
 from nodecluster.controllers.kubeapi import KubeApi
 from nodecluster.planning.model import NodeView
 from nodecluster.planning.planner import Plan
-from nodecluster.planning.preview import Preview, cause_text, preview, replacement_summary
+from nodecluster.planning.preview import (
+    Preview,
+    cause_text,
+    preview,
+    replacement_summary,
+    serving,
+    warm_count,
+)
 
 EXIT_NO_CHANGE = 0
 EXIT_ERROR = 1
@@ -375,6 +387,9 @@ def cannot_know(p: Preview, provider: NodeProvider | None, nodes: Sequence[NodeV
     return out
 
 
+_MOVED = {True: "returned to the warm pool", False: "promoted from the warm pool"}
+
+
 def _zone(zone: str | None) -> str:
     return zone if zone is not None else "(no zone)"
 
@@ -393,12 +408,18 @@ def render_text(p: Preview, namespace: str, unknown: Sequence[str]) -> str:
         out += [f"    {c.path}: {_value(c.before)} -> {_value(c.after)}" for c in p.spec_changes]
     else:
         out.append("  spec: unchanged")
-    before = sum(1 for n in p.before if not n.deleting)
-    after = sum(1 for n in p.after if not n.deleting)
+    before, after = len(serving(p.before)), len(serving(p.after))
     out.append(
         f"  nodes: {before} -> {after} (desired {p.desired}): {p.creates} to create, "
         f"{len(p.deletes)} to delete ({len(p.replaced)} of them replaced)"
     )
+    warm_before, warm_after = warm_count(p.before), warm_count(p.after)
+    if warm_before or warm_after or p.warm_creates or p.moves:
+        promoted = sum(1 for _, warm in p.moves if not warm)
+        out.append(
+            f"  warm pool: {warm_before} -> {warm_after}: {p.warm_creates} to create, "
+            f"{promoted} promoted to serve, {len(p.moves) - promoted} returned to it"
+        )
     zones = p.zones()
     if not p.deletions_certain:
         out.append(
@@ -416,6 +437,10 @@ def render_text(p: Preview, namespace: str, unknown: Sequence[str]) -> str:
             out += [f"    - {name}  ({cause_text(why)})" for name, why in z.deletes]
             out += [f"    ~ {name}  power -> {state}" for name, state in z.power]
             out += [f"    ~ {name}  reboot" for name in z.reboots]
+            if z.warm_creates:
+                plural = "s" if z.warm_creates != 1 else ""
+                out.append(f"    + {z.warm_creates} new warm node{plural} (the pool's refill)")
+            out += [f"    ~ {name}  {_MOVED[warm]}" for name, warm in z.moves]
         out.append("")
         out.append(
             f"Batches ({len(p.batches)}; each starts once the one before is done: new nodes "
@@ -462,7 +487,8 @@ def batch_text(plan: Plan, zones: Mapping[str, str | None]) -> str:
     parts: list[str] = []
     per_zone: dict[str | None, int] = {}
     for c in plan.creates:
-        per_zone[c.zone] = per_zone.get(c.zone, 0) + 1
+        if not c.warm:
+            per_zone[c.zone] = per_zone.get(c.zone, 0) + 1
     if per_zone:
         where = ", ".join(
             f"{n} in {_zone(z)}" for z, n in sorted(per_zone.items(), key=lambda i: _zone(i[0]))
@@ -477,6 +503,15 @@ def batch_text(plan: Plan, zones: Mapping[str, str | None]) -> str:
         parts.append("power " + ", ".join(f"{s.name} -> {s.power_state}" for s in plan.power))
     if plan.reboots:
         parts.append("reboot " + ", ".join(r.name for r in plan.reboots))
+    warm = sum(1 for c in plan.creates if c.warm)
+    if warm:
+        parts.append(f"create {warm} warm")
+    promoted = [m.name for m in plan.moves if not m.warm]
+    returned = [m.name for m in plan.moves if m.warm]
+    if promoted:
+        parts.append("promote " + ", ".join(promoted))
+    if returned:
+        parts.append("return to the pool " + ", ".join(returned))
     return "; ".join(parts)
 
 
@@ -500,14 +535,19 @@ def document(p: Preview, namespace: str, unknown: Sequence[str]) -> dict[str, An
     def reboots(plan: Plan) -> list[dict[str, Any]]:
         return [{"node": r.name, "zone": zone_of.get(r.name)} for r in plan.reboots]
 
+    def moves(plan: Plan) -> list[dict[str, Any]]:
+        return [{"node": m.name, "zone": zone_of.get(m.name), "warm": m.warm} for m in plan.moves]
+
     batches = [
         {
             "creates": [
-                {"zone": c.zone, "machineType": c.machine_type or None} for c in b.plan.creates
+                {"zone": c.zone, "machineType": c.machine_type or None, "warm": c.warm}
+                for c in b.plan.creates
             ],
             "deletes": deletes(b.plan),
             "powerChanges": power(b.plan),
             "reboots": reboots(b.plan),
+            "moves": moves(b.plan),
         }
         for b in p.batches
     ]
@@ -523,11 +563,15 @@ def document(p: Preview, namespace: str, unknown: Sequence[str]) -> dict[str, An
             {"path": c.path, "before": c.before, "after": c.after} for c in p.spec_changes
         ],
         "nodes": {
-            "before": sum(1 for n in p.before if not n.deleting),
-            "after": sum(1 for n in p.after if not n.deleting),
+            "before": len(serving(p.before)),
+            "after": len(serving(p.after)),
             "desired": p.desired,
+            "warmBefore": warm_count(p.before),
+            "warmAfter": warm_count(p.after),
         },
         "creates": p.creates,
+        "warmCreates": p.warm_creates,
+        "moves": [m for b in batches for m in b["moves"]],
         "deletes": [d for b in batches for d in b["deletes"]],
         "deletionsCertain": p.deletions_certain,
         "powerChanges": [s for b in batches for s in b["powerChanges"]],
@@ -538,9 +582,11 @@ def document(p: Preview, namespace: str, unknown: Sequence[str]) -> dict[str, An
                 "before": z.before,
                 "after": z.after,
                 "creates": z.creates,
+                "warmCreates": z.warm_creates,
                 "deletes": [{"node": n, "reason": why} for n, why in z.deletes],
                 "powerChanges": [{"node": n, "powerState": s} for n, s in z.power],
                 "reboots": list(z.reboots),
+                "moves": [{"node": n, "warm": warm} for n, warm in z.moves],
             }
             for z in p.zones()
         ],

@@ -131,7 +131,13 @@ def test_the_json_document_has_exactly_the_documented_keys(
     assert set(doc) == {"kind", "version", *documented}
     assert (doc["kind"], doc["version"]) == ("NodeClusterPlan", 1)
     assert doc["replacesMachines"] is True
-    assert doc["nodes"] == {"before": 2, "after": 1, "desired": 1}
+    assert doc["nodes"] == {
+        "before": 2,
+        "after": 1,
+        "desired": 1,
+        "warmBefore": 0,
+        "warmAfter": 0,
+    }
     assert [d["node"] for d in doc["deletes"]] == ["web-n0", "web-n1"]
     assert {d["reason"] for d in doc["deletes"]} <= {"Rollout", "ScaleIn"}
     assert doc["creates"] == 1
@@ -141,9 +147,11 @@ def test_the_json_document_has_exactly_the_documented_keys(
         "before",
         "after",
         "creates",
+        "warmCreates",
         "deletes",
         "powerChanges",
         "reboots",
+        "moves",
     }
 
 

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from builders import CURRENT, declared, node, observed, ready_nodes, spec
 
 from nodecluster.planning.model import NodeView
-from nodecluster.planning.planner import plan
+from nodecluster.planning.planner import DeletionCause, plan
 from nodecluster.planning.preview import (
     Preview,
+    cause_text,
     preview,
     replacement_summary,
     simulate,
@@ -252,3 +253,40 @@ def test_spec_changes_name_each_leaf_and_absent_values() -> None:
         ("profile.machineType", "small", "large"),
     ]
     assert Counter(c.path for c in spec_changes(after, after)) == Counter()
+
+
+def test_every_reason_to_delete_has_words() -> None:
+    # A cause the planner gains (WarmPool came with warm pools) must be said, not crash.
+    for cause in get_args(DeletionCause):
+        assert cause_text(cause) != cause, cause
+
+
+def test_a_warm_pool_is_filled_beside_the_target_and_promoted_first() -> None:
+    pool = {"warmPool": {"size": 2, "state": "Stopped"}}
+    live = spec(ZONES, OLDEST, {"targetNodes": 4})
+    fill = preview(
+        declared(live), declared(spec(ZONES, OLDEST, pool, {"targetNodes": 4})), observed(zoned(4))
+    )
+    assert (fill.creates, fill.warm_creates, fill.settled) == (0, 2, True)
+    assert sum(z.after for z in fill.zones()) == 4  # the pool is not in the target
+
+    warm = [
+        node(
+            f"w{i}",
+            zone=("zone-a", "zone-b")[i],
+            warm=True,
+            state="Stopped",
+            ready=False,
+            power_state="Stopped",
+        )
+        for i in range(2)
+    ]
+    pooled = spec(ZONES, OLDEST, pool, {"targetNodes": 4})
+    out = preview(
+        declared(pooled),
+        declared(spec(ZONES, OLDEST, pool, {"targetNodes": 6})),
+        observed([*zoned(4), *warm]),
+    )
+    assert sorted(out.moves) == [("w0", False), ("w1", False)]  # promoted, not created
+    assert out.creates == 0 and out.warm_creates == 2  # then the pool refills
+    assert out.settled

@@ -72,6 +72,10 @@ class ZoneChange:
     deletes: tuple[tuple[str, DeletionCause], ...]
     power: tuple[tuple[str, str], ...]
     reboots: tuple[str, ...]
+    warm_creates: int = 0
+    """New warm nodes (the pool's refill), not counted in `creates`."""
+    moves: tuple[tuple[str, bool], ...] = ()
+    """(node, into the pool): promotions (False) and returns to the pool (True)."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,18 @@ class Preview:
 
     @property
     def creates(self) -> int:
-        """New nodes over all batches."""
-        return sum(len(b.plan.creates) for b in self.batches)
+        """New serving nodes over all batches (warm ones: `warm_creates`)."""
+        return sum(1 for b in self.batches for c in b.plan.creates if not c.warm)
+
+    @property
+    def warm_creates(self) -> int:
+        """New warm nodes (the warm pool's refill) over all batches."""
+        return sum(1 for b in self.batches for c in b.plan.creates if c.warm)
+
+    @property
+    def moves(self) -> tuple[tuple[str, bool], ...]:
+        """(node, into the pool) of every promotion and return, in batch order."""
+        return tuple((m.name, m.warm) for b in self.batches for m in b.plan.moves)
 
     @property
     def deletes(self) -> tuple[tuple[str, DeletionCause], ...]:
@@ -150,22 +164,28 @@ class Preview:
 
     def zones(self) -> list[ZoneChange]:
         """The change per zone, zones by name, nodes without a zone last."""
-        before = Counter(n.zone for n in self.before if not n.deleting)
-        after = Counter(n.zone for n in self.after if not n.deleting)
+        before = Counter(n.zone for n in serving(self.before))
+        after = Counter(n.zone for n in serving(self.after))
         creates: Counter[str | None] = Counter()
+        warm_creates: Counter[str | None] = Counter()
         deletes: dict[str | None, list[tuple[str, DeletionCause]]] = {}
         power: dict[str | None, list[tuple[str, str]]] = {}
         reboots: dict[str | None, list[str]] = {}
+        moves: dict[str | None, list[tuple[str, bool]]] = {}
         for batch in self.batches:
             p = batch.plan
-            creates.update(c.zone for c in p.creates)
+            creates.update(c.zone for c in p.creates if not c.warm)
+            warm_creates.update(c.zone for c in p.creates if c.warm)
+            for m in p.moves:
+                moves.setdefault(batch.zones.get(m.name), []).append((m.name, m.warm))
             for d in p.deletes:
                 deletes.setdefault(batch.zones.get(d.name), []).append((d.name, d.reason))
             for s in p.power:
                 power.setdefault(batch.zones.get(s.name), []).append((s.name, s.power_state))
             for r in p.reboots:
                 reboots.setdefault(batch.zones.get(r.name), []).append(r.name)
-        names = set(before) | set(after) | set(creates) | set(deletes) | set(power) | set(reboots)
+        names = set(before) | set(after) | set(creates) | set(warm_creates) | set(deletes)
+        names |= set(power) | set(reboots) | set(moves)
         return [
             ZoneChange(
                 zone=zone,
@@ -175,6 +195,8 @@ class Preview:
                 deletes=tuple(sorted(deletes.get(zone, ()))),
                 power=tuple(sorted(power.get(zone, ()))),
                 reboots=tuple(sorted(reboots.get(zone, ()))),
+                warm_creates=warm_creates[zone],
+                moves=tuple(sorted(moves.get(zone, ()))),
             )
             for zone in sorted(names, key=lambda z: (z is None, z or ""))
         ]
@@ -209,11 +231,23 @@ def carried_out(
     gone = {d.name for d in p.deletes}
     power = {s.name: s.power_state for s in p.power}
     rebooted = {r.name for r in p.reboots}
+    moved = {m.name: m for m in p.moves}
     out: list[NodeView] = []
     for node in nodes:
         if node.deleting or node.name in gone:
             continue
         n = node
+        if n.name in moved:
+            # Promoted from the warm pool, or returned to it: one write, label and power.
+            move = moved[n.name]
+            running = move.power_state == "Running"
+            n = replace(
+                n,
+                warm=move.warm,
+                power_state=move.power_state,
+                state="Running" if running else "Stopped",
+                ready=running,
+            )
         if n.name in power:
             running = power[n.name] == "Running"
             n = replace(
@@ -248,6 +282,7 @@ def carried_out(
                 has_machine=True,
                 machine_type=c.machine_type or profile.machine_type,
                 capacity_type=c.capacity_type or profile.capacity_type,
+                warm=c.warm,
             )
         )
     return out
@@ -271,6 +306,7 @@ def simulate(
             *(d.name for d in p.deletes),
             *(s.name for s in p.power),
             *(r.name for r in p.reboots),
+            *(m.name for m in p.moves),
         ]
         batches.append(Batch(p, {name: zone_of.get(name) for name in touched}))
         if headroom is not None:
@@ -315,7 +351,7 @@ def replacement_summary(p: Preview) -> str:
             f"batches (maxSurge {rollout.max_surge}, maxUnavailable {rollout.max_unavailable})"
         )
     if replaced:
-        causes = ", ".join(f"{n} {_CAUSES[why]}" for why, n in sorted(by_cause.items()))
+        causes = ", ".join(f"{n} {cause_text(why)}" for why, n in sorted(by_cause.items()))
         return f"Replaces existing machines: yes, {_nodes(len(replaced))} ({causes})"
     if p.profile_changed and p.rolled:
         why = "the cluster has no nodes" if not _active(p.before) else "held back or blocked"
@@ -344,17 +380,28 @@ _CAUSES: dict[DeletionCause, str] = {
     "CapacityFallback": "refused for capacity, made from another choice",
     "ScaleIn": "scale-in",
     "Terminating": "terminating",
+    "WarmPool": "warm node the pool replaces or no longer holds",
 }
 """Why a node goes, for people."""
 
 
 def cause_text(cause: DeletionCause) -> str:
     """Why a node goes, in words."""
-    return _CAUSES[cause]
+    return _CAUSES.get(cause, cause)
+
+
+def serving(nodes: Iterable[NodeView]) -> list[NodeView]:
+    """The nodes that count toward the target: not being deleted, not in the warm pool."""
+    return [n for n in nodes if not n.deleting and not n.warm]
+
+
+def warm_count(nodes: Iterable[NodeView]) -> int:
+    """The warm pool's nodes (not being deleted)."""
+    return sum(1 for n in nodes if not n.deleting and n.warm)
 
 
 def _active(nodes: Iterable[NodeView]) -> int:
-    return sum(1 for n in nodes if not n.deleting)
+    return len(serving(nodes))
 
 
 def _rollout_batches(p: Preview) -> int:

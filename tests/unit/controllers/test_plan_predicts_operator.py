@@ -129,4 +129,37 @@ async def test_no_change_is_no_change(
     await converged(fake, harness, inventory)
     doc = await predicted(fake, clock, changed())
     assert (doc["changed"], doc["specChanges"], doc["batches"]) == (False, [], [])
-    assert doc["nodes"] == {"before": 3, "after": 3, "desired": 3}
+    assert doc["nodes"] == {"before": 3, "after": 3, "desired": 3, "warmBefore": 0, "warmAfter": 0}
+
+
+async def test_a_scale_out_promotes_the_warm_nodes_plan_named(
+    fake: FakeKube, harness: Harness, inventory: Path, clock: LoopClock
+) -> None:
+    pool = {"size": 2, "state": "Stopped"}
+    await converged(fake, harness, inventory, targetNodes=2, warmPool=pool)
+    await harness.wait_for(lambda: status(fake).get("warmNodes") == 2, what="pool filled")
+    warm = {n["metadata"]["name"] for n in nodes(fake) if is_warm(n)}
+
+    doc = await predicted(fake, clock, changed(targetNodes=4, warmPool=pool))
+
+    assert {m["node"] for m in doc["moves"] if not m["warm"]} == warm
+    assert (doc["creates"], doc["warmCreates"]) == (0, 2)
+    assert doc["nodes"]["warmAfter"] == 2 and doc["nodes"]["after"] == 4
+
+    patched = await fake.patch(NODECLUSTERS, NS, "web", {"spec": {"targetNodes": 4}})
+    generation = patched["metadata"]["generation"]
+    await harness.wait_for(
+        lambda: (
+            status(fake).get("observedGeneration") == generation
+            and state(fake) == "Deployed"
+            and status(fake).get("warmNodes") == 2
+            and len(nodes(fake)) == 6
+        ),
+        what="scaled out, pool refilled",
+    )
+    serving = {n["metadata"]["name"] for n in nodes(fake) if not is_warm(n)}
+    assert warm <= serving  # promoted, as plan said
+
+
+def is_warm(node: dict[str, Any]) -> bool:
+    return node["metadata"].get("labels", {}).get("nodecluster.io/pool") == "warm"
