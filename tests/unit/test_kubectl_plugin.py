@@ -137,6 +137,16 @@ def test_describe_is_a_tree_of_zones_then_nodes_with_their_problems() -> None:
     assert "\x1b[" not in text
 
 
+def test_describe_marks_the_warm_pools_nodes() -> None:
+    warm = member("web-w", "zone-b", ready=False, state="Stopped")
+    warm["metadata"]["labels"] = {"nodecluster.io/pool": "warm"}
+    warm["spec"]["powerState"] = "Stopped"
+    got = facts()
+    got.nodes.append(ClusterNode.model_validate(warm))
+    line = next(ln for ln in render_tree(got, NOW, PLAIN).splitlines() if "web-w" in ln)
+    assert line.endswith("power Stopped  warm pool")
+
+
 def test_describe_shows_the_last_events_oldest_first_and_says_when_it_cannot() -> None:
     events = [
         {

@@ -17,6 +17,7 @@ from typing import Any
 from nodecluster.api.clusternode import ClusterNode
 from nodecluster.api.common import Condition
 from nodecluster.api.nodecluster import NodeCluster
+from nodecluster.api.warmpool import POOL_LABEL, WARM
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, Kind, KubeApi, KubeError
 from nodecluster.plugin.style import BAD, BOLD, BUSY, DIM, GOOD, Paint
 
@@ -202,6 +203,8 @@ def node_line(node: ClusterNode, now: datetime, paint: Paint) -> str:
         parts.append(f"Node {st.node_ref.name}")
     if node.spec.power_state != "Running":
         parts.append(f"power {node.spec.power_state}")
+    if node.metadata.labels.get(POOL_LABEL) == WARM:
+        parts.append(paint("warm pool", DIM))  # outside the target, waiting to serve
     return "  ".join(parts)
 
 
