@@ -6,6 +6,7 @@ nodecluster-operator run [--namespace NS ...] [--installation-id ID | --installa
                          [--leader-elect [--lease-name NAME] [--lease-namespace NS]]
 nodecluster-operator crds [--write DIR | --check DIR]
 nodecluster-operator usage [-n NS | -A] [--provider NAME] [--month | --total] [-o table|json]
+nodecluster-operator plan -f CHANGED.yaml [-n NS] [-o text|json]  (exit: 0 same, 2 changes, 1 error)
 nodecluster-operator simulator inventory PATH
 """
 
@@ -17,6 +18,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
@@ -139,16 +141,23 @@ def _from_env(variable: str) -> str | None:
         raise SystemExit(f"{variable}: {err}") from None
 
 
-def _cmd_usage(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from nodecluster.usagereport import context_namespace, run_usage
-
-    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG") or None
+def kubeconfig_path(flag: str | None) -> str | None:
+    """The kubeconfig file a command reads, as kubectl finds it: the flag, KUBECONFIG (its
+    first file), ~/.kube/config; None: none (in-cluster)."""
+    kubeconfig = flag or os.environ.get("KUBECONFIG") or None
     if kubeconfig is None and Path("~/.kube/config").expanduser().is_file():
         kubeconfig = str(Path("~/.kube/config").expanduser())
     if kubeconfig is not None and os.pathsep in kubeconfig:
         kubeconfig = kubeconfig.split(os.pathsep)[0]  # (the first file, as the client reads)
+    return kubeconfig
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from nodecluster.usagereport import context_namespace, run_usage
+
+    kubeconfig = kubeconfig_path(args.kubeconfig)
     namespace = None if args.all_namespaces else args.namespace or context_namespace(kubeconfig)
     text = asyncio.run(
         run_usage(
@@ -157,6 +166,12 @@ def _cmd_usage(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(text)
     return 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from nodecluster import cli_plan
+
+    return cli_plan.run(args, kubeconfig_path(args.kubeconfig))
 
 
 def _cmd_inventory(args: argparse.Namespace) -> int:
@@ -206,14 +221,49 @@ def metrics_address_arg(value: str) -> str:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, with the exit status of a usage error settable: `plan` says 2
+    for "changes", so its usage errors must not say 2 too."""
+
+    usage_error_status = 2
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(self.usage_error_status, f"{self.prog}: error: {message}\n")
+
+
+USAGE_DESCRIPTION = (
+    "What NodeClusters have used, from their status.usage brought up to now: per cluster, "
+    "zone and machine type, the machines billing now, machine-hours, core-hours and cost "
+    "(in the unit of the NodeProvider buckets' hourlyCost), and the totals."
+)
+
+
+def add_usage_arguments(usage: argparse.ArgumentParser) -> None:
+    """The options of `usage` (also `kubectl nodecluster usage`)."""
+    scope = usage.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", help="this namespace (default: the context's)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    usage.add_argument("--provider", metavar="NAME", help="only clusters of this NodeProvider")
+    period = usage.add_mutually_exclusive_group()
+    period.add_argument(
+        "--month", action="store_true", help="the current calendar month, UTC (the default)"
+    )
+    period.add_argument("--total", action="store_true", help="since each cluster was created")
+    usage.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    usage.add_argument(
+        "--kubeconfig", metavar="PATH", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config)"
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    top = argparse.ArgumentParser(
+    top = Parser(
         prog="nodecluster-operator",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = top.add_subparsers(dest="command", required=True)
+    sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     run = sub.add_parser(
         "run", help="run the operator against the current kubeconfig or in-cluster"
@@ -328,25 +378,22 @@ def parser() -> argparse.ArgumentParser:
     usage = sub.add_parser(
         "usage",
         help="machine-hours, core-hours and estimated cost per cluster, zone and machine type",
-        description="What NodeClusters have used, from their status.usage brought up to now: "
-        "per cluster, zone and machine type, the machines billing now, machine-hours, "
-        "core-hours and cost (in the unit of the NodeProvider buckets' hourlyCost), and "
-        "the totals.",
+        description=USAGE_DESCRIPTION,
     )
-    scope = usage.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", help="this namespace (default: the context's)")
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
-    usage.add_argument("--provider", metavar="NAME", help="only clusters of this NodeProvider")
-    period = usage.add_mutually_exclusive_group()
-    period.add_argument(
-        "--month", action="store_true", help="the current calendar month, UTC (the default)"
+    add_usage_arguments(usage)
+    usage.set_defaults(func=cmd_usage)
+
+    from nodecluster.cli_plan import PLAN_DESCRIPTION, add_arguments
+
+    plan = sub.add_parser(
+        "plan",
+        help="preview what a changed NodeCluster would make the operator do (read-only)",
+        description=PLAN_DESCRIPTION,
     )
-    period.add_argument("--total", action="store_true", help="since each cluster was created")
-    usage.add_argument("-o", "--output", choices=("table", "json"), default="table")
-    usage.add_argument(
-        "--kubeconfig", metavar="PATH", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config)"
-    )
-    usage.set_defaults(func=_cmd_usage)
+    assert isinstance(plan, Parser)
+    plan.usage_error_status = 1
+    add_arguments(plan)
+    plan.set_defaults(func=_cmd_plan)
 
     sim = sub.add_parser("simulator", help="inspect the simulator provider's inventory")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from nodecluster import API_VERSION
-from nodecluster.api.clusternode import ClusterNode, ClusterNodeSpec, PowerState
+from nodecluster.api.clusternode import ClusterNodeSpec, PowerState
 from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION, Condition, annotated_true
 from nodecluster.api.nodecluster import ClusterState, NodeCluster, NodeClusterStatus
 from nodecluster.api.reasons import Reason
@@ -47,6 +47,7 @@ from nodecluster.controllers.kubeapi import (
 )
 from nodecluster.controllers.metrics import creation_reasons, summarize, unhealthy_reason
 from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, run_phases
+from nodecluster.controllers.planinput import declared_of, listed_nodes, observed_of
 from nodecluster.controllers.quota import cluster_headroom
 from nodecluster.controllers.takeover import adopting_operation
 from nodecluster.controllers.world import (
@@ -56,8 +57,6 @@ from nodecluster.controllers.world import (
     IndexedNode,
     ProviderUnavailable,
     World,
-    node_view,
-    profile_hash,
 )
 from nodecluster.planning.adopt import hold_for_adoption
 from nodecluster.planning.fallback import made_from
@@ -128,14 +127,7 @@ class ClusterScope:
     """The status this reconcile wrote (or found written): the report's, with the usage."""
 
     def __post_init__(self) -> None:
-        nc = self.cluster
-        self.declared = Declared(
-            name=nc.metadata.name,
-            spec=nc.spec,
-            generation=nc.metadata.generation,
-            profile_hash=profile_hash(nc.spec.profile),
-            deleting=nc.metadata.deletion_timestamp is not None,
-        )
+        self.declared = declared_of(self.cluster)
 
     @property
     def deleting(self) -> bool:
@@ -234,27 +226,18 @@ async def observe(world: World, scope: ClusterScope) -> Stop | None:
         # The watch is far behind our own writes: read the truth once instead of
         # trusting a cache that may not show them yet (or dropping what we expect).
         listed = await world.api.list(CLUSTERNODES, scope.key[0])
-        scope.nodes = world.expectations.confirm(
-            scope.key,
-            (
-                node_view(ClusterNode.model_validate(body))
-                for body in listed
-                if body.get("spec", {}).get("clusterName") == scope.key[1]
-            ),
-        )
+        scope.nodes = world.expectations.confirm(scope.key, listed_nodes(listed, scope.key[1]))
     else:
         scope.nodes = world.nodes_of(scope.key)
     headroom = None if scope.deleting else cluster_headroom(world, nc)
-    scope.observed = Observed(
-        nodes=tuple(scope.nodes),
-        now=scope.now,
-        previous=nc.status,
-        headroom=None if headroom is None else headroom[0],
-        headroom_limit=None if headroom is None else headroom[1],
+    scope.observed = observed_of(
+        nc,
+        scope.nodes,
+        scope.now,
+        headroom=headroom,
         provider_problem=world.providers.problem(nc.spec.provider_ref.name),
         no_new_machines=world.providers.refuses_new_machines(nc.spec.provider_ref.name),
         seed=random.getrandbits(32),
-        exhausted=tuple(nc.status.exhausted_capacity or ()),
         watching_nodes=world.node_links is not None,
     )
     return None
