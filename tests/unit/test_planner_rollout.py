@@ -8,6 +8,7 @@ go, plan again.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -211,3 +212,42 @@ def test_protected_outdated_nodes_are_kept_and_the_plan_says_why() -> None:
     reasons = {b.reason: b.message for b in p.blockers}
     assert "ProtectedFromScaleIn" in reasons
     assert "older profile" in reasons["ProtectedFromScaleIn"]
+
+
+SPREADS = [("abc", 1, 1, 0), ("ab", 2, 1, 0), ("abc", 2, 2, 0), ("abc", 1, 0, 1), ("ab", 3, 1, 1)]
+
+
+@pytest.mark.parametrize("criteria", ["OldestFirst", "YoungestFirst", "Random"])
+@pytest.mark.parametrize(
+    ("zones", "per_zone", "surge", "unavailable"),
+    SPREADS,
+    ids=[f"{z}x{n}-surge{s}-unavail{u}" for z, n, s, u in SPREADS],
+)
+def test_a_rolling_update_ends_with_the_zones_as_even_as_it_found_them(
+    criteria: str, zones: str, per_zone: int, surge: int, unavailable: int
+) -> None:
+    """Found by `plan`'s preview: the outdated node deleted was chosen among the outdated
+    alone, and the replacements were placed as if the outdated stayed, so a 1/1/1 cluster
+    ended 2/1/0. Victims now count every node's zone, replacements the nodes that stay."""
+    placement = {"policies": {"placement": {"zones": [{"name": z} for z in zones]}}}
+    nodes = [
+        node(f"old-{z}{i}", profile_hash=OUTDATED, zone=z, age=3600 - k)
+        for k, (i, z) in enumerate((i, z) for i in range(per_zone) for z in zones)
+    ]
+    the_spec = spec(
+        placement,
+        rollout(maxSurge=surge, maxUnavailable=unavailable),
+        {"policies": {"deletion": {"criteria": criteria}}},
+        targetNodes=len(nodes),
+    )
+    now = NOW
+    for step in range(8 * len(nodes)):
+        p = plan(declared(the_spec), observed(nodes, now=now, seed=step))
+        if p.empty and converged(nodes, len(nodes)):
+            break
+        nodes = settle(execute(p, nodes, now))
+        now += timedelta(seconds=30)
+    else:
+        pytest.fail(f"no convergence; last plan {p}")
+
+    assert Counter(n.zone for n in nodes) == {z: per_zone for z in zones}

@@ -440,6 +440,7 @@ def plan(declared: Declared, observed: Observed) -> Plan:
             spec.policies.placement.zones,
             desired,
             rng,
+            counted=survivors,
         )
         expired_names = {n.name for n in expired}
         for victim in [*victims, *(n for n in expired_current if not n.protected)]:
@@ -583,11 +584,14 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         creates_needed = max(observed.headroom, 0)
 
     power_state: PowerState = "Stopped" if spec.desired_state == "Stopped" else "Running"
+    # Mid-rollout the new nodes replace the outdated ones, which all go: they are placed
+    # by the nodes that stay, toward the spread of the cluster the rollout ends with.
+    placed_among = [n for n in survivors if n.name not in replaced] if rolling else survivors
     zones = zones_for_new_nodes(
         spec.policies.placement.zones,
-        (n.zone for n in survivors),
+        (n.zone for n in placed_among),
         creates_needed,
-        max(desired, count + creates_needed),
+        desired if rolling else max(desired, count + creates_needed),
     )
     picks, short = pick_choices(spec, capacity, zones, survivors, observed.now)
     if short is not None:

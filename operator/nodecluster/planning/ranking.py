@@ -86,14 +86,18 @@ def rank_for_deletion(
     remaining_total: int,
     rng: random.Random,
     keep: Callable[[NodeView], bool] = lambda _n: False,
+    counted: Sequence[NodeView] | None = None,
 ) -> list[NodeView]:
     """Choose up to `count` nodes to delete, best candidate first.
 
     `remaining_total` is the size the cluster shrinks to; zone shares are computed
-    against it. `keep` vetoes extra nodes (e.g. to protect availability in a rollout); it
-    is asked about candidates in rank order until one is not vetoed, and a node it vetoed
-    once must stay vetoed (the planner's availability budget only shrinks). Protected
-    nodes are never chosen, so fewer than `count` may come back.
+    against it, from the zones of `counted` (default: `nodes`). A rollout chooses among
+    its outdated nodes but counts every node: the zone that already holds a replacement
+    is the one whose outdated node should go, or the rollout ends with the zones uneven.
+    `keep` vetoes extra nodes (e.g. to protect availability in a rollout); it is asked
+    about candidates in rank order until one is not vetoed, and a node it vetoed once
+    must stay vetoed (the planner's availability budget only shrinks). Protected nodes
+    are never chosen, so fewer than `count` may come back.
 
     Why groups and a heap: of the ranking's rules only the zone's overage changes as
     nodes are chosen, and only for the zone of the node just chosen. Re-sorting every
@@ -107,7 +111,9 @@ def rank_for_deletion(
         return []
     candidates = [n for n in nodes if not n.protected]
     by_criteria = criteria_key(criteria, current_hash, rng, candidates)
-    zone_counts: Counter[str | None] = Counter(n.zone for n in nodes)
+    zone_counts: Counter[str | None] = Counter(
+        n.zone for n in (counted if counted is not None else nodes)
+    )
 
     # Each group: its candidates best first (by the rules that never change), as a stack
     # popped from the end.
