@@ -241,6 +241,15 @@ class Receivers:
         conditions = replace_condition(previous, ready)
         if conditions == previous and receiver.status.observed_generation == meta.generation:
             return
+        before = next((c for c in previous if c.type == "Ready"), None)
+        if problem is not None and (before is None or before.reason != reason):
+            # Once per new reason, as a person watching `kubectl describe` wants to know.
+            involved = {
+                "apiVersion": receiver.api_version,
+                "kind": receiver.kind,
+                "metadata": {"name": meta.name, "namespace": meta.namespace, "uid": meta.uid},
+            }
+            await self.world.api.event(involved, "Warning", reason, message)
         await self.world.api.patch(
             RECEIVERS,
             meta.namespace,

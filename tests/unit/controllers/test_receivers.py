@@ -21,7 +21,10 @@ import pytest
 from conftest import provider_body
 from test_operations import NS, cluster_body, converged, phase, target
 
+from nodecluster.clock import LoopClock
+from nodecluster.controllers import handlers
 from nodecluster.controllers.kubeapi import NODECLUSTERS, NODEPROVIDERS, OPERATIONS
+from nodecluster.controllers.leader import Fence, LeaseElector, LeaseSettings
 from nodecluster.controllers.receiver import (
     RECEIVERS,
     RESYNC_SECONDS,
@@ -319,6 +322,13 @@ async def test_ready_says_why_a_receiver_cannot_be_used_until_it_can(
         await harness.wait_for(lambda: ready(fake) == ("True", "AsExpected"))
         for c in receiver_status(fake)["conditions"]:
             assert TOKEN not in c["message"]
+        warned = [e["reason"] for e in fake.events_about("scale-out") if e["type"] == "Warning"]
+        assert warned == [
+            "SecretNotFound",
+            "SecretKeyNotFound",
+            "ClusterNotFound",
+            "SecretNotReadable",
+        ]
 
 
 @pytest.mark.parametrize("after_effect", [False, True], ids=["refused", "answer-lost"])
@@ -353,3 +363,31 @@ async def test_a_trigger_left_half_done_is_finished_by_the_reconcile(
     recorded = receiver_status(fake)["lastTriggered"]["operation"]
     assert [op["metadata"]["name"] for op in operations(fake)] == [recorded]
     assert len(fake.events_about("scale-out", "Triggered")) == 1
+
+
+async def test_with_leader_election_only_the_lease_holder_acts_on_requests(
+    fake: FakeKube, harness: Harness, clock: LoopClock
+) -> None:
+    """handlers.start_receivers: a standby's endpoint answers (503) and its reconciles wait;
+    the replica acts once it holds the Lease, and stops acting the moment its renewal is
+    overdue, before the fence would have to stop the process at a write."""
+    lost: list[str] = []
+    settings = LeaseSettings(name="nodecluster-operator", namespace="ops", identity="a")
+    elector = LeaseElector(fake, clock, settings, Fence(clock, on_lost=lost.append))
+    elector.fence.close()
+
+    receivers = await handlers.start_receivers(harness.world, "127.0.0.1:0", elector, clock)
+    assert receivers is not None
+    try:
+        assert receivers.address is not None
+        assert not receivers.can_act() and receivers.queue.held() == 0
+        receivers.observe(None, receiver_body())
+        assert receivers.queue.held() == 1  # remembered, not run
+
+        await elector.acquire()
+        assert receivers.can_act()
+        await asyncio.sleep(settings.renew_deadline)  # no renewal meanwhile
+        assert not receivers.can_act()
+        assert lost == []  # it stopped asking; it never wrote while not leading
+    finally:
+        await receivers.close()
