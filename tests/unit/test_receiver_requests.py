@@ -16,6 +16,7 @@ from nodecluster.api.receiver import (
     NodeClusterReceiver,
     ReceiverTrigger,
 )
+from nodecluster.cli import main
 from nodecluster.planning.receiver import (
     CALLER_ANNOTATIONS,
     FIELD_LIMIT,
@@ -278,3 +279,36 @@ def test_the_operation_carries_the_action_its_parameters_and_who_asked() -> None
     assert CALLER_ANNOTATIONS["forwarded_for"] not in annotations  # absent, not empty
     assert body["metadata"]["labels"] == {RECEIVER_LABEL: "scale-on-load"}
     assert "tokenSecretRef" not in json.dumps(body)  # where the token is stays with the receiver
+
+
+# -- run --receiver-address ----------------------------------------------------------------
+
+
+def test_the_receivers_address_comes_from_the_flag_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from nodecluster.controllers import handlers
+
+    given: list[str | None] = []
+    monkeypatch.setattr(
+        handlers, "run_operator", lambda **kwargs: given.append(kwargs["receiver_address"])
+    )
+    monkeypatch.delenv("NODECLUSTER_RECEIVER_ADDRESS", raising=False)
+    assert main(["run"]) == 0  # off by default
+    assert main(["run", "--receiver-address", "0.0.0.0:8082"]) == 0
+    monkeypatch.setenv("NODECLUSTER_RECEIVER_ADDRESS", "127.0.0.1:0")
+    assert main(["run"]) == 0
+
+    assert given == [None, "0.0.0.0:8082", "127.0.0.1:0"]
+
+
+def test_a_bad_receivers_address_is_refused_saying_what_is_expected(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--receiver-address", "8082"])
+    assert exited.value.code == 2
+    assert "expected HOST:PORT" in capsys.readouterr().err
+    monkeypatch.setenv("NODECLUSTER_RECEIVER_ADDRESS", "nowhere")
+    with pytest.raises(SystemExit, match="NODECLUSTER_RECEIVER_ADDRESS: 'nowhere'"):
+        main(["run"])
