@@ -7,6 +7,7 @@
     python -m bench --skip-failover # without the last phase: two replicas, the leader killed
     python -m bench --out DIR       # where the JSON and the converge plot go (bench-out/)
     python -m bench --large         # on demand: 1 x 10,000 nodes, then 1,000 x 100 (~1 h)
+    python -m bench --skip-warm-pool  # without timing N nodes to ready with / without a pool
 
 The JSON goes to stdout and, with a PNG plot of the converge (bench/plot.py), to
 DIR/bench-<UTC time>-<revision>.json and .png. Progress goes to stderr. Nothing here
@@ -30,7 +31,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import large, phases, planning, plot
+from bench import large, phases, planning, plot, warmpool
 from bench.audit import AuditLog, conflicts
 from bench.cluster import ROOT, ControlPlane, connect, install, say, server_version
 from bench.phases import Bench, Options
@@ -83,6 +84,11 @@ def parse(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
         "--skip-planning",
         action="store_true",
         help="skip timing the planner at 10,000 and 100,000 nodes (in-process, ~15 s)",
+    )
+    parser.add_argument(
+        "--skip-warm-pool",
+        action="store_true",
+        help="skip timing N nodes to ready with and without a warm pool (~30 s, bench/warmpool.py)",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the work directory (logs, audit log)"
@@ -200,6 +206,9 @@ async def measure(
         result["api_writes_per_node"] = result["converge_writes_per_node"]
         result["api_writes_breakdown"] = result["converge_writes_breakdown"]
         result |= await phases.scale_in(bench, "bench-converge")
+        if not args.skip_warm_pool:
+            # After scale-in's settle (its figures are taken), before idle's clusters.
+            result |= await warmpool.warm_pool(bench, "bench-warm")
         if not options.skip_idle:
             result |= await phases.idle(bench, "bench-idle")
         result["conflicts_409"] = conflicts(bench.audit.between(started))

@@ -4,6 +4,8 @@ baseline  -> the practical limit: the same client library, identity and concurre
              operator, creating as many ClusterNodes and watching them appear
 converge  -> the operator takes N NodeClusters x M nodes from apply to Deployed
 scale-in  -> all of them to targetNodes 0, until Empty and the provider holds nothing
+warm pool -> N nodes to ready with and without a warm pool, at a cloud's shape of latency
+             (bench/warmpool.py; --skip-warm-pool leaves it out)
 idle      -> memory per idle NodeCluster (1,000 vs 10,000), CPU of an idle fleet, and a
              restart with 10,000 NodeClusters: how long until settled, how many writes
 failover  -> two replicas electing a leader on a Lease; the leader is killed (SIGKILL) and

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import signal
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kube import Kube, Operator, wait_for
+from kube import Kube, Operator, Timeout, wait_for
 from scenario import Operations, Scenario
 
 ITERATIONS = int(os.environ.get("NODECLUSTER_CHAOS_ITERATIONS", "20"))
@@ -117,11 +118,20 @@ SEED = int(os.environ.get("NODECLUSTER_CHAOS_SEED", "1"))
 
 
 def kill_9_rounds(
-    scenario: Scenario, operator: Operator, kube: Kube, rng: random.Random, iterations: int
+    scenario: Scenario,
+    operator: Operator,
+    kube: Kube,
+    rng: random.Random,
+    iterations: int,
+    spec: dict[str, Any] | None = None,
+    pool: int = 0,
 ) -> dict[str, object]:
     """Scale out, scale in or delete at random; kill -9 the operator at a random point of
     the work; restart it; wait for convergence and audit. Returns what was injected and
-    what the audits counted lost."""
+    what the audits counted lost. `spec` is merged into every cluster written (policies
+    default to none); with `pool` > 0 it must declare a warm pool of that size, and each
+    audit counts the pool's machines too."""
+    spec = {"policies": {}, **(spec or {})}
     faults = Counter[str]()
     losses = Losses()
     target = audits = 0
@@ -141,7 +151,7 @@ def kill_9_rounds(
                 if phase == "scale-out"
                 else rng.randint(0, target - 1)
             )
-            scenario.make_cluster(targetNodes=target, minNodes=0, maxNodes=50, policies={})
+            scenario.make_cluster(targetNodes=target, minNodes=0, maxNodes=50, **spec)
         # Not a wait for anything: the seeded random moment the fault lands, from before the
         # operator has seen the change to after it has finished the work.
         time.sleep(rng.uniform(0.0, 1.2))
@@ -156,6 +166,10 @@ def kill_9_rounds(
             found = survey(scenario, 0)
             assert found.machines == set(), "machines leaked by deletion"
             assert found.nodes == set()
+        elif pool:
+            wait_pool_converged(scenario, target, pool, timeout=120)
+            found = audit(scenario, target + pool)
+            assert len(serving(scenario)) == target, f"serving nodes for a target of {target}"
         else:
             scenario.wait_converged(target, timeout=120)
             found = audit(scenario, target)
@@ -175,6 +189,100 @@ def test_random_kill_9_during_scale_out_scale_in_and_deletion(
     scenario.make_provider(createLatencySeconds=0.4, deleteLatencySeconds=0.3, latencyJitter=0.5)
     result = kill_9_rounds(scenario, operator, kube, random.Random(SEED), ITERATIONS)
     _record({"test": "kill9", **result})
+
+
+POOL_LABEL = "nodecluster.io/pool"
+
+
+def serving(sc: Scenario) -> list[dict[str, Any]]:
+    """The cluster's ClusterNodes outside its warm pool."""
+    return [n for n in sc.nodes() if n["metadata"].get("labels", {}).get(POOL_LABEL) != "warm"]
+
+
+def wait_pool_converged(sc: Scenario, target: int, pool: int, timeout: float) -> None:
+    """Converged with a warm pool: `target` serving nodes ready, the pool full (WarmPool
+    True), and exactly their machines at the provider (audited after by `audit`)."""
+
+    def probe() -> bool:
+        obj = sc.nc()
+        st = obj.get("status") or {}
+        if st.get("observedGeneration") != obj.get("metadata", {}).get("generation"):
+            return False
+        counts = (st.get("state"), st.get("readyNodes", 0), st.get("currentNodes", 0))
+        if counts != ("Deployed" if target else "Empty", target, target):
+            return False
+        full = any(
+            c["type"] == "WarmPool" and c["status"] == "True" for c in st.get("conditions", [])
+        )
+        every = {n["metadata"]["name"] for n in sc.nodes()}
+        return (
+            full
+            and st.get("warmNodes") == pool
+            and len(every) == target + pool
+            and sc.inventory.names(sc.tag()) == every
+        )
+
+    try:
+        wait_for(f"{sc.ns}/workers converged at {target} nodes and {pool} warm", probe, timeout)
+    except Timeout as err:
+        raise Timeout(f"{err}; then: {sc.convergence_report()}") from None
+
+
+class HookCompleter:
+    """Completes every node's Launch hook `configure` with Continue, as a Job would: a
+    thread that looks every half second (kubectl), while the operator is killed around it."""
+
+    def __init__(self, sc: Scenario) -> None:
+        self.sc = sc
+        self.completed: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HookCompleter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            for node in self.sc.nodes():
+                wait = (node.get("status") or {}).get("lifecycleHook") or {}
+                name = node["metadata"]["name"]
+                if wait.get("name") != "configure":
+                    continue
+                proc = self.sc.kube.kubectl(
+                    "annotate", f"clusternode/{name}", "-n", self.sc.ns, "--overwrite",
+                    "hooks.nodecluster.io/configure=Continue", check=False,
+                )  # fmt: skip
+                if proc.returncode == 0:
+                    self.completed.add(name)
+
+
+def test_random_kill_9_with_a_warm_pool_and_launch_hooks(
+    scenario: Scenario, operator: Operator, kube: Kube
+) -> None:
+    """The kill -9 rounds with a warm pool (promotions on scale-out, returns on scale-in,
+    refills) and a Launch hook every new node waits on, warm ones included: the audit counts
+    the pool's machines with the serving ones, and nothing is leaked, lost or doubled."""
+    scenario.make_provider(
+        createLatencySeconds=0.4, deleteLatencySeconds=0.3, powerLatencySeconds=0.2,
+        latencyJitter=0.5,
+    )  # fmt: skip
+    hooks = [{"name": "configure", "transition": "Launch", "timeoutSeconds": 300}]
+    spec = {
+        "warmPool": {"size": 2, "state": "Stopped", "reuseOnScaleIn": True},
+        "policies": {"lifecycleHooks": hooks},
+    }
+    iterations = max(4, ITERATIONS // 4)
+    with HookCompleter(scenario) as hooks_done:
+        result = kill_9_rounds(
+            scenario, operator, kube, random.Random(SEED + 3), iterations, spec=spec, pool=2
+        )
+    assert hooks_done.completed, "no node waited on the Launch hook"
+    _record({"test": "kill9-warm-pool", **result, "hooks_completed": len(hooks_done.completed)})
 
 
 def test_kill_9_while_the_provider_fails_and_times_out(

@@ -233,6 +233,7 @@ def test_gitops_and_an_autoscaler_share_a_cluster_when_git_omits_target_nodes(
         "nodecluster-suspend.yaml",
         "nodecluster-hooks.yaml",
         "nodecluster-capacity-fallback.yaml",
+        "nodecluster-warmpool.yaml",
     ],
 )
 def test_samples_are_gitops_clean(

@@ -269,7 +269,7 @@ def test_a_node_action_that_chooses_no_nodes_is_refused(
 
 def test_every_operation_sample_is_accepted(scenario: Scenario, kube: Kube) -> None:
     paths = sorted((SAMPLES / "operations").glob("*.yaml"))
-    assert len(paths) == 9
+    assert len(paths) == 11
     for path in paths:
         op = sample(f"operations/{path.name}")
         op["metadata"]["namespace"] = scenario.ns

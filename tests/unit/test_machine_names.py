@@ -102,6 +102,13 @@ def test_only_this_installations_machines_in_served_namespaces_are_collected() -
     assert not collected_by("blue", serves, machine("legacy", "team-b/web"))
 
 
+def test_a_machine_nothing_claims_is_never_collected_as_an_orphan() -> None:
+    """The simulator lists every machine of its file: one made by hand (no cluster tag, no
+    identity) was taken for an orphan of namespace "" by an installation serving every
+    namespace, and deleted at its next health poll. It is an Adopt operation's to take."""
+    assert not collected_by("blue", lambda namespace: True, machine("by-hand", cluster=""))
+
+
 def _tags(identity: MachineIdentity) -> dict[str, str]:
     return identity.tags()
 

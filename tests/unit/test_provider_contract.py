@@ -6,7 +6,7 @@ Another driver runs the same suite by subclassing ProviderContract with its own
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 from nodecluster.providers.base import (
     CapacityExceeded,
     InvalidConfig,
+    MachineSpec,
     NotFound,
     ProviderConfig,
     ProviderDriver,
@@ -23,8 +24,8 @@ from nodecluster.providers.base import (
     Retryable,
     is_not_found,
 )
-from nodecluster.providers.simulator import SimulatorDriver
-from nodecluster.testing.contract import MakeDriver, ProviderContract, Scenario
+from nodecluster.providers.simulator import Inventory, SimulatorDriver
+from nodecluster.testing.contract import MakeDriver, MakeUnowned, ProviderContract, Scenario
 
 
 def simulator_config(scenario: Scenario, path: Path) -> dict[str, Any]:
@@ -65,6 +66,22 @@ class TestSimulatorContract(ProviderContract):
         yield make
         for driver in built:
             await driver.close()
+
+    @pytest.fixture
+    def make_unowned(self, tmp_path: Path) -> MakeUnowned:
+        """A machine written into the file directly, as a person or another tool would:
+        no cluster, no identity tags; its tags are the simulator's labels."""
+
+        async def make(name: str, zone: str, tags: Mapping[str, str]) -> str:
+            spec = MachineSpec(name=name, cluster="", machine_type="small", labels=tags)
+            inventory = Inventory(tmp_path / "sim.db")
+            try:
+                row, _ = inventory.create(spec, 2, zone, 0.0, (None, None, None))
+            finally:
+                inventory.close()
+            return str(row["provider_id"])
+
+        return make
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,21 @@
 """Building blocks shared by every kind.
 
 Models use camelCase on the wire (as Kubernetes does) and snake_case in Python. Every
-field carries a description because the CRD generator turns them into `kubectl explain`
-text: a field without one is a field users must guess about.
+field carries a description, and every model an `explain` text, because the CRD generator
+turns them into `kubectl explain` text (api/crds.py says how they combine): a field without
+one is a field users must guess about. Docstrings are for developers and never reach it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, WithJsonSchema
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from nodecluster import GROUP
 
@@ -44,6 +47,26 @@ class CamelModel(BaseModel):
         extra="ignore",
         use_attribute_docstrings=False,
     )
+
+    explain: ClassVar[str] = ""
+    """What an object of this model decides, for a person reading `kubectl explain`: its
+    schema's description. Each model states its own (it is not inherited: a subclass means
+    something else); without one the schema has none, and tests/unit/test_crd_descriptions.py
+    fails. Not the docstring, which is for whoever changes the code."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """The model's schema, described by its own `explain` and never by its docstring."""
+        schema = handler(core_schema)
+        own = handler.resolve_ref_schema(schema)
+        explain = cls.__dict__.get("explain", "")
+        if explain:
+            own["description"] = explain
+        else:
+            own.pop("description", None)
+        return schema
 
     def wire(self) -> dict[str, Any]:
         """The JSON-ready form Kubernetes expects: aliases, no unset optionals."""
@@ -177,18 +200,37 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 class Condition(CamelModel):
     """A kstatus-style condition, as `kubectl wait --for=condition=...` and Flux read them."""
 
-    type: str = Field(description="Condition type: Ready, Reconciling, Stalled, Degraded, ...")
-    status: ConditionStatus = Field(description="True, False or Unknown.")
+    explain = (
+        "One condition of the object, in the form `kubectl wait --for=condition=<type>`, "
+        "Flux and Argo CD read: whether it holds, why in one word, and why in a sentence."
+    )
+
+    type: str = Field(
+        description="Which condition this is (Ready, Stalled, ...): the `conditions` field "
+        "of each kind lists its own."
+    )
+    status: ConditionStatus = Field(
+        description="Whether the condition holds: True, False, or Unknown (not known yet)."
+    )
     reason: str = Field(
         default="",
-        description="One CamelCase word a machine can switch on (e.g. QuotaExceeded).",
+        description="Why, as one CamelCase word that tools can match on (e.g. "
+        "QuotaExceeded); default empty.",
     )
-    message: str = Field(default="", description="What a person needs to know, in a sentence.")
+    message: str = Field(
+        default="",
+        description="Why, in a sentence for people: what happened and, when someone must "
+        "act, what to do; default empty.",
+    )
     observed_generation: int | None = Field(
-        default=None, description="The metadata.generation this condition was computed for."
+        default=None,
+        description="The metadata.generation the condition was computed from: one older than "
+        "the object's generation is about a spec that has since changed.",
     )
     last_transition_time: datetime | None = Field(
-        default=None, description="When status last changed (not when it was last computed)."
+        default=None,
+        description="When status last changed between True, False and Unknown (not when the "
+        "condition was last computed).",
     )
 
 
@@ -232,14 +274,23 @@ class LocalObjectRef(CamelModel):
 class SecretRef(CamelModel):
     """Where a Secret lives. Only the reference is stored; the values never leave the Secret."""
 
+    explain = (
+        "A Secret, by namespace and name. Only the reference is stored here: the Secret's "
+        "values never leave it, and the operator never logs them."
+    )
+
     name: str = Field(
-        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the Secret."
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of the Secret, in `namespace`, whose keys are handed over.",
     )
     namespace: str = Field(
         min_length=1,
         max_length=63,
         pattern=DNS_LABEL,
         description=(
-            "Namespace of the Secret (NodeProviders are cluster-scoped, so it is explicit)."
+            "Namespace the Secret is in: always given, because NodeProviders are "
+            "cluster-scoped and have none of their own."
         ),
     )

@@ -7,6 +7,25 @@ pydantic emits JSON Schema; the API server wants a *structural* OpenAPI v3 schem
 differences handled here: no `$ref` (definitions are inlined), optionals become
 `nullable` instead of `anyOf [..., null]`, free-form maps become
 `x-kubernetes-preserve-unknown-fields`, and JSON-Schema-only keywords go.
+
+Descriptions are what `kubectl explain` prints, so they are written for a platform engineer,
+and each comes from one of two places:
+
+- a field's `Field(description=...)`: what the field decides, its default, its unit;
+- a model's `explain` class attribute (api/common.py, CamelModel): what an object of that
+  model decides, wherever it appears. Not the model's docstring: docstrings explain the
+  code to its developers ("why" notes, invariants, history) and would read as noise, or
+  mislead, in `kubectl explain`; the schema hook of CamelModel puts `explain` in their place.
+
+Where a field's type is a model (`policies.deletion: DeletionPolicy`), the object's
+description is the model's `explain` followed by the field's description, which then says
+only what is particular to this use (`Immutable.`, `With --nodes.`) or nothing. The field's
+text used to replace the model's, and a field written as a label ("Deletion policy.")
+turned the policy's explanation into a restatement of its name. A model used as list items
+or map values describes those items; `spec` and `status` are described by their models, and
+the whole object by `KindInfo.description`. tests/unit/test_crd_descriptions.py holds every
+description to this: present, more than a word, not a restatement of the field's name, its
+default and its unit said.
 """
 
 from __future__ import annotations
@@ -24,6 +43,7 @@ from nodecluster.api.nodecluster import NodeClusterSpec, NodeClusterStatus
 from nodecluster.api.nodeprovider import NodeProviderSpec, NodeProviderStatus
 from nodecluster.api.operation import NodeClusterOperationSpec, NodeClusterOperationStatus
 from nodecluster.api.receiver import NodeClusterReceiverSpec, NodeClusterReceiverStatus
+from nodecluster.api.warmpool import POOL_LABEL
 
 CATEGORY = "nodecluster-all"
 """`kubectl get nodecluster-all` lists every kind of the project. Not `nodecluster`:
@@ -49,6 +69,10 @@ class KindInfo:
     """CEL rules on the whole object (the only place metadata.name can be checked)."""
 
 
+POOL_COLUMN = ".metadata.labels." + POOL_LABEL.replace(".", "\\.")
+"""The jsonPath of the ClusterNode's warm-pool label (dots in a label key escaped)."""
+
+
 def _age() -> dict[str, Any]:
     return {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
@@ -62,7 +86,10 @@ KINDS: list[KindInfo] = [
         scope="Cluster",
         spec=NodeProviderSpec,
         status=NodeProviderStatus,
-        description="Where machines come from: a driver, its settings, credentials and quotas.",
+        description="Where machines come from: a driver (aws, kwok, simulator, or a plugin), "
+        "its settings and credentials, the zones and machine types it offers with their "
+        "prices, and quotas on what all NodeClusters may take from it. Cluster-scoped, "
+        "usually owned by a platform team.",
         columns=[
             {"name": "Driver", "type": "string", "jsonPath": ".spec.driver"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
@@ -79,12 +106,16 @@ KINDS: list[KindInfo] = [
         scope="Namespaced",
         spec=NodeClusterSpec,
         status=NodeClusterStatus,
-        description="A group of compute nodes kept at the size and state declared here.",
+        description="A group of compute machines (nodes) kept at the size and state declared "
+        "in spec: the operator creates, replaces, stops and deletes machines at a "
+        "NodeProvider until what exists matches, one ClusterNode per machine, and reports "
+        "progress in status, conditions and Events.",
         columns=[
             {"name": "Provider", "type": "string", "jsonPath": ".spec.providerRef.name"},
             {"name": "Target", "type": "integer", "jsonPath": ".spec.targetNodes"},
             {"name": "Current", "type": "integer", "jsonPath": ".status.currentNodes"},
             {"name": "Ready", "type": "integer", "jsonPath": ".status.readyNodes"},
+            {"name": "Warm", "type": "integer", "jsonPath": ".status.warmNodes"},
             {"name": "State", "type": "string", "jsonPath": ".status.state"},
             # Accrued up to status.usage.asOf (at most an hour behind while machines run):
             # `nodecluster-operator usage` brings it up to now.
@@ -114,7 +145,9 @@ KINDS: list[KindInfo] = [
         scope="Namespaced",
         spec=ClusterNodeSpec,
         status=ClusterNodeStatus,
-        description="One member machine of a NodeCluster, driven at its provider.",
+        description="One member machine of a NodeCluster, created and deleted by it and "
+        "driven at its provider. Deleting one by hand deletes its machine, and the cluster "
+        "makes a new node to keep its target (a RemoveNodes operation lowers the target too).",
         columns=[
             {"name": "Cluster", "type": "string", "jsonPath": ".spec.clusterName"},
             {"name": "State", "type": "string", "jsonPath": ".status.state"},
@@ -122,6 +155,8 @@ KINDS: list[KindInfo] = [
             {"name": "Node", "type": "string", "jsonPath": ".status.nodeRef.name"},
             {"name": "Zone", "type": "string", "jsonPath": ".status.zone"},
             {"name": "Hook", "type": "string", "jsonPath": ".status.lifecycleHook.name"},
+            # The warm pool's label (api/warmpool.py): "warm", or empty for a serving node.
+            {"name": "Pool", "type": "string", "jsonPath": POOL_COLUMN},
             _age(),
         ],
     ),
@@ -133,7 +168,10 @@ KINDS: list[KindInfo] = [
         scope="Namespaced",
         spec=NodeClusterOperationSpec,
         status=NodeClusterOperationStatus,
-        description="A one-off, auditable action on a NodeCluster.",
+        description="A one-off, auditable action on a NodeCluster: Check, Recover, "
+        "ScaleOut, ScaleIn, Remove, Replace, Stop, Start or Reboot chosen nodes, or Adopt "
+        "machines made without the operator. Create one to act; its status is the record "
+        "of what happened.",
         columns=[
             {"name": "Cluster", "type": "string", "jsonPath": ".spec.clusterName"},
             {"name": "Action", "type": "string", "jsonPath": ".spec.action"},
@@ -190,6 +228,7 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     if "$ref" in node:
         target = defs[node.pop("$ref").rsplit("/", 1)[-1]]
         merged = {**copy.deepcopy(target), **node}
+        merged = _describe(merged, target.get("description"), node.get("description"))
         return _structural(merged, defs)
     if node.get("x-kubernetes-int-or-string"):
         out = {k: v for k, v in node.items() if k not in {"anyOf", "type", "title", "default"}}
@@ -203,7 +242,9 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             del node["anyOf"]
             inner = _structural(non_null[0], defs)
             outer = _structural_tail(node, defs)
-            merged = {**inner, **outer}
+            merged = _describe(
+                {**inner, **outer}, inner.get("description"), outer.get("description")
+            )
             merged["nullable"] = True
             return merged
     if "const" in node:
@@ -215,6 +256,14 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             return _structural_tail(node, defs, keep_additional=True)
         node["x-kubernetes-preserve-unknown-fields"] = True
     return _structural_tail(node, defs)
+
+
+def _describe(node: dict[str, Any], of_model: str | None, of_field: str | None) -> dict[str, Any]:
+    """`node` described by its model's text, then its field's (see the module docstring)."""
+    text = " ".join(t for t in (of_model, of_field) if t)
+    if text:
+        node["description"] = text
+    return node
 
 
 def _structural_tail(
@@ -248,8 +297,6 @@ def crd(info: KindInfo) -> dict[str, Any]:
     """One CustomResourceDefinition."""
     spec_schema = openapi_schema(info.spec)
     status_schema = openapi_schema(info.status)
-    spec_schema["description"] = f"Desired state of the {info.kind}."
-    status_schema["description"] = f"Observed state of the {info.kind}, written by the operator."
     subresources: dict[str, Any] = {"status": {}}
     if info.scale:
         subresources["scale"] = dict(info.scale)

@@ -41,6 +41,12 @@ MAX_ALTERNATIVES = 16
 class CapacityAlternative(CamelModel):
     """One alternative to the profile's choice: each field unset is the profile's."""
 
+    explain = (
+        "One alternative to the profile's choice: what it sets replaces the profile's "
+        "machineType, capacityType or zone; what it leaves unset is the profile's. At least "
+        "one of the three."
+    )
+
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
@@ -78,6 +84,12 @@ class CapacityAlternative(CamelModel):
 class CapacityFallbackPolicy(CamelModel):
     """What to create when the provider has no capacity for the profile's choice."""
 
+    explain = (
+        "What a node is made of when the provider has no capacity for the profile's choice "
+        "(CapacityExceeded): alternatives of machine type, capacity type and zone, tried in "
+        "order. Editing it replaces no node."
+    )
+
     alternatives: list[CapacityAlternative] = Field(
         min_length=1,
         max_length=MAX_ALTERNATIVES,
@@ -85,7 +97,7 @@ class CapacityFallbackPolicy(CamelModel):
             "Tried in order after the profile's own choice when the provider reports "
             "CapacityExceeded for it: a node refused for capacity is replaced by one made "
             "from the next choice not exhausted. Exhausted choices are tried again after a "
-            "back-off (1 minute, doubling to 10), on new nodes only: nodes made from an "
+            "back-off (1 minute, doubling to 10 minutes), on new nodes only: nodes made from an "
             "alternative stay until the rollout, deletion or health policy replaces them."
         ),
     )
@@ -94,7 +106,12 @@ class CapacityFallbackPolicy(CamelModel):
 class ExhaustedCapacity(CamelModel):
     """One choice the provider refused for capacity, and when it is tried again."""
 
-    machine_type: str = Field(description="Machine type refused.")
+    explain = (
+        "One choice (machine type, capacity type, zone) the provider refused for capacity, "
+        "and from when it is tried again."
+    )
+
+    machine_type: str = Field(description="The machine type the provider had no room for.")
     capacity_type: CapacityType | None = Field(
         default=None, description="Capacity type refused (unset: the provider's default)."
     )
@@ -103,7 +120,8 @@ class ExhaustedCapacity(CamelModel):
     )
     refusals: int = Field(
         ge=1,
-        description="Refusals in a row: each doubles the back-off (1 minute, up to 10).",
+        description="How many times in a row the provider refused it: each refusal doubles "
+        "the wait before the next try (1 minute, up to 10 minutes).",
     )
     last_refusal_time: datetime = Field(description="When the provider last refused it.")
     retry_time: datetime = Field(

@@ -63,6 +63,11 @@ a node can wait in all (hooks x one hour when nobody sends heartbeats)."""
 class LifecycleHook(CamelModel):
     """One lifecycle hook: a node waits at a transition until the hook is completed."""
 
+    explain = (
+        "One lifecycle hook: a node waits at its launch or its termination until the hook "
+        "is completed by an annotation on its ClusterNode or times out."
+    )
+
     name: str = Field(
         min_length=1,
         max_length=63,
@@ -87,17 +92,18 @@ class LifecycleHook(CamelModel):
         description=(
             "Seconds the node waits for the hook's annotation before defaultResult applies; "
             "each new heartbeat restarts it (at most 100 timeouts or 48 hours from the "
-            "hook's start in all). 30 to 3600. While the NodeCluster is being deleted, "
-            "heartbeats are ignored: each Terminate hook waits at most this long from then."
+            "hook's start in all). 30 to 3600, default 600. While the NodeCluster is being "
+            "deleted, heartbeats are ignored: each Terminate hook waits at most this long "
+            "from then."
         ),
     )
     default_result: HookResult = Field(
         default="Abandon",
         description=(
             "What a timeout does, as the annotation would: Continue goes on (to the next "
-            "hook); Abandon at Launch deletes the machine and counts a failed launch (the "
-            "cluster makes a new node), at Terminate deletes the machine without the "
-            "remaining hooks."
+            "hook); Abandon (the default) at Launch deletes the machine and counts a failed "
+            "launch (the cluster makes a new node), at Terminate deletes the machine without "
+            "the remaining hooks."
         ),
     )
 
@@ -113,10 +119,21 @@ LIFECYCLE_HOOKS_VALIDATIONS: list[JsonValue] = [
 class HookWait(CamelModel):
     """The lifecycle hook a node waits on now (Pending:Wait or Terminating:Wait)."""
 
+    explain = (
+        "The lifecycle hook (policies.lifecycleHooks of the node's NodeCluster) the node "
+        "waits on now, and until when."
+    )
+
     # Recorded when the wait starts, so a restart resumes it with the same deadline.
 
-    name: str = Field(description="The hook waited on (policies.lifecycleHooks[].name).")
-    transition: HookTransition = Field(description="Launch or Terminate.")
+    name: str = Field(
+        description="The hook waited on, as policies.lifecycleHooks[].name: the annotation "
+        "hooks.nodecluster.io/<name> completes it."
+    )
+    transition: HookTransition = Field(
+        description="Launch (the machine runs, the node is not Ready yet) or Terminate (the "
+        "machine is deleted once the hook ends)."
+    )
     started_at: datetime = Field(description="When the node began waiting on this hook.")
     deadline: datetime = Field(
         description="When the hook's defaultResult applies unless it is completed first."

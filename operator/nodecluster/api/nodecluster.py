@@ -26,6 +26,7 @@ from nodecluster.api.common import (
 from nodecluster.api.fallback import CapacityFallbackPolicy, CapacityType, ExhaustedCapacity
 from nodecluster.api.hooks import LIFECYCLE_HOOKS_VALIDATIONS, MAX_HOOKS, LifecycleHook
 from nodecluster.api.usage import ClusterUsage
+from nodecluster.api.warmpool import WarmPool
 
 DesiredState = Literal["Running", "Stopped", "Terminated"]
 
@@ -50,14 +51,22 @@ ClusterState = Literal[
 class ProviderRef(CamelModel):
     """Which NodeProvider machines of this cluster come from."""
 
+    explain = (
+        "The NodeProvider the machines come from: its driver creates, powers and deletes "
+        "them, and its quotas limit them."
+    )
+
     kind: Literal["NodeProvider"] = Field(
-        default="NodeProvider", description="Kind of the referenced object; only NodeProvider."
+        default="NodeProvider",
+        description="Kind of the object referred to: NodeProvider, the only one allowed "
+        "(the default).",
     )
     name: str = Field(
         min_length=1,
         max_length=253,
         pattern=DNS_SUBDOMAIN,
-        description="Name of the (cluster-scoped) NodeProvider.",
+        description="metadata.name of the NodeProvider (cluster-scoped, so no namespace). "
+        "One that does not exist stalls the cluster with reason ProviderNotFound.",
     )
 
 
@@ -67,10 +76,17 @@ TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 class NodeTaint(CamelModel):
     """A taint of a Kubernetes Node, as core/v1 spells it."""
 
+    explain = (
+        "A taint kept on the machine's Kubernetes Node, as in a Node's spec.taints: pods "
+        "without a matching toleration are kept off the Node (or evicted, for NoExecute)."
+    )
+
     key: str = Field(
         min_length=1,
         max_length=317,
-        description="Taint key: a label key (an optional DNS subdomain prefix and '/', a name).",
+        description="What tolerations match on, written as a label key: a name of at most "
+        "63 characters with an optional DNS subdomain prefix and '/' (e.g. dedicated, "
+        "example.com/gpu).",
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
@@ -87,21 +103,36 @@ class NodeTaint(CamelModel):
         default="",
         max_length=63,
         pattern=f"^({LABEL_NAME})?$",
-        description="Taint value: empty, or a label value.",
+        description="What tolerations with operator Equal match on, written as a label "
+        "value (at most 63 characters); default empty.",
     )
-    effect: TaintEffect = Field(description="NoSchedule, PreferNoSchedule or NoExecute.")
+    effect: TaintEffect = Field(
+        description="What the taint does to pods that do not tolerate it: NoSchedule (not "
+        "scheduled there), PreferNoSchedule (avoided when possible) or NoExecute (evicted too)."
+    )
 
 
 class NodeProfile(CamelModel):
     """What every node of the cluster looks like (Senlin's profile, CAPI's machine template)."""
 
+    explain = (
+        "What every machine of the cluster is made of: machine type, image, labels, boot "
+        "data, Node labels and taints, capacity type. Changing it replaces the existing "
+        "machines as policies.rollout says (each node records the profile hash it was "
+        "built from)."
+    )
+
     machine_type: str = Field(
-        min_length=1, max_length=63, description="Machine type (flavour, instance type, size)."
+        min_length=1,
+        max_length=63,
+        description="The provider's size of machine to create: an instance type (aws: "
+        "m5.large), flavour or size, one the NodeProvider's buckets list when it has any.",
     )
     image: str | None = Field(
         default=None,
         max_length=253,
-        description="Image the machine boots from, if the driver uses one.",
+        description="The image (aws: an AMI id) each machine boots from, for drivers that "
+        "use one. Unset: the driver's default.",
     )
     labels: LabelMap = Field(
         default_factory=dict,
@@ -113,12 +144,14 @@ class NodeProfile(CamelModel):
     )
     properties: dict[str, str] = Field(
         default_factory=dict,
-        description="Driver-specific, non-secret settings (e.g. disk size, network).",
+        description="Driver-specific, non-secret settings of each machine, as strings (e.g. "
+        "disk size, network): each driver documents the keys it takes.",
     )
     user_data_secret_ref: str | None = Field(
         default=None,
         max_length=253,
-        description="Name of a Secret in this namespace whose 'userData' key boots the machine.",
+        description="Name of a Secret in this namespace whose 'userData' key is handed to "
+        "each machine to boot with (aws: the instance's user data). Unset: none.",
     )
     # Both optional with no default value: unset, they are not in `wire()`, so the profile
     # hash of every cluster written before they existed stays the same (no rollout of
@@ -168,22 +201,38 @@ AdjustmentType = Literal["ExactCapacity", "ChangeInCapacity", "ChangeInPercentag
 class ScalingPolicy(CamelModel):
     """How a ScaleOut/ScaleIn request turns into a new target (Senlin's scaling policy)."""
 
+    explain = (
+        "How ScaleOut and ScaleIn operations (NodeClusterOperation) turn their count into a "
+        "new targetNodes, within minNodes and maxNodes. `kubectl scale` and edits of "
+        "targetNodes set the target directly."
+    )
+
     adjustment_type: AdjustmentType = Field(
         default="ChangeInCapacity",
         description=(
-            "ExactCapacity sets the target; ChangeInCapacity adds the number; "
-            "ChangeInPercentage adds that percent of the current target."
+            "How an operation's count is read: ExactCapacity makes it the new target; "
+            "ChangeInCapacity adds it to (ScaleOut) or takes it from (ScaleIn) the target; "
+            "ChangeInPercentage does so with that percent of the current target. Default "
+            "ChangeInCapacity."
         ),
     )
     min_step: int = Field(
-        default=1, ge=1, description="Smallest change a ChangeInPercentage adjustment makes."
+        default=1,
+        ge=1,
+        description="The fewest nodes a ChangeInPercentage adjustment changes the target by, "
+        "however small the percentage comes out. Default 1.",
     )
     best_effort: bool = Field(
         default=False,
-        description=("Clamp a request that would cross minNodes/maxNodes instead of refusing it."),
+        description="true: a new target beyond minNodes or maxNodes is clamped to them; "
+        "false (the default): such an operation fails and changes nothing.",
     )
     cooldown_seconds: int = Field(
-        default=0, ge=0, le=86400, description="Seconds after an adjustment before the next one."
+        default=0,
+        ge=0,
+        le=86400,
+        description="Seconds after a scaling operation changed the target before the next "
+        "one may (it waits, within its timeout); 0 to 86400, default 0 (no wait).",
     )
 
 
@@ -193,11 +242,19 @@ DeletionCriteria = Literal["OldestFirst", "YoungestFirst", "OldestProfileFirst",
 class DeletionPolicy(CamelModel):
     """Which nodes go first when the cluster shrinks (Senlin's deletion policy)."""
 
+    explain = (
+        "Which nodes go first when the cluster shrinks, and how a deleted node's machine is "
+        "let go: broken nodes first, then nodes annotated nodecluster.io/delete-node, then "
+        "nodes of an older profile, then the zone most above its share, then `criteria`; "
+        "the machine goes after gracePeriodSeconds and, with Node integration (`run "
+        "--nodes`), a drain of its Node."
+    )
+
     criteria: DeletionCriteria = Field(
         default="Random",
         description=(
-            "Order among otherwise equal nodes. Unhealthy nodes and nodes annotated "
-            "'nodecluster.io/delete-node' always go first; nodes annotated "
+            "Order among otherwise equal nodes on scale-in: OldestFirst, YoungestFirst, "
+            "OldestProfileFirst or Random (the default). Nodes annotated "
             "'nodecluster.io/protect-from-scale-in' are never chosen by a scale-in."
         ),
     )
@@ -205,18 +262,20 @@ class DeletionPolicy(CamelModel):
         default=0,
         ge=0,
         le=86400,
-        description="Seconds from a node's deletion before its machine goes (at least; a "
-        "drain of its Kubernetes Node may take longer, within drainTimeoutSeconds).",
+        description="Seconds from a node's deletion before its machine is deleted, at least "
+        "(a drain of its Kubernetes Node may take longer, within drainTimeoutSeconds); 0 to "
+        "86400, default 0.",
     )
     drain_timeout_seconds: int = Field(
         default=600,
         ge=0,
         le=604800,
         description=(
-            "With Node integration (`run --nodes`): the longest the Kubernetes Node of a "
-            "machine being deleted is drained (cordoned, its pods evicted through the "
+            "With Node integration (`run --nodes`): the most seconds the Kubernetes Node of "
+            "a machine being deleted is drained (cordoned, its pods evicted through the "
             "Eviction API, PodDisruptionBudgets honoured) before the machine is deleted "
-            "anyway, said in a DrainTimedOut Event. 0: machines are deleted without a drain."
+            "anyway, said in a DrainTimedOut Event. Default 600; 0: machines are deleted "
+            "without a drain."
         ),
     )
 
@@ -227,16 +286,32 @@ RecoveryAction = Literal["Recreate", "Reboot", "None"]
 class HealthPolicy(CamelModel):
     """How unhealthy nodes are noticed and what is done about them."""
 
+    explain = (
+        "How unhealthy nodes are noticed (the provider's view of each machine, polled; with "
+        "`run --nodes`, optionally its Node's Ready condition) and what is done about them "
+        "(recovery), within maxUnhealthy."
+    )
+
     poll_interval_seconds: int = Field(
-        default=60, ge=5, le=86400, description="How often the provider is asked about machines."
+        default=60,
+        ge=5,
+        le=86400,
+        description="Seconds between two polls of the provider for the state of the "
+        "cluster's machines (which also finds machines deleted behind the operator's back); "
+        "5 to 86400, default 60.",
     )
     node_startup_timeout_seconds: int = Field(
-        default=600, ge=10, description="A machine not running after this long is unhealthy."
+        default=600,
+        ge=10,
+        description="Seconds a new machine has to be running (and, with "
+        "nodeNotReadyTimeoutSeconds, its Node to be Ready) before it is unhealthy; at least "
+        "10, default 600.",
     )
     unhealthy_timeout_seconds: int = Field(
         default=300,
         ge=0,
-        description="How long a machine may be not running before it is remediated.",
+        description="Seconds a machine may be unhealthy (failed, or not running when it "
+        "should) before it is remediated as recovery says; default 300.",
     )
     node_not_ready_timeout_seconds: int | None = Field(
         default=None,
@@ -244,7 +319,8 @@ class HealthPolicy(CamelModel):
         le=86400,
         description=(
             "With Node integration (`run --nodes`): a running machine whose Kubernetes Node is "
-            "not Ready for longer than this, or that has no Node nodeStartupTimeoutSeconds "
+            "not Ready for longer than this many seconds (at most 86400), or that has no Node "
+            "nodeStartupTimeoutSeconds "
             "after its ClusterNode was created, is unhealthy (remediated as recovery says). A "
             "stopped machine is not judged by its Node; one running again after a stop or a "
             "reboot has nodeStartupTimeoutSeconds from then for its Node to be Ready. Unset: "
@@ -252,13 +328,18 @@ class HealthPolicy(CamelModel):
         ),
     )
     recovery: RecoveryAction = Field(
-        default="Recreate", description="Recreate, Reboot, or None (report only)."
+        default="Recreate",
+        description="What is done to an unhealthy node: Recreate (the default: a new machine "
+        "replaces it), Reboot (asked once, standing until carried out) or None (reported "
+        "only). A machine deleted at the provider is always replaced.",
     )
     max_unhealthy: IntOrPercent | None = Field(
         default=None,
         description=(
-            "Stop remediating when more nodes than this (count or percent) are unhealthy, "
-            "to avoid a remediation storm. Unset means no limit."
+            "Stop remediating while more nodes than this are unhealthy (a number of nodes, "
+            "or a percentage of targetNodes such as '40%', rounded down), to avoid a "
+            "remediation storm; "
+            "Degraded then says TooManyUnhealthy. Unset means no limit."
         ),
     )
 
@@ -266,19 +347,36 @@ class HealthPolicy(CamelModel):
 class ZoneWeight(CamelModel):
     """One zone and its share of the nodes."""
 
-    name: str = Field(min_length=1, max_length=63, description="Zone name.")
+    explain = "A zone nodes may be placed in, and its share of them."
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        description="A failure domain of the provider, as its driver names them (aws: an "
+        "availability zone such as eu-west-1a); unique in the list.",
+    )
     weight: int = Field(
-        default=1, ge=1, le=1000, description="Relative share; must be a positive whole number."
+        default=1,
+        ge=1,
+        le=1000,
+        description="Its share relative to the other zones' weights: weights 2 and 1 put "
+        "two thirds of the nodes in the first zone. 1 to 1000, default 1.",
     )
 
 
 class PlacementPolicy(CamelModel):
     """Where nodes go (Senlin's zone placement). Equal weights spread evenly."""
 
+    explain = (
+        "Which zone each new node goes to: the listed zone furthest below its weighted share. "
+        "Scale-in keeps the spread; nodes never move between zones."
+    )
+
     zones: list[ZoneWeight] = Field(
         default_factory=list,
         max_length=64,
-        description="Zones with weights. Empty means the provider's default zone.",
+        description="The zones and their weights, at most 64; equal weights spread nodes "
+        "evenly. Default empty: every node goes to the provider's default zone.",
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
@@ -304,17 +402,30 @@ MAX_NODE_LIFETIME_SECONDS = 10 * 365 * 86400
 class RolloutPolicy(CamelModel):
     """How nodes built from an older profile are replaced."""
 
+    explain = (
+        "How nodes built from an older profile, or past maxNodeLifetimeSeconds, are "
+        "replaced: how many at a time, within a budget above and below targetNodes. "
+        "paused, and suspending Rollout, hold it."
+    )
+
     strategy: RolloutStrategy = Field(
         default="RollingUpdate",
         description=(
-            "RollingUpdate replaces nodes automatically; OnDelete only as they are removed."
+            "RollingUpdate (the default) replaces nodes of an older profile automatically; "
+            "OnDelete replaces them only as they are removed otherwise (scale-in, health, "
+            "by hand). Expired nodes are replaced either way."
         ),
     )
     max_surge: IntOrPercent = Field(
-        default=1, description="Nodes above the target allowed during a rollout."
+        default=1,
+        description="How many nodes above targetNodes may exist during a rollout: a number "
+        "of nodes, or a percentage of targetNodes such as '25%' (rounded up). Default 1.",
     )
     max_unavailable: IntOrPercent = Field(
-        default=0, description="Nodes below the target allowed during a rollout."
+        default=0,
+        description="How many nodes below targetNodes may be unavailable during a rollout: "
+        "a number of nodes, or a percentage of targetNodes such as '25%' (rounded down). "
+        "Default 0 (a new node is ready before an old one goes).",
     )
     max_node_lifetime_seconds: int | None = Field(
         default=None,
@@ -333,6 +444,12 @@ class RolloutPolicy(CamelModel):
 
 class Policies(CamelModel):
     """All policies of a cluster; each has usable defaults."""
+
+    explain = (
+        "How the cluster behaves as it changes: scaling, deletion order, health and "
+        "recovery, placement, rollout, lifecycle hooks and capacity fallback. Each policy, "
+        "and each field of it, has a working default."
+    )
 
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
@@ -368,13 +485,12 @@ class Policies(CamelModel):
         }
     }
 
-    scaling: ScalingPolicy = Field(default_factory=ScalingPolicy, description="Scaling policy.")
-    deletion: DeletionPolicy = Field(default_factory=DeletionPolicy, description="Deletion policy.")
-    health: HealthPolicy = Field(default_factory=HealthPolicy, description="Health policy.")
-    placement: PlacementPolicy = Field(
-        default_factory=PlacementPolicy, description="Placement policy."
-    )
-    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy, description="Rollout policy.")
+    # No field descriptions: each policy's model says what it decides (api/crds.py).
+    scaling: ScalingPolicy = Field(default_factory=ScalingPolicy)
+    deletion: DeletionPolicy = Field(default_factory=DeletionPolicy)
+    health: HealthPolicy = Field(default_factory=HealthPolicy)
+    placement: PlacementPolicy = Field(default_factory=PlacementPolicy)
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
     lifecycle_hooks: list[LifecycleHook] | None = Field(
         default=None,
         max_length=MAX_HOOKS,
@@ -388,11 +504,7 @@ class Policies(CamelModel):
     )
     capacity_fallback: CapacityFallbackPolicy | None = Field(
         default=None,
-        description=(
-            "Alternatives (machine type, capacity type, zone) tried in order when the "
-            "provider has no capacity for the profile's choice. Unset: a node refused for "
-            "capacity retries its own choice with backoff."
-        ),
+        description="Unset: a node refused for capacity retries its own choice with backoff.",
     )
 
 
@@ -429,6 +541,13 @@ SUSPENDABLE_PROCESSES: tuple[SuspendableProcess, ...] = (
 class NodeClusterSpec(CamelModel):
     """What the owner declares."""
 
+    explain = (
+        "What the owner declares: which NodeProvider, what each machine looks like "
+        "(profile), how many (targetNodes, within minNodes and maxNodes), whether they run "
+        "(desiredState) and the policies. The operator creates, replaces, stops and deletes "
+        "machines until what exists matches it."
+    )
+
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
@@ -464,7 +583,7 @@ class NodeClusterSpec(CamelModel):
     }
 
     provider_ref: ProviderRef = Field(
-        description="The NodeProvider machines come from. Immutable.",
+        description="Immutable: machines cannot move between providers.",
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
@@ -475,26 +594,43 @@ class NodeClusterSpec(CamelModel):
             ]
         },
     )
-    profile: NodeProfile = Field(description="What each node looks like.")
+    profile: NodeProfile
     target_nodes: int = Field(
-        default=1, ge=0, le=100000, description="How many nodes should exist (the scale target)."
+        default=1,
+        ge=0,
+        le=100000,
+        description="How many nodes (machines) should exist: the scale target, which "
+        "`kubectl scale`, an HPA or KEDA set through the scale subresource. 0 to 100000, "
+        "default 1.",
     )
     min_nodes: int | None = Field(
-        default=None, ge=0, le=100000, description="Scaling never goes below this."
+        default=None,
+        ge=0,
+        le=100000,
+        description="The smallest targetNodes allowed: the API server refuses a lower "
+        "target, and a ScaleIn operation below it fails (or stops at it, with "
+        "policies.scaling.bestEffort). Unset: 0.",
     )
     max_nodes: int | None = Field(
-        default=None, ge=0, le=100000, description="Scaling never goes above this."
+        default=None,
+        ge=0,
+        le=100000,
+        description="The largest targetNodes allowed: the API server refuses a higher "
+        "target, and a ScaleOut operation above it fails (or stops at it, with "
+        "policies.scaling.bestEffort). Unset: no limit but the NodeProvider's quotas.",
     )
     desired_state: DesiredState = Field(
         default="Running",
         description=(
-            "Running keeps machines on; Stopped keeps them but powered off; Terminated "
-            "deletes every machine for good (final)."
+            "Running (the default) keeps machines on; Stopped keeps them but powered off; "
+            "Terminated deletes every machine for good (final: the API server refuses a "
+            "change back)."
         ),
     )
     paused: bool = Field(
         default=False,
-        description="While true the operator reports status but changes nothing.",
+        description="true: the operator reports status but changes nothing (no machine is "
+        "created, deleted, powered or replaced); default false.",
     )
     suspend: list[SuspendableProcess] | None = Field(
         default=None,
@@ -519,7 +655,11 @@ class NodeClusterSpec(CamelModel):
             ]
         },
     )
-    policies: Policies = Field(default_factory=Policies, description="Behaviour policies.")
+    policies: Policies = Field(default_factory=Policies)
+    warm_pool: WarmPool | None = Field(
+        default=None,
+        description="Unset: no pool; a scale-out creates every node it needs.",
+    )
 
     def suspends(self, process: SuspendableProcess) -> bool:
         """Whether `process` is suspended."""
@@ -529,25 +669,69 @@ class NodeClusterSpec(CamelModel):
 class NodeClusterStatus(CamelModel):
     """What the operator observed, for people, for `kubectl wait` and for GitOps health."""
 
-    observed_generation: int | None = Field(
-        default=None, description="The spec generation this status describes."
+    explain = (
+        "What the operator last observed of the cluster, written by it alone: state, node "
+        "counts, conditions (kubectl wait, Flux, Argo CD) and usage. Fields it has not "
+        "written yet are absent."
     )
-    state: ClusterState | None = Field(default=None, description="Lifecycle state of the cluster.")
-    message: str | None = Field(default=None, description="Human summary of the state.")
-    current_nodes: int | None = Field(default=None, description="ClusterNodes that exist.")
-    ready_nodes: int | None = Field(default=None, description="Nodes whose machine is running.")
-    stopped_nodes: int | None = Field(default=None, description="Nodes whose machine is stopped.")
-    unhealthy_nodes: int | None = Field(default=None, description="Nodes found unhealthy.")
+
+    observed_generation: int | None = Field(
+        default=None,
+        description="The metadata.generation of the spec this status describes: lower than "
+        "the generation while a change is not looked at yet.",
+    )
+    state: ClusterState | None = Field(
+        default=None,
+        description="Where the cluster is in its lifecycle: Init, Deploying, Deployed, "
+        "PartlyDeployed, Scaling, Updating, Recovering, Stopping, Stopped, Starting, "
+        "Terminating, Terminated (final), Empty or Error.",
+    )
+    message: str | None = Field(
+        default=None, description="The state in a sentence for people, with what it waits on."
+    )
+    current_nodes: int | None = Field(
+        default=None,
+        description="How many ClusterNodes the cluster has, whatever their state (the scale "
+        "subresource's replicas).",
+    )
+    ready_nodes: int | None = Field(
+        default=None,
+        description="How many nodes have a machine that is running and healthy (and not "
+        "waiting on a Launch hook).",
+    )
+    stopped_nodes: int | None = Field(
+        default=None, description="How many nodes have a machine powered off (kept)."
+    )
+    unhealthy_nodes: int | None = Field(
+        default=None, description="How many nodes the health policy finds unhealthy now."
+    )
     updated_nodes: int | None = Field(
-        default=None, description="Nodes built from the current profile."
+        default=None,
+        description="How many nodes are built from the current profile (the rest wait for "
+        "the rollout).",
     )
     selector: str | None = Field(
-        default=None, description="Label selector of the ClusterNodes (for the scale subresource)."
+        default=None,
+        description="Label selector matching the cluster's ClusterNodes "
+        "(nodecluster.io/cluster=<name>), for the scale subresource and HPA.",
     )
-    profile_hash: str | None = Field(default=None, description="Hash of the current profile.")
-    zones: dict[str, int] | None = Field(default=None, description="Nodes per zone.")
+    profile_hash: str | None = Field(
+        default=None,
+        description="Hash of spec.profile as last reconciled; nodes with another "
+        "spec.profileHash are outdated.",
+    )
+    zones: dict[str, int] | None = Field(
+        default=None, description="How many nodes each zone holds, by zone name."
+    )
     last_scale_time: datetime | None = Field(
-        default=None, description="When the target was last changed by a scaling action."
+        default=None,
+        description="When a scaling operation last changed targetNodes (the cooldown counts "
+        "from it).",
+    )
+    warm_nodes: int | None = Field(
+        default=None,
+        description="Nodes in the warm pool (spec.warmPool), outside currentNodes (absent "
+        "without a pool).",
     )
     hook_waits: dict[str, int] | None = Field(
         default=None,
@@ -557,8 +741,10 @@ class NodeClusterStatus(CamelModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
-        description="Ready, Reconciling, Stalled and Degraded (kstatus semantics); Suspended "
-        "while spec.suspend names a process.",
+        description="Ready (converged for the current generation), Reconciling, Stalled (a "
+        "person must act) and Degraded (works, not fully), as kstatus defines them; "
+        "Suspended while spec.suspend names a process; CapacityFallback while a choice is "
+        "exhausted.",
     )
     exhausted_capacity: list[ExhaustedCapacity] | None = Field(
         default=None,
@@ -568,8 +754,7 @@ class NodeClusterStatus(CamelModel):
     )
     usage: ClusterUsage | None = Field(
         default=None,
-        description="Machine-hours, core-hours and estimated cost, accrued up to usage.asOf "
-        "(absent until the cluster first holds a billable machine).",
+        description="Absent until the cluster first holds a billable machine.",
     )
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from nodecluster import API_VERSION
+from nodecluster.api.adopt import AdoptionReport, AdoptSelection
 from nodecluster.api.common import DNS_SUBDOMAIN, CamelModel, Condition, ObjectMeta
 
 OperationAction = Literal[
@@ -24,6 +25,7 @@ OperationAction = Literal[
     "StopNodes",
     "StartNodes",
     "RebootNodes",
+    "Adopt",
 ]
 
 OperationPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
@@ -47,23 +49,42 @@ operation the operator cannot compute a deadline for would block its cluster for
 class LabelSelector(CamelModel):
     """A Kubernetes label selector (matchLabels only, for clarity in audit records)."""
 
+    explain = "Chooses ClusterNodes by their labels (matchLabels only)."
+
     match_labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels every chosen ClusterNode must carry."
+        default_factory=dict,
+        description="Labels, key to value, that a chosen ClusterNode must all carry (its "
+        "profile's labels, and nodecluster.io/cluster). Default empty: no criterion.",
     )
 
 
 class NodeFilter(CamelModel):
     """Which nodes a node-targeting action applies to; all given criteria must match."""
 
-    selector: LabelSelector | None = Field(default=None, description="By label selector.")
+    explain = (
+        "Which of the cluster's nodes the action applies to: a node is chosen when it "
+        "matches every criterion given. RemoveNodes, ReplaceNodes, StopNodes, StartNodes and "
+        "RebootNodes need at least one; Check and Recover without any act on every node."
+    )
+
+    selector: LabelSelector | None = Field(default=None)
     names: list[str] = Field(
-        default_factory=list, max_length=1000, description="By ClusterNode name."
+        default_factory=list,
+        max_length=1000,
+        description="metadata.name of ClusterNodes to choose, at most 1000. Default empty: "
+        "no criterion.",
     )
     provider_ids: list[str] = Field(
-        default_factory=list, max_length=1000, description="By provider machine ID."
+        default_factory=list,
+        max_length=1000,
+        description="Provider ids (a ClusterNode's status.providerId, aws: instance ids) of "
+        "machines to choose, at most 1000. Default empty: no criterion.",
     )
     addresses: list[str] = Field(
-        default_factory=list, max_length=1000, description="By IP address."
+        default_factory=list,
+        max_length=1000,
+        description="IP addresses or DNS names (a ClusterNode's status.addresses) of "
+        "machines to choose, at most 1000. Default empty: no criterion.",
     )
 
 
@@ -98,6 +119,11 @@ _CHOOSES_NODES = " || ".join(
 class NodeClusterOperationSpec(CamelModel):
     """The action requested. Immutable once created."""
 
+    explain = (
+        "The action requested: on which cluster, what, and on which nodes. Immutable once "
+        "created: create a new operation to act again."
+    )
+
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
@@ -109,6 +135,25 @@ class NodeClusterOperationSpec(CamelModel):
                     "fieldPath": ".nodes",
                     "reason": "FieldValueRequired",
                 },
+                # Adopt's: spec.adopt with Adopt and only with it; dryRun only where it
+                # is honoured (one ignored would act where a preview was asked for).
+                {
+                    "rule": "self.action != 'Adopt' || has(self.adopt)",
+                    "message": "Adopt needs spec.adopt: the machines' providerIds, or tags "
+                    "they carry",
+                    "fieldPath": ".adopt",
+                    "reason": "FieldValueRequired",
+                },
+                {
+                    "rule": "!has(self.adopt) || self.action == 'Adopt'",
+                    "message": "spec.adopt is only for action Adopt",
+                    "fieldPath": ".adopt",
+                },
+                {
+                    "rule": "!has(self.dryRun) || !self.dryRun || self.action == 'Adopt'",
+                    "message": "spec.dryRun is only supported by action Adopt",
+                    "fieldPath": ".dryRun",
+                },
             ]
         }
     }
@@ -117,16 +162,38 @@ class NodeClusterOperationSpec(CamelModel):
         min_length=1,
         max_length=253,
         pattern=DNS_SUBDOMAIN,
-        description="The NodeCluster (same namespace) to act on.",
+        description="metadata.name of the NodeCluster, in the operation's namespace, to act "
+        "on. Operations on one cluster run one at a time, in creation order.",
     )
-    action: OperationAction = Field(description="What to do.")
+    action: OperationAction = Field(
+        description="What to do: Check (ask the provider about the nodes), Recover (apply "
+        "the health policy's recovery to broken ones), ScaleOut or ScaleIn (change "
+        "targetNodes by count), RemoveNodes (delete them and lower the target), "
+        "ReplaceNodes (delete them; new ones take their place), StopNodes, StartNodes, "
+        "RebootNodes, or Adopt (take over machines made without the operator: spec.adopt)."
+    )
     count: int | None = Field(
         default=None,
         ge=0,
-        description="For ScaleOut/ScaleIn: the adjustment, read per the scaling policy.",
+        description="For ScaleOut and ScaleIn: how much to change targetNodes by, read as "
+        "the cluster's policies.scaling.adjustmentType says (nodes, a percentage, or the "
+        "exact new target). Unset: 1.",
     )
-    nodes: NodeFilter | None = Field(
-        default=None, description="For node-targeting actions: which nodes."
+    nodes: NodeFilter | None = Field(default=None)
+    adopt: AdoptSelection | None = Field(
+        default=None,
+        description=(
+            "For Adopt: the machines at the cluster's NodeProvider to take over, by "
+            "providerIds or by tags (exactly one)."
+        ),
+    )
+    dry_run: bool | None = Field(
+        default=None,
+        description=(
+            "For Adopt: only look and report (status.adoption) what would be adopted, as "
+            "which nodes, and what is refused and why; nothing else is written. Default "
+            "false."
+        ),
     )
     timeout_seconds: int | None = Field(
         default=None,
@@ -144,31 +211,52 @@ class NodeClusterOperationSpec(CamelModel):
 class NodeResult(CamelModel):
     """What happened to one node."""
 
-    name: str = Field(description="ClusterNode name.")
+    explain = "What the operation did to one chosen node, and how that ended."
+
+    name: str = Field(description="metadata.name of the ClusterNode acted on.")
     result: Literal["Pending", "OK", "Error"] = Field(
         description="Pending while the node is being acted on, then OK or Error."
     )
-    message: str = Field(default="", description="Details.")
+    message: str = Field(
+        default="",
+        description="What happened, in a sentence for people (e.g. the provider's error); "
+        "default empty.",
+    )
 
 
 class NodeClusterOperationStatus(CamelModel):
     """The audit trail of the operation."""
 
-    phase: OperationPhase | None = Field(
-        default=None, description="Pending, Running, Succeeded, Failed."
+    explain = (
+        "The operation's audit trail, written by the operator alone: its phase, when it "
+        "started and ended, what it changed, and a result per node."
     )
-    message: str | None = Field(default=None, description="Summary for people.")
-    start_time: datetime | None = Field(default=None, description="When it started.")
-    completion_time: datetime | None = Field(default=None, description="When it ended.")
+
+    phase: OperationPhase | None = Field(
+        default=None,
+        description="Pending (waiting its turn), Running, Succeeded or Failed (both final).",
+    )
+    message: str | None = Field(
+        default=None,
+        description="How it is going or how it ended, in a sentence for people.",
+    )
+    start_time: datetime | None = Field(
+        default=None,
+        description="When it started running (its turn came); spec.timeoutSeconds counts from it.",
+    )
+    completion_time: datetime | None = Field(
+        default=None, description="When it succeeded or failed."
+    )
     cluster_generation: int | None = Field(
         default=None,
-        description="For scaling: the NodeCluster generation this operation produced.",
+        description="For ScaleOut and ScaleIn: the NodeCluster's metadata.generation after "
+        "this operation changed its targetNodes.",
     )
     previous_target: int | None = Field(
-        default=None, description="For scaling: the target before the operation."
+        default=None, description="For ScaleOut and ScaleIn: targetNodes before the operation."
     )
     new_target: int | None = Field(
-        default=None, description="For scaling: the target the operation set."
+        default=None, description="For ScaleOut and ScaleIn: targetNodes the operation set."
     )
     reboot_requested_at: datetime | None = Field(
         default=None,
@@ -178,11 +266,23 @@ class NodeClusterOperationStatus(CamelModel):
             "for this operation once its status.lastRebootTime is at or after it."
         ),
     )
+    adoption: AdoptionReport | None = Field(
+        default=None,
+        description=(
+            "For Adopt: the machines matched, which are (or would be) adopted as which "
+            "nodes, and which are refused and why."
+        ),
+    )
     nodes: list[NodeResult] = Field(
-        default_factory=list, max_length=10000, description="Per-node results."
+        default_factory=list,
+        max_length=10000,
+        description="One result for each node the operation chose.",
     )
     conditions: list[Condition] = Field(
-        default_factory=list, max_length=16, description="Conditions."
+        default_factory=list,
+        max_length=16,
+        description="Stalled (a step was refused: a person must act) and Degraded (a step "
+        "is being retried) while a step fails on the way; the phase stays meanwhile.",
     )
 
 

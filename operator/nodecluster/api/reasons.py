@@ -102,12 +102,22 @@ class Reason(StrEnum):
     """Some nodes are unhealthy and being remediated."""
     PAUSED = "Paused"
     """spec.paused: nothing is changed."""
+    ADOPTING = "Adopting"
+    """An Adopt operation is creating the nodes of the machines it adopts (its target is
+    raised already): no other node is made until they exist. Passes by itself."""
     CHANGES_HELD_BACK = "ChangesHeldBack"
     """A process named in spec.suspend holds back a change the declaration needs (the
     Suspended condition says which): not converged, but not stalled either, as the owner
     asked for it."""
     PROCESSES_SUSPENDED = "ProcessesSuspended"
     """Suspended=True: spec.suspend names processes, and none of them holds anything back."""
+
+    # The warm pool (api/warmpool.py): its WarmPool condition, beside the reasons above
+    # that say why its refill is held short (QuotaExceeded, CostLimitExceeded, ...).
+    WARM_POOL_FULL = "WarmPoolFull"
+    """WarmPool=True: the pool holds its size of warm nodes, each ready to promote."""
+    WARM_POOL_FILLING = "WarmPoolFilling"
+    """WarmPool=False: warm nodes are being made, launched, stopped or replaced."""
 
     # Resting values of the kstatus conditions.
     CONVERGED = "Converged"

@@ -49,6 +49,12 @@ SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
 class SecretKeyRef(CamelModel):
     """A key of a Secret in the receiver's own namespace."""
 
+    explain = (
+        "Where the receiver's bearer token is: a key of a Secret in the receiver's namespace "
+        "(the operator may read it only where its RBAC allows: the chart's "
+        "rbac.secretNamespaces)."
+    )
+
     name: str = Field(
         min_length=1,
         max_length=253,
@@ -62,13 +68,20 @@ class SecretKeyRef(CamelModel):
         pattern=SECRET_KEY,
         description=(
             "The key whose value is the bearer token (surrounding whitespace, such as the "
-            "newline of a file, is ignored)."
+            "newline of a file, is ignored). Default 'token'."
         ),
     )
 
 
 class NodeClusterReceiverSpec(CamelModel):
     """The cluster, the action and its parameters, and where the token is."""
+
+    explain = (
+        "What a request to the receivers' endpoint (POST /receivers/<namespace>/<name>, "
+        "`run --receiver-address`) with the right bearer token creates: a "
+        "NodeClusterOperation of this action, with these parameters, on this cluster; at "
+        "most once per the cluster's policies.scaling.cooldownSeconds."
+    )
 
     model_config = CamelModel.model_config | {
         "json_schema_extra": {
@@ -122,6 +135,11 @@ class NodeClusterReceiverSpec(CamelModel):
 class ReceiverCaller(CamelModel):
     """Who asked, as far as the request says: nothing of it is authenticated but the token."""
 
+    explain = (
+        "Who sent a request, as the request says (only the token is checked): recorded in "
+        "status and in the annotations of the operation it created."
+    )
+
     address: str | None = Field(default=None, description="The peer address of the request.")
     forwarded_for: str | None = Field(
         default=None,
@@ -144,6 +162,8 @@ class ReceiverCaller(CamelModel):
 class ReceiverTrigger(CamelModel):
     """One request that created an operation."""
 
+    explain = "The last request that created an operation: when, which, and who sent it."
+
     time: datetime = Field(description="When the request was accepted.")
     operation: str = Field(description="The NodeClusterOperation it created.")
     caller: ReceiverCaller = Field(
@@ -154,9 +174,15 @@ class ReceiverTrigger(CamelModel):
 class ReceiverRateLimited(CamelModel):
     """One request refused because the cluster's scaling cooldown had not passed."""
 
+    explain = (
+        "The last request refused (429) because the cluster's scaling cooldown had not "
+        "passed: nothing was created for it."
+    )
+
     time: datetime = Field(description="When the request was refused.")
     retry_after_seconds: int = Field(
-        description="How long until the cooldown allows the next trigger (Retry-After)."
+        description="Seconds until the cooldown allowed the next trigger, as answered in "
+        "Retry-After."
     )
     caller: ReceiverCaller = Field(
         default_factory=ReceiverCaller, description="Who sent the request."
@@ -166,17 +192,25 @@ class ReceiverRateLimited(CamelModel):
 class ReceiverCounts(CamelModel):
     """Authenticated requests since the receiver was created, by what became of them."""
 
-    triggered: int = Field(default=0, description="Requests that created an operation.")
+    explain = "Authenticated requests since the receiver was created, by what became of them."
+
+    triggered: int = Field(default=0, description="Requests that created an operation. Default 0.")
     rate_limited: int = Field(
-        default=0, description="Requests refused (429) within the scaling cooldown."
+        default=0, description="Requests refused (429) within the scaling cooldown. Default 0."
     )
     resolved: int = Field(
-        default=0, description="Alertmanager notifications of resolved alerts (nothing done)."
+        default=0,
+        description="Alertmanager notifications of resolved alerts (nothing done). Default 0.",
     )
 
 
 class NodeClusterReceiverStatus(CamelModel):
     """What the receiver did last, and whether it can be used."""
+
+    explain = (
+        "What the receiver did last and whether it can be used, written by the operator "
+        "while it serves receivers (`run --receiver-address`)."
+    )
 
     observed_generation: int | None = Field(
         default=None, description="The spec generation the conditions describe."

@@ -40,62 +40,111 @@ stay whole)."""
 class UsageFigures(CamelModel):
     """Machine-hours, core-hours and estimated cost over some period."""
 
-    machine_hours: float = Field(default=0.0, ge=0, description="Hours of billable machines.")
-    core_hours: float = Field(default=0.0, ge=0, description="Machine-hours times cores.")
+    explain = (
+        "What machines used over a period: machine-hours, core-hours and the estimated cost. "
+        "A machine bills while it exists at the provider and is not Stopped."
+    )
+
+    machine_hours: float = Field(
+        default=0.0,
+        ge=0,
+        description="Hours machines billed, summed over the machines (default 0).",
+    )
+    core_hours: float = Field(
+        default=0.0,
+        ge=0,
+        description="Machine-hours times each machine's cores (default 0).",
+    )
     cost: float = Field(
-        default=0.0, ge=0, description="Machine-hours times the buckets' hourlyCost."
+        default=0.0,
+        ge=0,
+        description="Machine-hours times their bucket's hourlyCost, in that currency (default 0).",
     )
 
 
 class MonthFigures(UsageFigures):
     """The figures of one calendar month (UTC)."""
 
-    month: str = Field(pattern=MONTH_PATTERN, description="The month, as YYYY-MM (UTC).")
+    explain = (
+        "What machines used over one calendar month (UTC): machine-hours, core-hours and "
+        "the estimated cost."
+    )
+
+    month: str = Field(pattern=MONTH_PATTERN, description="Which month, as YYYY-MM (UTC).")
 
 
 class BucketUsage(CamelModel):
     """One zone x machine type of a cluster: what bills there now and what it has cost."""
 
-    zone: str | None = Field(default=None, description="Zone (absent: not known yet).")
-    machine_type: str = Field(description="Machine type.")
-    machines: int = Field(default=0, ge=0, description="Billable machines at asOf.")
-    cores: int = Field(default=1, ge=1, description="Cores of one machine, at asOf.")
+    explain = (
+        "One zone x machine type of the cluster: what bills there at asOf and what it has used."
+    )
+
+    zone: str | None = Field(
+        default=None, description="The zone of these machines (absent: not known yet)."
+    )
+    machine_type: str = Field(
+        description="The machine type these machines run as; with zone, what the row is for."
+    )
+    machines: int = Field(default=0, ge=0, description="How many of them bill at asOf (default 0).")
+    cores: int = Field(default=1, ge=1, description="CPU cores of one of them at asOf (default 1).")
     hourly_cost: float | None = Field(
         default=None,
         ge=0,
-        description="Price of one machine-hour at asOf (absent: no bucket prices it).",
+        description="What one of them costs per hour at asOf, in the currency of the "
+        "buckets' hourlyCost (absent: no bucket prices it).",
     )
     current_month: UsageFigures = Field(
-        default_factory=UsageFigures, description="Figures of the month of asOf."
+        default_factory=UsageFigures, description="Over the month of asOf, up to asOf."
     )
     total: UsageFigures = Field(
-        default_factory=UsageFigures, description="Figures since the cluster was created."
+        default_factory=UsageFigures, description="Since the cluster was created, up to asOf."
     )
 
 
 class ClusterUsage(CamelModel):
     """A NodeCluster's usage, accrued up to `asOf` (see the module's docstring)."""
 
-    as_of: datetime = Field(description="The figures are accrued up to this time.")
-    hourly_cost: float = Field(
-        default=0.0, ge=0, description="The cost per hour of the billable machines at asOf."
+    explain = (
+        "What the cluster's machines have used and cost, accrued up to asOf: a figure now "
+        "is the figure at asOf plus the rate at asOf times the time since (what "
+        "`nodecluster-operator usage` shows)."
     )
-    machines: int = Field(default=0, ge=0, description="Billable machines at asOf.")
-    cores: int = Field(default=0, ge=0, description="Their cores.")
-    month: str = Field(pattern=MONTH_PATTERN, description="The month of asOf (UTC), YYYY-MM.")
+
+    as_of: datetime = Field(
+        description="The time the figures are accrued up to (at most about an hour old "
+        "while machines bill)."
+    )
+    hourly_cost: float = Field(
+        default=0.0,
+        ge=0,
+        description="What the machines billing at asOf cost per hour together, in the "
+        "currency of the buckets' hourlyCost (default 0).",
+    )
+    machines: int = Field(
+        default=0, ge=0, description="How many machines bill at asOf (default 0)."
+    )
+    cores: int = Field(
+        default=0,
+        ge=0,
+        description="How many CPU cores the machines billing at asOf have (default 0).",
+    )
+    month: str = Field(
+        pattern=MONTH_PATTERN, description="The calendar month of asOf (UTC), as YYYY-MM."
+    )
     current_month: UsageFigures = Field(
-        default_factory=UsageFigures, description="Figures of `month` up to asOf."
+        default_factory=UsageFigures, description="Over `month`, up to asOf."
     )
     previous_month: MonthFigures | None = Field(
-        default=None, description="The month before `month` (last month's bill)."
+        default=None, description="The month before `month`: last month's bill."
     )
     total: UsageFigures = Field(
-        default_factory=UsageFigures, description="Figures since the cluster was created."
+        default_factory=UsageFigures, description="Since the cluster was created, up to asOf."
     )
     buckets: list[BucketUsage] = Field(
         default_factory=list,
         max_length=USAGE_BUCKETS,
-        description="Per zone and machine type: the machines billing at asOf and the figures.",
+        description="The same, per zone and machine type (at most 64 rows).",
     )
 
 
@@ -107,28 +156,54 @@ figures in exactly once even when its release is retried."""
 class ProviderUsage(CamelModel):
     """What one installation's clusters have used of a NodeProvider."""
 
-    as_of: datetime = Field(description="The figures are brought up to this time.")
-    month: str = Field(pattern=MONTH_PATTERN, description="The month of asOf (UTC), YYYY-MM.")
-    clusters: int = Field(default=0, ge=0, description="Clusters counted (existing ones).")
-    machines: int = Field(default=0, ge=0, description="Billable machines at asOf.")
-    cores: int = Field(default=0, ge=0, description="Their cores.")
-    hourly_cost: float = Field(default=0.0, ge=0, description="Their cost per hour.")
+    explain = (
+        "What one installation's NodeClusters have used and cost through the provider, "
+        "summed over its clusters, deleted ones included, up to asOf."
+    )
+
+    as_of: datetime = Field(description="The time the figures are brought up to.")
+    month: str = Field(
+        pattern=MONTH_PATTERN, description="The calendar month of asOf (UTC), as YYYY-MM."
+    )
+    clusters: int = Field(
+        default=0,
+        ge=0,
+        description="How many existing clusters are counted (default 0); deleted ones are "
+        "in the retired figures.",
+    )
+    machines: int = Field(
+        default=0, ge=0, description="How many machines bill at asOf (default 0)."
+    )
+    cores: int = Field(
+        default=0,
+        ge=0,
+        description="How many CPU cores the machines billing at asOf have (default 0).",
+    )
+    hourly_cost: float = Field(
+        default=0.0,
+        ge=0,
+        description="What the machines billing at asOf cost per hour together, in the "
+        "currency of the buckets' hourlyCost (default 0).",
+    )
     current_month: UsageFigures = Field(
         default_factory=UsageFigures,
-        description="Figures of `month`: existing clusters' plus deleted clusters'.",
+        description="Over `month`: existing clusters' figures plus deleted clusters'.",
     )
     total: UsageFigures = Field(
         default_factory=UsageFigures,
-        description="Figures since each cluster was created, deleted clusters' included.",
+        description="Since each cluster was created, deleted clusters' included.",
     )
     retired_month: MonthFigures | None = Field(
-        default=None, description="What clusters deleted in `retiredMonth.month` had used then."
+        default=None,
+        description="What clusters deleted in retiredMonth.month had used in that month.",
     )
     retired_total: UsageFigures = Field(
-        default_factory=UsageFigures, description="What every deleted cluster had used."
+        default_factory=UsageFigures,
+        description="What every deleted cluster had used, in all.",
     )
     retired: list[str] = Field(
         default_factory=list,
         max_length=RETIRED_KEPT,
-        description="Uids of the clusters deleted last, already in retiredTotal.",
+        description="metadata.uid of the last 100 clusters deleted, whose figures are already "
+        "in retiredTotal (so none is added twice).",
     )

@@ -53,6 +53,7 @@ from nodecluster.controllers.nodescope import (
 )
 from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, run_phases
 from nodecluster.controllers.quota import reserve_machine
+from nodecluster.controllers.takeover import take_over_machine
 from nodecluster.controllers.workqueue import Backoff
 from nodecluster.controllers.world import (
     NODE_FINALIZER,
@@ -61,6 +62,7 @@ from nodecluster.controllers.world import (
     World,
     provider_reason,
 )
+from nodecluster.planning.adopt import ADOPT_MACHINE_ANNOTATION
 from nodecluster.planning.kubenode import with_node
 from nodecluster.planning.model import CLUSTER_LABEL
 from nodecluster.planning.nodestatus import (
@@ -230,7 +232,13 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
     node, driver = scope.node, scope.connected()
     name = machine_name_of(world, node)
     try:
-        if node.status.provider_id is None and node.status.machine_name is None:
+        adopts = node.metadata.annotations.get(ADOPT_MACHINE_ANNOTATION)
+        if node.status.provider_id is None and node.status.machine_name is None and adopts:
+            try:  # an Adopt operation's node: takeover.py
+                machine = await take_over_machine(driver, adopts, machine_spec(world, node))
+            except NotFound:
+                return await report_missing(world, scope)
+        elif node.status.provider_id is None and node.status.machine_name is None:
             # Never a machine through a provider this installation does not hold, nor
             # through one being deleted (inuse.py).
             no_machine = await hold_for_create(world, node.spec.provider_ref.name)

@@ -7,6 +7,11 @@ cache shows it, however long that takes: a watch can lag for minutes (its server
 a second time. One still unconfirmed after `timeout` seconds is *overdue*: the controller
 then reads the truth from the API (one list) and `confirm`s what it shows, dropping only
 the expectations of writes that did not happen.
+
+A node moved into or out of the warm pool (one patch of its label and power state) is
+expected the same way: until the cache shows the move, the cluster sees the node where it
+went, so a reconcile in between neither promotes another warm node for the same place nor
+refills the pool twice.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
+from nodecluster.api.clusternode import PowerState
 from nodecluster.clock import Clock
 from nodecluster.planning.model import NodeView
 from nodecluster.planning.usage import BucketKey
@@ -33,6 +39,7 @@ class Expectations:
         self.timeout = timeout
         self._creates: dict[NsName, dict[str, tuple[float, NodeView]]] = {}
         self._deletes: dict[NsName, dict[str, float]] = {}
+        self._moves: dict[NsName, dict[str, tuple[float, bool, PowerState]]] = {}
 
     def expect_create(self, key: NsName, view: NodeView) -> None:
         """A ClusterNode is being created for cluster `key`."""
@@ -41,6 +48,15 @@ class Expectations:
     def expect_delete(self, key: NsName, name: str) -> None:
         """A ClusterNode of cluster `key` is being deleted."""
         self._deletes.setdefault(key, {})[name] = self._clock.monotonic()
+
+    def expect_move(self, key: NsName, name: str, warm: bool, power_state: PowerState) -> None:
+        """A node of cluster `key` is being moved into the warm pool (`warm`) or out of it."""
+        self._moves.setdefault(key, {})[name] = (self._clock.monotonic(), warm, power_state)
+
+    def move_failed(self, key: NsName, name: str) -> None:
+        """The move's patch failed: the cache will show where the node really is."""
+        self._moves.get(key, {}).pop(name, None)
+        self._tidy(key)
 
     def refused(self, key: NsName, name: str) -> None:
         """The API server refused a create or delete of node `name` (4xx): it did not
@@ -65,7 +81,8 @@ class Expectations:
         cache: time to check it against the API."""
         oldest = min(
             [at for at, _ in self._creates.get(key, {}).values()]
-            + list(self._deletes.get(key, {}).values()),
+            + list(self._deletes.get(key, {}).values())
+            + [at for at, _, _ in self._moves.get(key, {}).values()],
             default=None,
         )
         return oldest is not None and self._clock.monotonic() - oldest > self.timeout
@@ -93,6 +110,16 @@ class Expectations:
         for name in deletes:
             if name in nodes:
                 nodes[name] = replace(nodes[name], deleting=True)
+        # A move is answered before the next reconcile: one the API shows is expected
+        # afresh (the cache may lag a while longer, and would show the node where it was);
+        # one it does not show did not happen.
+        moves = self._moves.get(key, {})
+        for name, (_, warm, power) in list(moves.items()):
+            node = nodes.get(name)
+            if node is not None and node.warm == warm:
+                moves[name] = (now, warm, power)
+            else:
+                del moves[name]
         self._tidy(key)
         return sorted(nodes.values(), key=lambda n: n.name)
 
@@ -113,6 +140,13 @@ class Expectations:
                 del deletes[name]  # the cache caught up
             else:
                 nodes[name] = replace(node, deleting=True)
+        moves = self._moves.get(key, {})
+        for name, (_, warm, power) in list(moves.items()):
+            node = nodes.get(name)
+            if node is None or node.warm == warm:
+                del moves[name]  # gone, or the cache caught up
+            else:
+                nodes[name] = replace(node, warm=warm, power_state=power)
         self._tidy(key)
         return sorted(nodes.values(), key=lambda n: n.name)
 
@@ -121,11 +155,14 @@ class Expectations:
             self._creates.pop(key, None)
         if not self._deletes.get(key):
             self._deletes.pop(key, None)
+        if not self._moves.get(key):
+            self._moves.pop(key, None)
 
     def forget(self, key: NsName) -> None:
         """Cluster `key` is gone: drop what was expected of it."""
         self._creates.pop(key, None)
         self._deletes.pop(key, None)
+        self._moves.pop(key, None)
 
 
 @dataclass

@@ -65,9 +65,10 @@ MachineEvent = Literal["created", "deleted", "remediated", "failed"]
 """The per-cluster machine counters: `nodecluster_machines_<event>_total`."""
 
 MACHINE_EVENTS: dict[MachineEvent, str] = {
-    "created": "ClusterNodes created, by why they were made (ScaleOut, Replacement, Rollout)",
+    "created": "ClusterNodes created, by why they were made (ScaleOut, Replacement, Rollout, "
+    "CapacityFallback, WarmPool)",
     "deleted": "ClusterNodes (and so machines) deleted, by why (ScaleIn, Remediation, Rollout, "
-    "Expired, Terminating, Orphan, or the operation: RemoveNodes, ReplaceNodes, Recover)",
+    "Expired, Terminating, Orphan, WarmPool, or the operation: RemoveNodes, ReplaceNodes, Recover)",
     "remediated": "Unhealthy machines replaced or rebooted, by why they were unhealthy",
     "failed": "Machine operations at the provider that failed, by the error's reason",
 }
@@ -220,9 +221,16 @@ def creation_reasons(plan: Plan) -> list[str]:
     # Then a node of the next choice for each one refused for capacity (planning/fallback.py).
     fallen = replaced + sum(1 for d in plan.deletes if d.reason == "CapacityFallback")
     rest = "Rollout" if plan.rolling else "ScaleOut"
+    # The warm pool's refill comes last in a plan (planner step 7).
     return [
-        "Replacement" if i < replaced else "CapacityFallback" if i < fallen else rest
-        for i in range(len(plan.creates))
+        "WarmPool"
+        if c.warm
+        else "Replacement"
+        if i < replaced
+        else "CapacityFallback"
+        if i < fallen
+        else rest
+        for i, c in enumerate(plan.creates)
     ]
 
 

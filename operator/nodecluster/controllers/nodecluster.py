@@ -30,6 +30,7 @@ from nodecluster.api.clusternode import ClusterNode, ClusterNodeSpec, PowerState
 from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION, Condition, annotated_true
 from nodecluster.api.nodecluster import ClusterState, NodeCluster, NodeClusterStatus
 from nodecluster.api.reasons import Reason
+from nodecluster.api.warmpool import POOL_LABEL, WARM
 from nodecluster.clock import rfc3339
 from nodecluster.controllers.accounting import cluster_usage, remember, retire_cluster
 from nodecluster.controllers.announcements import event_name, post_once
@@ -47,6 +48,7 @@ from nodecluster.controllers.kubeapi import (
 from nodecluster.controllers.metrics import creation_reasons, summarize, unhealthy_reason
 from nodecluster.controllers.phases import CONFLICT_RETRY_SECONDS, Phase, Stop, run_phases
 from nodecluster.controllers.quota import cluster_headroom
+from nodecluster.controllers.takeover import adopting_operation
 from nodecluster.controllers.world import (
     CLUSTER_FINALIZER,
     NODE_FINALIZER,
@@ -57,6 +59,7 @@ from nodecluster.controllers.world import (
     node_view,
     profile_hash,
 )
+from nodecluster.planning.adopt import hold_for_adoption
 from nodecluster.planning.fallback import made_from
 from nodecluster.planning.model import CLUSTER_LABEL, Declared, NodeView, Observed
 from nodecluster.planning.planner import CreateNode, DeleteNode, Plan, plan
@@ -67,6 +70,7 @@ from nodecluster.planning.status import (
     progress_only,
 )
 from nodecluster.planning.usage import refresh_due_in
+from nodecluster.planning.warmpool import PoolMove
 from nodecluster.providers.base import NotFound, ProviderError
 from nodecluster.providers.identity import collected_by, node_of
 
@@ -89,6 +93,8 @@ TRANSITIONS_WORTH_AN_EVENT: dict[ClusterState, tuple[str, str]] = {
 
 NODE_EXPIRED = "NodeExpired"
 """The reason of the Event naming nodes replaced for passing maxNodeLifetimeSeconds."""
+WARM_NODES_PROMOTED = "WarmNodesPromoted"
+"""The reason of the Event naming the warm nodes a scale-out promoted (api/warmpool.py)."""
 ABANDONING_MACHINES = "AbandoningMachines"
 """The reason of the Event saying which nodes of a deleted cluster leave their machines."""
 LISTED_NODES = 10
@@ -255,9 +261,10 @@ async def observe(world: World, scope: ClusterScope) -> Stop | None:
 
 
 async def decide(world: World, scope: ClusterScope) -> Stop | None:
-    """Plan the changes (pure)."""
+    """Plan the changes (pure); no new node while an Adopt operation makes its own."""
     assert scope.observed is not None
-    scope.plan = await planned(scope.declared, scope.observed)
+    adopting = await adopting_operation(world, scope.cluster)
+    scope.plan = hold_for_adoption(await planned(scope.declared, scope.observed), adopting)
     return None
 
 
@@ -330,6 +337,20 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
         with contextlib.suppress(KubeNotFound):
             await api.patch(CLUSTERNODES, namespace, name, {"spec": {"powerState": power}})
 
+    async def move(m: PoolMove) -> None:
+        # One write: the label and the power state land together or not at all, so a
+        # crash leaves the node warm or serving, never half (api/warmpool.py).
+        label = WARM if m.warm else None
+        patch = {"metadata": {"labels": {POOL_LABEL: label}}, "spec": {"powerState": m.power_state}}
+        world.expectations.expect_move(scope.key, m.name, m.warm, m.power_state)
+        try:
+            await api.patch(CLUSTERNODES, namespace, m.name, patch)
+        except KubeNotFound:
+            world.expectations.move_failed(scope.key, m.name)
+        except BaseException:
+            world.expectations.move_failed(scope.key, m.name)
+            raise
+
     # Every create is expected before any is sent (no await in between): the quota of
     # the provider counts them at once, so another cluster reconciling meanwhile cannot
     # take the same room (quota.py).
@@ -345,6 +366,7 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
                 provider=nc.spec.provider_ref.name,
                 machine_type=c.machine_type or nc.spec.profile.machine_type,
                 capacity_type=c.capacity_type,
+                warm=c.warm,
             ),
         )
     if not metrics.knows(scope.key):
@@ -358,6 +380,7 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
     jobs += [delete(d) for d in p.deletes]
     jobs += [set_power(s.name, s.power_state) for s in p.power]
     jobs += [reboot(r.name) for r in p.reboots]
+    jobs += [move(m) for m in p.moves]
     if not jobs:
         return None
     results = await asyncio.gather(*jobs, return_exceptions=True)
@@ -370,6 +393,15 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
                 "NodeRemediated",
                 f"node {d.name} is unhealthy; recreating it",
             )
+    promoted = [m.name for m in p.moves if not m.warm]
+    if promoted:
+        # Which machines a scale-out took from the pool (the Scaling Event says how many).
+        await api.event(
+            scope.body,
+            "Normal",
+            WARM_NODES_PROMOTED,
+            f"promoted {len(promoted)} warm node(s) from the pool: {listed(promoted)}",
+        )
     expired = [d.name for d in p.deletes if d.reason == "Expired"]
     if expired:
         # One Event per reconcile, naming them all: a rollout budget of several replaces
@@ -557,6 +589,8 @@ def child_body(nc: NodeCluster, create: CreateNode, phash: str) -> dict[str, Any
     """
     labels = dict(nc.spec.profile.labels)
     labels[CLUSTER_LABEL] = nc.metadata.name
+    if create.warm:
+        labels[POOL_LABEL] = WARM
     # A node made from an alternative carries the profile with its machine and capacity
     # type, and the cluster's profile hash: it is not outdated (planning/fallback.py).
     spec = ClusterNodeSpec(

@@ -53,6 +53,7 @@ from nodecluster.api.operation import (
     OperationAction,
 )
 from nodecluster.api.reasons import reason_of
+from nodecluster.api.warmpool import POOL_LABEL, WARM
 from nodecluster.clock import rfc3339
 from nodecluster.controllers.announcements import event_name, post_once
 from nodecluster.controllers.clusternode import identity_of, machine_name_of
@@ -786,6 +787,13 @@ async def scale(world: World, scope: OperationScope) -> Outcome:
     return Waiting(WAIT_POLL_SECONDS)
 
 
+async def adopt(world: World, scope: OperationScope) -> Outcome:
+    """Adopt: controllers/adopt.py (imported here, as it builds on this module)."""
+    from nodecluster.controllers.adopt import adopt_machines
+
+    return await adopt_machines(world, scope)
+
+
 ACTIONS: dict[OperationAction, Action] = {
     "Check": check_nodes,
     "Recover": recover_nodes,
@@ -796,6 +804,7 @@ ACTIONS: dict[OperationAction, Action] = {
     "StopNodes": power_nodes,
     "StartNodes": power_nodes,
     "RebootNodes": power_nodes,
+    "Adopt": adopt,
 }
 """The handler of every action. mypy checks the keys against `OperationAction`; a unit
 test checks that none is missing."""
@@ -933,12 +942,17 @@ def announcement_name(op: NodeClusterOperation, about: str, kind: str) -> str:
 
 
 async def list_nodes(world: World, op: NodeClusterOperation) -> list[ClusterNode]:
-    """The cluster's nodes not being deleted, read afresh."""
+    """The cluster's serving nodes not being deleted, read afresh. Warm nodes (its
+    spec.warmPool) are outside the target an operation counts and moves: a RemoveNodes of
+    one would lower the target for a node that never served (the pool keeps its own)."""
     raw = await world.api.list(
         CLUSTERNODES, op.metadata.namespace, f"{CLUSTER_LABEL}={op.spec.cluster_name}"
     )
     return [
-        ClusterNode.model_validate(n) for n in raw if not n["metadata"].get("deletionTimestamp")
+        ClusterNode.model_validate(n)
+        for n in raw
+        if not n["metadata"].get("deletionTimestamp")
+        and (n["metadata"].get("labels") or {}).get(POOL_LABEL) != WARM
     ]
 
 

@@ -33,6 +33,7 @@ from nodecluster.api.clusternode import ClusterNode
 from nodecluster.api.nodecluster import NodeProfile
 from nodecluster.api.nodeprovider import NodeProvider
 from nodecluster.api.reasons import Reason, reason_of
+from nodecluster.api.warmpool import POOL_LABEL, WARM
 from nodecluster.clock import Clock
 from nodecluster.controllers.bodies import BodyCache, ObjectKey
 from nodecluster.controllers.expectations import Expectations, MachineReservations, NsName
@@ -212,6 +213,7 @@ def node_view(node: ClusterNode) -> IndexedNode:
         launching=status.lifecycle_hook is not None
         and status.lifecycle_hook.transition == "Launch",
         capacity_type=spec.profile.capacity_type,
+        warm=meta.labels.get(POOL_LABEL) == WARM,
     )
 
 

@@ -71,6 +71,8 @@ class NodeView:
     capacity_type: CapacityType | None = None
     """Its profile's capacity type: with `machine_type` and `zone`, what the provider was
     asked for, which the capacity fallback remembers refusals by (planning/fallback.py)."""
+    warm: bool = False
+    """It is in the warm pool (labelled nodecluster.io/pool=warm): outside the target."""
 
     @property
     def machine_missing(self) -> bool:

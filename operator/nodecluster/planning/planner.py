@@ -14,7 +14,11 @@ Order of concerns, each able to veto the next:
    with zones from the placement policy and victims from the deletion policy, each new
    node made from the first choice of the capacity fallback policy not exhausted
    (planning/fallback.py, which also replaces nodes refused for capacity);
-6. power state (Running/Stopped).
+6. power state (Running/Stopped);
+7. the warm pool (planning/warmpool.py): promotions take the place of creates in step 5,
+   a scale-in may return nodes to the pool, and the pool is refilled after the serving
+   nodes' creates, within the quota room they leave. Warm nodes are outside the target:
+   steps 3 to 6 see the serving nodes only (health counts both for maxUnhealthy).
 
 `spec.suspend` stops one kind of change at a time (api.nodecluster.SuspendableProcess
 says what each holds back). The planner still works out what that process would do, and
@@ -65,6 +69,18 @@ from nodecluster.planning.fallback import assess, pick_choices
 from nodecluster.planning.model import Declared, NodeView, Observed
 from nodecluster.planning.placement import zones_for_new_nodes
 from nodecluster.planning.ranking import rank_for_deletion
+from nodecluster.planning.warmpool import (
+    PoolMove,
+    PoolReport,
+    PoolView,
+    assess_pool,
+    choose_promotions,
+    new_warm_power,
+    pool_power,
+    pool_report,
+    returns_on_scale_in,
+    surplus,
+)
 
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 """The alphabet Kubernetes uses for generated names: no vowels, so no accidental words."""
@@ -74,11 +90,12 @@ _TRANSITIONAL: frozenset[NodeState | None] = frozenset(
 )
 
 DeletionCause = Literal[
-    "Terminating", "Remediation", "Rollout", "Expired", "ScaleIn", "CapacityFallback"
+    "Terminating", "Remediation", "Rollout", "Expired", "ScaleIn", "CapacityFallback", "WarmPool"
 ]
 """Why the planner deletes a node (remediation and expiry are worth an Event of their own;
-`Expired` is a rollout's replacement of a node past maxNodeLifetimeSeconds, and
-`CapacityFallback` the replacement of a node refused for capacity)."""
+`Expired` is a rollout's replacement of a node past maxNodeLifetimeSeconds,
+`CapacityFallback` the replacement of a node refused for capacity, and `WarmPool` a warm
+node the pool replaces or no longer holds: planning/warmpool.py)."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +111,8 @@ class CreateNode:
     machine_type: str = ""
     """The machine type of that choice (empty: the profile's)."""
     capacity_type: CapacityType | None = None
+    warm: bool = False
+    """A warm node (the pool's refill), labelled nodecluster.io/pool=warm."""
 
 
 @dataclass(frozen=True)
@@ -162,11 +181,15 @@ class Plan:
     """Nodes past maxNodeLifetimeSeconds (replaced, or held back by a suspended Rollout)."""
     exhausted: tuple[ExhaustedCapacity, ...] = ()
     """The offerings exhausted for the capacity fallback, for status to remember."""
+    moves: tuple[PoolMove, ...] = ()
+    """Nodes promoted from the warm pool or returned to it (one write each)."""
+    pool: PoolReport | None = None
+    """The warm pool's condition (None without spec.warmPool)."""
 
     @property
     def empty(self) -> bool:
         """Whether nothing is to be done."""
-        return not (self.creates or self.deletes or self.power or self.reboots)
+        return not (self.creates or self.deletes or self.power or self.reboots or self.moves)
 
 
 def desired_count(spec: NodeClusterSpec) -> int:
@@ -288,6 +311,9 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         )
 
     desired = desired_count(spec)
+    warm = [n for n in active if n.warm]
+    if warm:
+        active = [n for n in active if not n.warm]
     if spec.paused:
         return Plan(
             desired=desired,
@@ -302,8 +328,9 @@ def plan(declared: Declared, observed: Observed) -> Plan:
 
     # 3. Health remediation, short-circuited when too much is broken at once.
     health = spec.policies.health
-    deadlines = [(n, unhealthy_at(n, health, observed.watching_nodes)) for n in active]
-    unhealthy = [n for n, at in deadlines if at is not None and observed.now > at]
+    deadlines = [(n, unhealthy_at(n, health, observed.watching_nodes)) for n in (*active, *warm)]
+    unhealthy_all = [n for n, at in deadlines if at is not None and observed.now > at]
+    unhealthy = [n for n in unhealthy_all if not n.warm] if warm else unhealthy_all
     upcoming = [at for _, at in deadlines if at is not None and at >= observed.now]
     recheck_at = min(upcoming, default=None)
     # Machines gone at the provider are replaced whatever the recovery (see the top).
@@ -313,16 +340,21 @@ def plan(declared: Declared, observed: Observed) -> Plan:
     to_reboot = [n for n in unhealthy if health.recovery == "Reboot" and not n.machine_missing]
     remediating = False
     held: list[Hold] = []
-    if to_replace or to_reboot:
+    warm_broken = {n.name for n in unhealthy_all if n.warm}
+    remediate_warm = bool(warm_broken) and not spec.suspends("Remediate")
+    if to_replace or to_reboot or warm_broken:
         limit = resolve_int_or_percent(health.max_unhealthy, max(desired, 1), round_up=False)
-        if health.max_unhealthy is not None and len(unhealthy) > limit:
+        if health.max_unhealthy is not None and len(unhealthy_all) > limit:
+            remediate_warm = False
             blockers.append(
                 Blocker(
                     Reason.TOO_MANY_UNHEALTHY,
-                    f"{len(unhealthy)} nodes are unhealthy, more than maxUnhealthy "
+                    f"{len(unhealthy_all)} nodes are unhealthy, more than maxUnhealthy "
                     f"({health.max_unhealthy}); remediation is paused until fewer are",
                 )
             )
+        elif not (to_replace or to_reboot):
+            pass  # only warm nodes: the pool replaces them (below)
         elif spec.suspends("Remediate"):
             waiting = [n.name for n in to_replace + to_reboot]
             held.append(
@@ -430,6 +462,20 @@ def plan(declared: Declared, observed: Observed) -> Plan:
                 )
             )
 
+    # 7 (first part). The warm pool's members, and which of them may be promoted.
+    pool = spec.warm_pool
+    view = None
+    if pool is not None or warm:
+        view = assess_pool(
+            spec, warm, declared.profile_hash, observed.now, warm_broken, remediate_warm
+        )
+        upcoming += [at for at in view.expires if at > observed.now]
+        recheck_at = min(upcoming, default=None)
+    moves: list[PoolMove] = []
+    returned: list[NodeView] = []
+    members = len(view.members) if view is not None else 0
+    expired_names = {n.name for n in expired}
+
     # 5. Scaling toward the target.
     count = len(survivors)
     ceiling = desired + surge
@@ -463,6 +509,21 @@ def plan(declared: Declared, observed: Observed) -> Plan:
             rng,
             keep=vetoed,
         )
+        back = returns_on_scale_in(
+            pool,
+            victims,
+            members,
+            declared.profile_hash,
+            {n.name for n in unhealthy},
+            expired_names,
+        )
+        if back:
+            pool_state: PowerState = pool.state if pool is not None else "Stopped"
+            moves += [PoolMove(v.name, True, pool_state) for v in back]
+            returned = back
+            members += len(back)
+            going_back = {v.name for v in back}
+            victims = [v for v in victims if v.name not in going_back]
         deletes += [DeleteNode(v.name, "ScaleIn") for v in victims]
         unprotected = sum(1 for n in survivors if not n.protected)
         if unprotected < excess:
@@ -473,7 +534,7 @@ def plan(declared: Declared, observed: Observed) -> Plan:
                     "nodecluster.io/protect-from-scale-in",
                 )
             )
-        gone = {d.name for d in deletes}
+        gone = {d.name for d in deletes} | {m.name for m in moves}
         survivors = [n for n in survivors if n.name not in gone]
         count = len(survivors)
 
@@ -483,6 +544,22 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         staying = sum(1 for n in survivors if n.name not in replaced)
         room = ceiling - count
         creates_needed = max(creates_needed, min(room, desired - staying))
+    promoted: list[NodeView] = []
+    if creates_needed and view is not None and view.promotable:
+        # Warm nodes first, in the zones the new nodes would go to (warmpool.py rule 2).
+        wanted = zones_for_new_nodes(
+            spec.policies.placement.zones,
+            (n.zone for n in survivors),
+            creates_needed,
+            max(desired, count + creates_needed),
+        )
+        promoted = choose_promotions(view.promotable, wanted, bool(spec.policies.placement.zones))
+        power_now: PowerState = "Stopped" if spec.desired_state == "Stopped" else "Running"
+        moves += [PoolMove(n.name, False, power_now) for n in promoted]
+        members -= len(promoted)
+        creates_needed -= len(promoted)
+        survivors = [*survivors, *promoted]
+        count = len(survivors)
     if creates_needed and spec.suspends("Launch"):
         held.append(
             Hold("Launch", f"{creates_needed} nodes not created ({count} of {desired} exist)")
@@ -522,17 +599,39 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         for name, p in zip(names, picks, strict=True)
     )
 
-    # 6. Power state of the nodes that stay.
+    # 6. Power state of the nodes that stay (a promotion's write powers its node).
+    moved = {m.name for m in moves}
     power = tuple(
         SetPower(n.name, power_state)
         for n in survivors
-        if n.power_hold is None and n.power_state != power_state
+        if n.power_hold is None and n.power_state != power_state and n.name not in moved
     )
     if power and spec.suspends("PowerChange"):
         verb = "stopped" if power_state == "Stopped" else "started"
         waiting = [s.name for s in power]
         held.append(Hold("PowerChange", f"{len(waiting)} nodes not {verb} ({_some(waiting)})"))
         power = ()
+
+    # 7. The warm pool: its retirements and surplus go, and it is refilled with the quota
+    # room the serving nodes' creates left.
+    report = None
+    if view is not None:
+        left = None if observed.headroom is None else max(observed.headroom, 0) - len(creates)
+        refill = _plan_pool(
+            declared,
+            observed,
+            view,
+            promoted,
+            returned,
+            left,
+            refused,
+            rng,
+            taken,
+        )
+        creates += refill.creates
+        deletes += refill.deletes
+        power += refill.power
+        report = refill.report
 
     return Plan(
         desired=desired,
@@ -541,11 +640,88 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         power=power,
         reboots=tuple(reboots),
         blockers=tuple(blockers),
-        unhealthy=tuple(n.name for n in unhealthy),
+        unhealthy=tuple(n.name for n in unhealthy_all),
         recheck_at=recheck_at,
         remediating=remediating,
         rolling=rolling,
         held=tuple(held),
         expired=tuple(n.name for n in expired),
         exhausted=capacity.exhausted,
+        moves=tuple(moves),
+        pool=report,
     )
+
+
+@dataclass(frozen=True)
+class _PoolPlan:
+    creates: tuple[CreateNode, ...]
+    deletes: tuple[DeleteNode, ...]
+    power: tuple[SetPower, ...]
+    report: PoolReport | None
+
+
+def _plan_pool(
+    declared: Declared,
+    observed: Observed,
+    view: PoolView,
+    promoted: list[NodeView],
+    returned: list[NodeView],
+    left: int | None,
+    refused: tuple[Reason, str] | None,
+    rng: random.Random,
+    taken: set[str],
+) -> _PoolPlan:
+    """Step 7 after the scale (warmpool.py rules 6 to 8): retire, trim, refill, power.
+    `left` is the quota room the serving creates left (None: no quota); `returned` the
+    nodes a scale-in moved into the pool."""
+    spec = declared.spec
+    pool = spec.warm_pool
+    size = pool.size if pool is not None else 0
+    gone = {n.name for n in promoted}
+    staying = [n for n in view.members if n.name not in gone]
+    deletes = [DeleteNode(n.name, "WarmPool") for n in view.retire]
+    held = list(view.held)
+    count = len(staying) + len(returned)
+    if count > size:
+        if spec.suspends("Terminate"):
+            held.append(f"{count - size} warm nodes above the pool's size of {size} not removed")
+        else:
+            trimmed = surplus(spec, staying, count - size, declared.profile_hash, rng)
+            deletes += [DeleteNode(n.name, "WarmPool") for n in trimmed]
+            cut = {n.name for n in trimmed}
+            staying = [n for n in staying if n.name not in cut]
+            count = len(staying) + len(returned)
+    needed = max(0, size - count)
+    short: tuple[Reason, str] | None = None
+    if needed and spec.suspends("Launch"):
+        held.append(f"{needed} warm nodes not created (Launch suspended)")
+        needed = 0
+    elif needed and refused is not None:
+        short, needed = refused, 0
+    elif needed and left is not None and needed > left:
+        reason, message = observed.headroom_limit or (
+            Reason.QUOTA_EXCEEDED,
+            "the NodeProvider's quota allows {room} more nodes, {needed} are needed",
+        )
+        short = (reason, message.format(room=max(left, 0), needed=needed))
+        needed = max(left, 0)
+    creates: tuple[CreateNode, ...] = ()
+    if needed:
+        zones = zones_for_new_nodes(
+            spec.policies.placement.zones,
+            (n.zone for n in (*staying, *returned)),
+            needed,
+            size,
+        )
+        names = new_names(declared.name, taken, needed, rng)
+        power_state = new_warm_power(spec)
+        creates = tuple(
+            CreateNode(name, zone, power_state, warm=True)
+            for name, zone in zip(names, zones, strict=True)
+        )
+    power = tuple(SetPower(name, state) for name, state in pool_power(spec, staying))
+    if power and spec.suspends("PowerChange"):
+        held.append(f"{len(power)} warm nodes not powered to the pool's state")
+        power = ()
+    members = [*staying, *returned]
+    return _PoolPlan(creates, tuple(deletes), power, pool_report(spec, members, short, held))

@@ -25,6 +25,12 @@ Ready and Reconciling say `ChangesHeldBack` with the same message, as `paused` s
 `Paused`.
 
 A condition keeps its lastTransitionTime until its status actually changes.
+
+Warm nodes (spec.warmPool, planning/warmpool.py) are outside all of this: the state,
+the counts, the zones and the conditions above are the serving nodes'. The pool has its
+own count (`warmNodes`) and condition (`WarmPool`), both only with spec.warmPool, so a
+cluster without a pool writes exactly the status it always wrote; and the scale
+selector excludes warm nodes then, so an HPA never counts them.
 """
 
 from __future__ import annotations
@@ -33,12 +39,14 @@ from collections import Counter
 from dataclasses import dataclass, replace
 
 from nodecluster.api.common import ABANDON_MACHINES_ANNOTATION
-from nodecluster.api.nodecluster import ClusterState, NodeClusterStatus
+from nodecluster.api.nodecluster import ClusterState, NodeClusterSpec, NodeClusterStatus
 from nodecluster.api.reasons import Reason
+from nodecluster.api.warmpool import POOL_LABEL, WARM
 from nodecluster.planning.conditions import condition
 from nodecluster.planning.fallback import fallback_condition
 from nodecluster.planning.model import CLUSTER_LABEL, Declared, NodeView, Observed
 from nodecluster.planning.planner import Blocker, Hold, Plan, plan
+from nodecluster.planning.warmpool import WARM_POOL_CONDITION
 
 CONVERGED_STATES: frozenset[ClusterState | None] = frozenset(
     {"Deployed", "Stopped", "Empty", "Terminated"}
@@ -46,9 +54,19 @@ CONVERGED_STATES: frozenset[ClusterState | None] = frozenset(
 _NEVER_DEPLOYED: frozenset[ClusterState | None] = frozenset({None, "Init", "Deploying", "Error"})
 
 
-def selector_for(cluster: str) -> str:
-    """The label selector of a cluster's ClusterNodes (status.selector, for `kubectl scale`)."""
+def selector_for(cluster: str, spec: NodeClusterSpec | None = None) -> str:
+    """The label selector of a cluster's serving ClusterNodes (status.selector, for `kubectl
+    scale` and an HPA): with a warm pool, without the warm nodes."""
+    if spec is not None and spec.warm_pool is not None:
+        # `notin`, not `!=`: clients read the Scale's selector into a LabelSelector, which
+        # has no `!=` (kubectl scale refused the whole Scale: "not a valid operator").
+        return f"{CLUSTER_LABEL}={cluster},{POOL_LABEL} notin ({WARM})"
     return f"{CLUSTER_LABEL}={cluster}"
+
+
+def serving(nodes: tuple[NodeView, ...]) -> list[NodeView]:
+    """The nodes that count toward the target: all but the warm pool's."""
+    return [n for n in nodes if not n.warm]
 
 
 def _node_errors(nodes: list[NodeView]) -> Counter[Reason]:
@@ -57,7 +75,7 @@ def _node_errors(nodes: list[NodeView]) -> Counter[Reason]:
 
 def derive_state(declared: Declared, observed: Observed, plan: Plan) -> tuple[ClusterState, str]:
     """The lifecycle state and a one-line message for people."""
-    nodes = list(observed.nodes)
+    nodes = serving(observed.nodes)
     active = [n for n in nodes if not n.deleting]
     previous = observed.previous.state
     # A node held Stopped by an operation is where its owner wants it: it counts.
@@ -188,7 +206,7 @@ def provider_lost(declared: Declared, observed: Observed, plan: Plan) -> Blocker
 
 def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClusterStatus:
     """The whole status a reconcile writes."""
-    nodes = list(observed.nodes)
+    nodes = serving(observed.nodes)
     active = [n for n in nodes if not n.deleting]
     state, message = derive_state(declared, observed, plan)
     generation = declared.generation
@@ -306,6 +324,16 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
             )
         )
 
+    pool = plan.pool
+    if pool is not None:
+        conditions.append(
+            condition(
+                prev, WARM_POOL_CONDITION, pool.full, pool.reason, pool.message, generation, now
+            )
+        )
+    warm_nodes = None
+    if declared.spec.warm_pool is not None:
+        warm_nodes = sum(1 for n in observed.nodes if n.warm and not n.deleting)
     zones = Counter(n.zone for n in active if n.zone)
     return NodeClusterStatus(
         observed_generation=generation,
@@ -318,8 +346,9 @@ def derive_status(declared: Declared, observed: Observed, plan: Plan) -> NodeClu
         updated_nodes=sum(
             1 for n in active if n.profile_hash == declared.profile_hash and not n.launching
         ),
-        hook_waits=dict(sorted(Counter(n.hook for n in nodes if n.hook).items())) or None,
-        selector=selector_for(declared.name),
+        warm_nodes=warm_nodes,
+        hook_waits=dict(sorted(Counter(n.hook for n in observed.nodes if n.hook).items())) or None,
+        selector=selector_for(declared.name, declared.spec),
         profile_hash=declared.profile_hash,
         zones=dict(sorted(zones.items())) or None,
         last_scale_time=observed.previous.last_scale_time,
@@ -336,10 +365,14 @@ def after(observed: Observed, done: Plan, profile_hash: str) -> Observed:
     power changes are asked for, new nodes exist (with nothing running yet)."""
     gone = {d.name for d in done.deletes}
     power = {s.name: s.power_state for s in done.power}
+    moves = {m.name: m for m in done.moves}
     nodes: list[NodeView] = []
     for n in observed.nodes:
+        move = moves.get(n.name)
         if n.name in gone:
             nodes.append(replace(n, deleting=True))
+        elif move is not None:
+            nodes.append(replace(n, warm=move.warm, power_state=move.power_state))
         elif n.name in power:
             nodes.append(replace(n, power_state=power[n.name]))
         else:
@@ -353,6 +386,7 @@ def after(observed: Observed, done: Plan, profile_hash: str) -> Observed:
             profile_hash=profile_hash,
             machine_type=c.machine_type,
             capacity_type=c.capacity_type,
+            warm=c.warm,
         )
         for c in done.creates
     ]
@@ -399,9 +433,14 @@ def cluster_status(
     nodes = observed.nodes
     if done.terminating and (nodes or machines_left or done.deletes):
         status = status.model_copy(update={"state": "Terminating"})
-    before = sum(1 for n in nodes if not n.deleting)
+    before = sum(1 for n in nodes if not n.deleting and not n.warm)
     change = None
-    if before != done.desired and (done.creates or done.deletes) and not done.terminating:
+    resized = (
+        any(not c.warm for c in done.creates)
+        or any(d.reason != "WarmPool" for d in done.deletes)
+        or bool(done.moves)
+    )
+    if before != done.desired and resized and not done.terminating:
         status = status.model_copy(update={"last_scale_time": observed.now})
         change = SizeChange(before, done.desired)
     return ClusterReport(status, change)

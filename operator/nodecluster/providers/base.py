@@ -203,6 +203,40 @@ class PowerControl(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class MachineSelection:
+    """Which machines `Adoption.discover` looks for: those with any of `provider_ids`, or
+    (when none is given) those carrying every one of `tags`. One of the two is given."""
+
+    provider_ids: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Adoption(Protocol):
+    """Optional: drivers that can take over machines made without the operator (by hand,
+    by another tool) implement this too; an Adopt operation on a driver without it fails,
+    changing nothing.
+
+    The driver finds and tags; it does not judge. `discover` returns every live machine the
+    selection matches, whoever made it, with the tags it carries; the operator decides from
+    those tags (providers/identity.py) whether a machine is anyone's already, and never
+    asks to adopt one that is."""
+
+    async def discover(self, selection: MachineSelection) -> list[Machine]:
+        """The live machines (not terminated, not gone) matching `selection`, of any owner
+        or none, in a stable order. A provider id that matches nothing is left out."""
+        ...
+
+    async def adopt(self, machine: Machine, spec: MachineSpec) -> Machine:
+        """Make `machine` (as `discover` returned it) the machine `spec` describes: record
+        `spec.name`, `spec.cluster` and `spec.tags` on it, so that `get(spec.name)` and
+        `list(spec.cluster)` find it from then on, exactly as a machine `create` made.
+        Its type, zone, image and state stay as they are. Idempotent: adopting it again
+        for the same spec returns it. NotFound if it is gone."""
+        ...
+
+
 class DriverFactory(Protocol):
     """What the entry point `nodecluster.providers:<name>` must resolve to."""
 

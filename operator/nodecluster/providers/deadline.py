@@ -22,7 +22,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from nodecluster.providers.base import (
+    Adoption,
     Machine,
+    MachineSelection,
     MachineSpec,
     PowerControl,
     ProviderDriver,
@@ -142,6 +144,26 @@ class DeadlinePowerDriver(DeadlineDriver):
         return await self._bounded("reboot", name, self._power.reboot(name))
 
 
+class DeadlineAdoptionDriver(DeadlineDriver):
+    """The same, for drivers that can adopt machines made without the operator."""
+
+    async def discover(self, selection: MachineSelection) -> list[Machine]:
+        """See Adoption.discover."""
+        adoption = self.inner
+        assert isinstance(adoption, Adoption)
+        return await self._bounded("discover", "", adoption.discover(selection))
+
+    async def adopt(self, machine: Machine, spec: MachineSpec) -> Machine:
+        """See Adoption.adopt."""
+        adoption = self.inner
+        assert isinstance(adoption, Adoption)
+        return await self._bounded("adopt", spec.name, adoption.adopt(machine, spec))
+
+
+class DeadlinePowerAdoptionDriver(DeadlinePowerDriver, DeadlineAdoptionDriver):
+    """Power control and adoption, both."""
+
+
 def with_deadline(
     inner: ProviderDriver,
     seconds: float,
@@ -150,8 +172,14 @@ def with_deadline(
     guard: Guard | None = None,
 ) -> DeadlineDriver:
     """Wrap a driver so no call outlives `seconds` (`observer` hears of each, and with
-    `guard`, none is made that the guard refuses); power control stays optional, so
-    `isinstance(driver, PowerControl)` answers for the wrapper as for the driver."""
-    if isinstance(inner, PowerControl):
+    `guard`, none is made that the guard refuses); power control and adoption stay
+    optional, so `isinstance(driver, PowerControl)` (or `Adoption`) answers for the wrapper
+    as for the driver."""
+    power, adoption = isinstance(inner, PowerControl), isinstance(inner, Adoption)
+    if power and adoption:
+        return DeadlinePowerAdoptionDriver(inner, seconds, provider, observer, guard)
+    if power:
         return DeadlinePowerDriver(inner, seconds, provider, observer, guard)
+    if adoption:
+        return DeadlineAdoptionDriver(inner, seconds, provider, observer, guard)
     return DeadlineDriver(inner, seconds, provider, observer, guard)

@@ -177,8 +177,13 @@ def installation_of(tags: Mapping[str, str]) -> str | None:
 def collected_by(installation: str, serves: Callable[[str], bool], machine: Machine) -> bool:
     """Whether an installation may collect `machine` as an orphan: one it made, in a
     namespace it serves. A machine of an earlier version (no installation tag) counts as
-    any installation's that serves its cluster tag's namespace: as before tags existed."""
+    any installation's that serves its cluster tag's namespace: as before tags existed. A
+    machine with neither (made without the operator) is nobody's to collect."""
     made_by = installation_of(machine.tags)
+    if made_by is None and not machine.cluster:
+        # Nothing claims it: made by a person or another tool (the simulator lists every
+        # machine of its file), and an Adopt operation's to take, never anyone's to delete.
+        return False
     if made_by is None:
         namespace = machine.cluster.partition("/")[0]
     elif made_by != installation:
@@ -186,3 +191,20 @@ def collected_by(installation: str, serves: Callable[[str], bool], machine: Mach
     else:
         namespace = machine.tags.get(NAMESPACE_TAG, "")
     return serves(namespace)
+
+
+IDENTITY_TAGS = (INSTALLATION_TAG, NAMESPACE_TAG, CLUSTER_TAG, NODE_TAG, NODE_UID_TAG)
+
+
+def claimed_by(machine: Machine) -> str | None:
+    """Whose a machine is, for an Adopt operation: None when nothing says it is anyone's
+    (no identity tag, no cluster tag); else who, for the refusal. Any identity tag counts,
+    not only a whole identity: a machine half tagged is someone's, never a stranger's."""
+    if INSTALLATION_TAG in machine.tags:
+        return f"it belongs to {owner_of(machine.tags)}"
+    partial = sorted(key for key in IDENTITY_TAGS if key in machine.tags)
+    if partial:
+        return f"it carries the identity tag(s) {', '.join(partial)} of another owner"
+    if machine.cluster:
+        return f"it belongs to cluster {machine.cluster} (made by an earlier version)"
+    return None

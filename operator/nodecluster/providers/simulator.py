@@ -38,6 +38,7 @@ from nodecluster.providers.base import (
     CapacityExceeded,
     InvalidConfig,
     Machine,
+    MachineSelection,
     MachineSpec,
     MachineState,
     NotFound,
@@ -45,6 +46,10 @@ from nodecluster.providers.base import (
     QuotaExceeded,
     Retryable,
 )
+
+Rows = list[sqlite3.Row]
+Machines = list[Machine]
+"""(For methods defined after a method named `list`.)"""
 
 DEFAULT_ZONES = ("zone-a", "zone-b", "zone-c")
 DEFAULT_CORES = 2
@@ -416,6 +421,60 @@ class Inventory:
                 self._db.execute("SELECT * FROM machines WHERE cluster=? ORDER BY name", (cluster,))
             )
 
+    def discover(self, provider_ids: tuple[str, ...], tags: Mapping[str, str]) -> Rows:
+        """Live machines with one of `provider_ids`, or (none given) whose labels and tags
+        together carry every one of `tags`; by provider id."""
+        with self._lock:
+            self._purge(self.now())
+            if provider_ids:
+                marks = ",".join("?" * len(provider_ids))
+                return list(
+                    self._db.execute(
+                        f"SELECT * FROM machines WHERE provider_id IN ({marks})"
+                        " ORDER BY provider_id",
+                        provider_ids,
+                    )
+                )
+            rows = self._db.execute("SELECT * FROM machines ORDER BY provider_id")
+            return [
+                row
+                for row in rows
+                if all(
+                    {**json.loads(row["labels"]), **json.loads(row["tags"])}.get(key) == value
+                    for key, value in tags.items()
+                )
+            ]
+
+    def adopt(self, provider_id: str, spec: MachineSpec) -> sqlite3.Row | None:
+        """Give the machine `provider_id` the name, cluster and tags of `spec` (idempotent);
+        None if it is gone."""
+        now = self.now()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._purge(now)
+                self._db.execute(
+                    "UPDATE machines SET name=?, cluster=?, tags=? WHERE provider_id=?",
+                    (
+                        spec.name,
+                        spec.cluster,
+                        json.dumps(dict(spec.tags), sort_keys=True),
+                        provider_id,
+                    ),
+                )
+                row: sqlite3.Row | None = self._db.execute(
+                    "SELECT * FROM machines WHERE provider_id=?", (provider_id,)
+                ).fetchone()
+                self._db.execute(
+                    "INSERT INTO calls(at, op, name, outcome) VALUES (?,?,?,?)",
+                    (now, "adopt", spec.name, provider_id if row is not None else "missing"),
+                )
+                self._db.execute("COMMIT")
+                return row
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def set_failed(self, name: str) -> bool:
         """Break a machine (for people and tests playing out failures); False if unknown.
 
@@ -493,7 +552,7 @@ def _machine(row: sqlite3.Row, now: float) -> Machine:
 
 
 class SimulatorDriver:
-    """The `simulator` driver. Also implements PowerControl."""
+    """The `simulator` driver. Also implements PowerControl and Adoption."""
 
     def __init__(self, config: ProviderConfig) -> None:
         self.settings = SimulatorSettings.from_config(config)
@@ -591,6 +650,26 @@ class SimulatorDriver:
         """Every machine of a cluster, or all of them."""
         rows = await asyncio.to_thread(self.inventory.list, cluster)
         return [_machine(r, self.inventory.now()) for r in rows]
+
+    async def discover(self, selection: MachineSelection) -> Machines:
+        """Adoption: every live machine of the file the selection matches (by provider id,
+        or by labels and tags together), whoever made it."""
+        rows = await asyncio.to_thread(
+            self.inventory.discover, tuple(selection.provider_ids), dict(selection.tags)
+        )
+        now = self.inventory.now()
+        return [_machine(r, now) for r in rows if r["deleting_at"] is None]
+
+    async def adopt(self, machine: Machine, spec: MachineSpec) -> Machine:
+        """Adoption: rename the machine to `spec.name` and give it `spec`'s cluster and
+        tags (the row is the machine: the provider id, address, type and zone stay)."""
+        fail_after = await self._faults("adopt", spec.name)
+        row = await asyncio.to_thread(self.inventory.adopt, machine.provider_id, spec)
+        if row is None:
+            raise NotFound(f"machine {machine.provider_id} does not exist")
+        if fail_after:
+            raise Retryable(f"simulated failure of adopt {spec.name} (after it took effect)")
+        return _machine(row, self.inventory.now())
 
     async def _power(self, op: str, name: str, power: str, force: bool = False) -> Machine:
         fail_after = await self._faults(op, name)

@@ -26,8 +26,10 @@ from typing import Protocol, TypeVar, get_args
 import pytest
 
 from nodecluster.providers.base import (
+    Adoption,
     CapacityExceeded,
     InvalidConfig,
+    MachineSelection,
     MachineSpec,
     MachineState,
     NotFound,
@@ -36,7 +38,7 @@ from nodecluster.providers.base import (
     QuotaExceeded,
     Retryable,
 )
-from nodecluster.providers.identity import MachineIdentity, machine_name
+from nodecluster.providers.identity import MachineIdentity, claimed_by, machine_name
 
 T = TypeVar("T")
 
@@ -68,6 +70,17 @@ class MakeDriver(Protocol):
 
     def __call__(self, scenario: Scenario = ..., /) -> ProviderDriver:
         """A driver set up for the scenario, on the test's shared inventory."""
+        ...
+
+
+class MakeUnowned(Protocol):
+    """The fixture a driver with Adoption provides: make a machine as its owner would,
+    without the operator (the console, a script, another tool), on the test's inventory;
+    its provider id."""
+
+    async def __call__(self, name: str, zone: str, tags: Mapping[str, str], /) -> str:
+        """A machine named `name` (as its owner names it) in `zone`, carrying `tags` (user
+        tags: never the operator's identity tags), of type MACHINE_TYPE."""
         ...
 
 
@@ -361,6 +374,93 @@ class ProviderContract:
 
         assert sorted(m.name for m in listed) == names
         assert {m.provider_id for m in listed} == {m.provider_id for m in created}
+
+    # -- Adoption (optional): drivers that have it provide `make_unowned` -------------------
+
+    @pytest.fixture
+    def make_unowned(self) -> MakeUnowned:
+        """Overridden by the test module of a driver with Adoption."""
+        pytest.skip("driver has no adoption (no make_unowned fixture)")
+
+    @staticmethod
+    def adoption(driver: ProviderDriver) -> Adoption:
+        """The driver's Adoption; the test skips if it has none."""
+        if not isinstance(driver, Adoption):
+            pytest.skip("driver has no adoption")
+        return driver
+
+    async def test_discover_finds_machines_by_provider_id_and_by_tags_whoever_made_them(
+        self, make_driver: MakeDriver, make_unowned: MakeUnowned
+    ) -> None:
+        """Owned or not: the operator decides from the tags, so discover must show them."""
+        driver = make_driver(Scenario())
+        adoption = self.adoption(driver)
+        first = await make_unowned("legacy-1", "zone-a", {"migrate": "yes"})
+        second = await make_unowned("legacy-2", "zone-b", {"migrate": "yes"})
+        await make_unowned("other-1", "zone-a", {"migrate": "no"})
+        ours = await driver.create(machine_spec("web-1"))
+
+        by_id = await adoption.discover(
+            MachineSelection(provider_ids=(first, ours.provider_id, "no-such-machine"))
+        )
+        by_tags = await adoption.discover(MachineSelection(tags={"migrate": "yes"}))
+
+        assert sorted(m.provider_id for m in by_id) == sorted([first, ours.provider_id])
+        assert sorted(m.provider_id for m in by_tags) == sorted([first, second])
+        found = {m.provider_id: m for m in by_id}
+        assert claimed_by(found[first]) is None
+        assert claimed_by(found[ours.provider_id]) is not None  # the operator refuses it
+        assert found[first].machine_type == MACHINE_TYPE
+        assert found[first].zone == "zone-a"
+        assert found[first].state in get_args(MachineState)
+
+    async def test_adopt_makes_the_machine_the_nodes_as_create_would(
+        self, make_driver: MakeDriver, make_unowned: MakeUnowned
+    ) -> None:
+        driver = make_driver(Scenario())
+        adoption = self.adoption(driver)
+        provider_id = await make_unowned("legacy-1", "zone-a", {"migrate": "yes"})
+        (found,) = await adoption.discover(MachineSelection(provider_ids=(provider_id,)))
+        tags = identity("web-1").tags()
+        name = machine_name(identity("web-1"))
+
+        adopted = await adoption.adopt(found, machine_spec(name, tags=tags))
+        again = await adoption.adopt(found, machine_spec(name, tags=tags))
+
+        assert adopted.provider_id == again.provider_id == provider_id
+        assert dict(adopted.tags) == tags
+        got = await driver.get(name)
+        assert (got.provider_id, dict(got.tags), got.cluster) == (provider_id, tags, CLUSTER)
+        assert [m.provider_id for m in await driver.list(CLUSTER)] == [provider_id]
+        (now,) = await adoption.discover(MachineSelection(provider_ids=(provider_id,)))
+        assert claimed_by(now) is not None  # adopted: no second operation may take it
+
+    async def test_a_machine_adopted_is_deleted_like_one_created(
+        self, make_driver: MakeDriver, make_unowned: MakeUnowned
+    ) -> None:
+        driver = make_driver(Scenario())
+        adoption = self.adoption(driver)
+        provider_id = await make_unowned("legacy-1", "zone-a", {})
+        (found,) = await adoption.discover(MachineSelection(provider_ids=(provider_id,)))
+        await adoption.adopt(found, machine_spec("web-1"))
+
+        await delete_until_not_found(driver, "web-1")
+
+        assert await state_or_gone(driver, "web-1") == "gone"
+        assert await adoption.discover(MachineSelection(provider_ids=(provider_id,))) == []
+
+    async def test_adopt_of_a_machine_gone_raises_not_found(
+        self, make_driver: MakeDriver, make_unowned: MakeUnowned
+    ) -> None:
+        driver = make_driver(Scenario())
+        adoption = self.adoption(driver)
+        provider_id = await make_unowned("legacy-1", "zone-a", {})
+        (found,) = await adoption.discover(MachineSelection(provider_ids=(provider_id,)))
+        await adoption.adopt(found, machine_spec("web-1"))
+        await delete_until_not_found(driver, "web-1")
+
+        with pytest.raises(NotFound):
+            await adoption.adopt(found, machine_spec("web-2"))
 
     async def test_inventory_survives_a_restart(self, make_driver: MakeDriver) -> None:
         before = make_driver(Scenario())

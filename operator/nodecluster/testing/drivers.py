@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 from nodecluster.providers.base import (
+    Adoption,
     DriverFactory,
     Machine,
+    MachineSelection,
     MachineSpec,
     PowerControl,
     ProviderConfig,
@@ -32,7 +34,9 @@ from nodecluster.providers.simulator import SimulatorDriver
 
 T = TypeVar("T")
 
-DriverCall = Literal["create", "delete", "get", "list", "start", "stop", "reboot"]
+DriverCall = Literal[
+    "create", "delete", "get", "list", "start", "stop", "reboot", "discover", "adopt"
+]
 
 
 @dataclass
@@ -212,13 +216,36 @@ class FaultyPowerDriver(FaultyDriver):
         return await self._call("reboot", name, lambda: self._power.reboot(name))
 
 
-def faulty_simulator(faults: DriverFaults, power: bool = True) -> DriverFactory:
+class FaultyAdoptionDriver(FaultyPowerDriver):
+    """The same, for a driver with power control and adoption (the simulator). A machine
+    is named in the log by the node it is adopted for."""
+
+    async def discover(self, selection: MachineSelection) -> list[Machine]:
+        """See Adoption.discover."""
+        assert isinstance(self.inner, Adoption)
+        adoption = self.inner
+        return await self._call("discover", None, lambda: adoption.discover(selection))
+
+    async def adopt(self, machine: Machine, spec: MachineSpec) -> Machine:
+        """See Adoption.adopt."""
+        assert isinstance(self.inner, Adoption)
+        adoption = self.inner
+        self.faults.node_names[spec.name] = spec.tags.get(NODE_TAG, spec.name)
+        return await self._call("adopt", spec.name, lambda: adoption.adopt(machine, spec))
+
+
+def faulty_simulator(
+    faults: DriverFaults, power: bool = True, adoption: bool = True
+) -> DriverFactory:
     """A driver factory: the simulator, with `faults` injected (and without power
-    control unless `power`, to play a provider that cannot stop machines)."""
+    control unless `power`, to play a provider that cannot stop machines; without
+    adoption unless `adoption` and `power`)."""
 
     def build(config: ProviderConfig) -> ProviderDriver:
         inner = SimulatorDriver(config)
-        wrapper = FaultyPowerDriver if power else FaultyDriver
+        if not power:
+            return FaultyDriver(inner, faults, config.credentials)
+        wrapper = FaultyAdoptionDriver if adoption else FaultyPowerDriver
         return wrapper(inner, faults, config.credentials)
 
     return build

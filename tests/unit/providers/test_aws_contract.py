@@ -8,14 +8,20 @@ bodies), so the driver's handling of them runs through the SDK exactly as agains
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import pytest
 
 from nodecluster.providers.aws.driver import AwsDriver
 from nodecluster.providers.base import ProviderConfig, ProviderDriver
-from nodecluster.testing.contract import MakeDriver, ProviderContract, Scenario
-from nodecluster.testing.ec2 import TEST_CREDENTIALS, Ec2Network, Faults, FaultyEc2
+from nodecluster.testing.contract import (
+    MACHINE_TYPE,
+    MakeDriver,
+    MakeUnowned,
+    ProviderContract,
+    Scenario,
+)
+from nodecluster.testing.ec2 import TEST_CREDENTIALS, Ec2Network, Faults, FaultyEc2, ec2_client
 
 DEFAULT = Scenario()
 
@@ -63,3 +69,31 @@ class TestAwsContract(ProviderContract):
         for driver in built:
             await driver.close()
         await proxy.close()
+
+    @pytest.fixture
+    def make_unowned(self, ec2: Ec2Network) -> MakeUnowned:
+        """An instance launched as its owner would (RunInstances, the owner's tags, none of
+        the driver's or the operator's)."""
+
+        async def make(name: str, zone: str, tags: Mapping[str, str]) -> str:
+            async with ec2_client(ec2.endpoint) as client:
+                answer = await client.run_instances(
+                    ImageId=ec2.image_id,
+                    InstanceType=MACHINE_TYPE,  # (moto takes any type)
+                    MinCount=1,
+                    MaxCount=1,
+                    SubnetId=ec2.subnets[zone],
+                    TagSpecifications=[
+                        {
+                            "ResourceType": "instance",
+                            "Tags": [
+                                {"Key": k, "Value": v} for k, v in {**tags, "Name": name}.items()
+                            ],
+                        }
+                    ],
+                )
+            instance = answer["Instances"][0]
+            az = instance.get("Placement", {}).get("AvailabilityZone", "")
+            return f"aws:///{az}/{instance['InstanceId']}"
+
+        return make

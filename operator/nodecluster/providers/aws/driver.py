@@ -53,10 +53,13 @@ from nodecluster.providers.aws.instances import (
     CLUSTER_REF_TAG,
     LIVE_STATES,
     MACHINE_TAG,
+    MAX_TAGS,
+    NAME_TAG,
     PROVIDER_TAG,
     STATES,
     client_token,
     first_launch,
+    instance_id_of,
     instance_tags,
     machine_state,
     tags_of,
@@ -72,6 +75,7 @@ from nodecluster.providers.aws.settings import (
 from nodecluster.providers.base import (
     InvalidConfig,
     Machine,
+    MachineSelection,
     MachineSpec,
     MachineState,
     NotFound,
@@ -90,6 +94,9 @@ if TYPE_CHECKING:
     )
 
 log = logging.getLogger(__name__)
+
+Machines = list[Machine]
+"""(For methods defined after the method named `list`.)"""
 
 SDK_LOGGERS = ("botocore", "aiobotocore")
 """Held at WARNING: their DEBUG lines hold request bodies (the user data) and the signed
@@ -117,7 +124,8 @@ EC2_ACTIONS = frozenset(
         "RebootInstances",
     }
 )
-"""Every EC2 action the driver needs permission for (CreateTags: the tags given at launch).
+"""Every EC2 action the driver needs permission for (CreateTags: the tags given at launch,
+and those an Adopt operation writes on an instance launched without the operator).
 The README's IAM policy grants exactly these; tests hold the policy, this set and the calls
 the driver makes together."""
 
@@ -154,7 +162,8 @@ def calling(action: str) -> Iterator[None]:
 
 
 class AwsDriver:
-    """The `aws` driver. Also implements PowerControl (stop, start, reboot)."""
+    """The `aws` driver. Also implements PowerControl (stop, start, reboot) and Adoption
+    (discover, adopt: instances launched without the operator)."""
 
     PAGE_SIZE = 100
     """Instances per DescribeInstances page (EC2 allows 5 to 1000)."""
@@ -446,6 +455,82 @@ class AwsDriver:
             if instance is not None and tags_of(instance).get(PROVIDER_TAG) == self._provider:
                 machines[name] = self._machine(instance)
         return [machines[name] for name in sorted(machines)]
+
+    # -- adoption ----------------------------------------------------------------------
+
+    async def discover(self, selection: MachineSelection) -> Machines:
+        """Adoption: the region's live instances with one of the given instance ids
+        (`aws:///<az>/<id>` or the bare id), or carrying every given tag, whoever launched
+        them (no provider tag is required). Ids are asked for as a filter, not as
+        `InstanceIds`, so an unknown id matches nothing instead of failing the call.
+        `shutting-down` instances are returned (as Deleting: the operator refuses them);
+        terminated ones are not."""
+        filters: list[FilterTypeDef] = [
+            {"Name": "instance-state-name", "Values": list(LIVE_STATES)}
+        ]
+        if selection.provider_ids:
+            ids = sorted({instance_id_of(p) for p in selection.provider_ids})
+            filters.append({"Name": "instance-id", "Values": ids})
+        else:
+            filters += [
+                {"Name": f"tag:{key}", "Values": [value]} for key, value in selection.tags.items()
+            ]
+        client = await self._ec2()
+        found: list[InstanceTypeDef] = []
+        with calling("DescribeInstances"):
+            pages = client.get_paginator("describe_instances").paginate(
+                Filters=filters, PaginationConfig={"PageSize": self.PAGE_SIZE}
+            )
+            async for page in pages:
+                for reservation in page.get("Reservations", []):
+                    found.extend(reservation.get("Instances", []))
+        found.sort(key=lambda i: i["InstanceId"])
+        return [self._machine(i) for i in found]
+
+    async def adopt(self, machine: Machine, spec: MachineSpec) -> Machine:
+        """Adoption: tag the instance as `create` would have (the machine name, this
+        NodeProvider, the cluster, the identity; a `Name` only if it has none, so the
+        console keeps the name its owner gave it), with one CreateTags. Remembered like a
+        launch, so that `get(spec.name)` finds it by id while DescribeInstances' tag
+        filters lag behind (eventual consistency)."""
+        instance_id = instance_id_of(machine.provider_id)
+        client = await self._ec2()
+        with calling("DescribeInstances"):
+            response = await client.describe_instances(
+                Filters=[
+                    {"Name": "instance-id", "Values": [instance_id]},
+                    {"Name": "instance-state-name", "Values": list(LIVE_STATES)},
+                ]
+            )
+        instances = [i for r in response.get("Reservations", []) for i in r.get("Instances", [])]
+        if not instances:
+            raise NotFound(f"machine {machine.provider_id} does not exist")
+        instance = instances[0]
+        current = tags_of(instance)
+        wanted = {
+            **spec.tags,
+            MACHINE_TAG: spec.name,
+            PROVIDER_TAG: self._provider,
+            CLUSTER_REF_TAG: spec.cluster,
+        }
+        if NAME_TAG not in current:
+            wanted[NAME_TAG] = spec.name
+        if len({**current, **wanted}) > MAX_TAGS:
+            raise InvalidConfig(
+                f"instance {instance_id} has {len(current)} tags; adopting it needs "
+                f"{len(set(wanted) - set(current))} more and EC2 allows {MAX_TAGS}"
+            )
+        if any(current.get(k) != v for k, v in wanted.items()):
+            with calling("CreateTags"):
+                await client.create_tags(
+                    Resources=[instance_id],
+                    Tags=[{"Key": k, "Value": v} for k, v in wanted.items()],
+                )
+            log.info("Provider %s: adopted %s as %s", self._provider, instance_id, spec.name)
+        adopted = instance.copy()
+        adopted["Tags"] = [{"Key": k, "Value": v} for k, v in {**current, **wanted}.items()]
+        self._launched[spec.name] = Launch(adopted, spec.cluster, self._clock.monotonic())
+        return self._machine(adopted)
 
     async def stop(self, name: str) -> Machine:
         """Stop the instance (kept, with its disks); idempotent."""

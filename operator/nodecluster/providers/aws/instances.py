@@ -69,6 +69,11 @@ def client_token(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:MAX_CLIENT_TOKEN]
 
 
+def instance_id_of(provider_id: str) -> str:
+    """The instance id in a provider id (`aws:///<az>/<id>`), or the id itself."""
+    return provider_id.rstrip("/").rsplit("/", 1)[-1]
+
+
 def instance_tags(spec: MachineSpec, provider: str) -> list[TagTypeDef]:
     """Every tag of a new instance: the profile's labels, the identity, the driver's own.
     Later ones win, so a label can never hide the tags the machine is found by."""
