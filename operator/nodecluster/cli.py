@@ -2,6 +2,7 @@
 
 nodecluster-operator run [--namespace NS ...] [--installation-id ID | --installation-name NAME]
                          [--nodes] [--verbose] [--metrics-address HOST:PORT]
+                         [--receiver-address HOST:PORT]
                          [--liveness URL] [--peering NAME]
                          [--leader-elect [--lease-name NAME] [--lease-namespace NS]]
 nodecluster-operator crds [--write DIR | --check DIR]
@@ -79,6 +80,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 metrics_address = metrics_address_arg(env)
             except argparse.ArgumentTypeError as err:
                 raise SystemExit(f"NODECLUSTER_METRICS_ADDRESS: {err}") from None
+    receiver_address = args.receiver_address
+    if receiver_address is None:
+        env = os.environ.get("NODECLUSTER_RECEIVER_ADDRESS")
+        if env:
+            try:
+                receiver_address = metrics_address_arg(env)
+            except argparse.ArgumentTypeError as err:
+                raise SystemExit(f"NODECLUSTER_RECEIVER_ADDRESS: {err}") from None
 
     if args.peering and args.leader_elect:
         # kopf's peering would pause a replica that holds the Lease whenever it sees another
@@ -126,6 +135,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         nodes=args.nodes,
         lease=lease,
         metrics_address=metrics_address,
+        receiver_address=receiver_address,
     )
     return 0
 
@@ -310,6 +320,15 @@ def parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 0.0.0.0:8080 "
         "(port 0: any free port; the address bound is logged) (env "
         "NODECLUSTER_METRICS_ADDRESS; default: no endpoint)",
+    )
+    run.add_argument(
+        "--receiver-address",
+        metavar="HOST:PORT",
+        default=None,
+        type=metrics_address_arg,
+        help="serve the NodeClusterReceivers' endpoint at http://HOST:PORT/receivers/NS/NAME "
+        "and watch NodeClusterReceivers (port 0: any free port; the address bound is logged) "
+        "(env NODECLUSTER_RECEIVER_ADDRESS; default: no endpoint, receivers not served)",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="log each reconcile")
     run.add_argument("--debug", action="store_true", help="log kopf internals too")

@@ -25,6 +25,7 @@ import pytest
 import yaml
 from kube import Kube, Operator, sample, service_account_kube, wait_for
 from scenario import Scenario, bind_pod, kwok_cluster_in
+from test_receivers import FIRING, post, receivers_address
 
 import chart
 from kwok import KwokProcess
@@ -494,6 +495,7 @@ def test_operator_with_only_the_charts_permissions_runs_the_core_scenarios(
 
 
 NODES_RELEASE = "nodecluster-operator-nodes"
+RECEIVERS_RELEASE = "nodecluster-operator-receivers"
 
 
 @pytest.fixture(scope="module")
@@ -573,3 +575,74 @@ def test_with_nodes_and_kwok_nodes_the_charts_permissions_are_all_the_operator_n
     finally:
         chart_operator.stop()
         operator.start()
+
+
+def test_with_receivers_the_charts_permissions_are_all_a_trigger_needs(
+    kube: Kube, operator: Operator, ns: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A release with `receivers.enabled` (and the receivers' namespace in
+    `rbac.secretNamespaces`, where their token Secrets are read): as its ServiceAccount,
+    the operator watches the receiver, reads its Secret, writes its status and creates the
+    operation a request asks for, with no 403 anywhere in its log; and no more than that."""
+    workdir = tmp_path_factory.mktemp("install-receivers")
+    values = ("receivers.enabled=true", f"rbac.secretNamespaces={{{ns}}}")
+    with chart_installed(kube, workdir, RECEIVERS_RELEASE, "nodecluster-rcv", *values) as install:
+        assert install.can_i("create", "nodeclusteroperations", "-n", ns)
+        assert install.can_i("patch", "nodeclusterreceivers", "--subresource=status", "-n", ns)
+        assert install.can_i("get", "secrets", "-n", ns)
+        for refused in (
+            ("patch", "nodeclusterreceivers", "-n", ns),
+            ("create", "nodeclusterreceivers", "-n", ns),
+            ("delete", "nodeclusteroperations", "-n", ns),
+            ("update", "nodeclusteroperations", "-n", ns),
+            ("list", "secrets", "-n", ns),
+            ("get", "secrets", "-n", install.credentials_namespace),  # overridden: not listed
+        ):
+            assert not install.can_i(*refused), refused
+        args = ["--receiver-address", "127.0.0.1:0", "--metrics-address", "127.0.0.1:0"]
+        chart_operator = Operator(install.as_operator(), install.workdir, extra_args=args)
+        sc = Scenario(kube, ns, operator.workdir)
+        token = secrets.token_hex(16)
+        operator.stop()  # never two operators at once
+        try:
+            chart_operator.start()
+            sc.make_provider()
+            sc.make_cluster(targetNodes=0, minNodes=0)
+            sc.wait_converged(0)
+            kube.kubectl(
+                "create", "secret", "generic", "rcv", "-n", ns, f"--from-literal=t={token}"
+            )
+            receiver = {
+                "apiVersion": "nodecluster.io/v1alpha1",
+                "kind": "NodeClusterReceiver",
+                "metadata": {"name": "scale-out", "namespace": ns},
+                "spec": {
+                    "clusterName": "workers",
+                    "action": "ScaleOut",
+                    "tokenSecretRef": {"name": "rcv", "key": "t"},
+                },
+            }
+            kube.apply(receiver)
+            wait_for(
+                "the receiver Ready",
+                lambda: (
+                    kube.condition("nodeclusterreceiver", "scale-out", "Ready", ns).get("status")
+                    == "True"
+                ),
+                timeout=60,
+            )
+            url = f"http://{receivers_address(chart_operator)}/receivers/{ns}/scale-out"
+            status, answer, _ = post(url, token, FIRING)
+            assert status == 202, answer
+            sc.wait_converged(1)
+            assert (kube.status("nodeclusterreceiver", "scale-out", ns))["counts"]["triggered"] == 1
+
+            assert chart_operator.alive(), chart_operator.log_tail()
+            log = chart_operator.log_path.read_text(errors="replace").splitlines()
+            refused = [line for line in log if any(s in line for s in REFUSED_IN_LOG)]
+            assert refused == [], "\n".join(refused[:20])
+        finally:
+            kube.kubectl("delete", "nodeclusters", "--all", "-n", ns, "--timeout=90s", check=False)
+            kube.kubectl("delete", "nodeprovider", sc.provider, "--timeout=30s", check=False)
+            chart_operator.stop()
+            operator.start()

@@ -304,6 +304,52 @@ def test_node_integration_is_off_by_default_and_grants_only_what_a_drain_needs()
     assert "--nodes" in pod["containers"][0]["args"]
 
 
+def test_receivers_are_off_by_default_and_grant_only_what_a_trigger_needs() -> None:
+    docs = render()
+    pod = one(docs, "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"]
+    assert "--receiver-address" not in pod["containers"][0]["args"]
+    assert not find(docs, "Service")
+    assert not any("nodeclusterreceivers" in key[1] for key in rules(
+        one(docs, "ClusterRole", "nc-nodecluster-operator-namespaced")
+    ))  # fmt: skip
+
+    docs = render(
+        "--set", "receivers.enabled=true",
+        "--set", "rbac.secretNamespaces={team-a}",
+        "--set", "operator.watchNamespaces={team-a}",
+    )  # fmt: skip
+
+    # Namespaced like the kinds they act on: bound only where the operator serves.
+    assert rules(one(docs, "ClusterRole", "nc-nodecluster-operator-namespaced")) == {
+        **NAMESPACED_RULES,
+        ("nodecluster.io", "nodeclusteroperations", ()): {"list", "watch", "create"},
+        ("nodecluster.io", "nodeclusterreceivers", ()): {"get", "list", "watch"},
+        ("nodecluster.io", "nodeclusterreceivers/status", ()): {"patch"},
+    }
+    assert rules(one(docs, "ClusterRole", "nc-nodecluster-operator")) == {
+        **CLUSTER_RULES,
+        ("", "namespaces", ()): {"list", "watch"},
+    }
+    # Token Secrets are read as credentials are: get, one by one, in the listed namespaces.
+    (secrets,) = find(docs, "Role", "nc-nodecluster-operator-secrets")
+    assert rules(secrets) == {("", "secrets", ()): {"get"}}
+    container = one(docs, "Deployment", "nc-nodecluster-operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    args = container["args"]
+    assert args[args.index("--receiver-address") + 1] == "0.0.0.0:8082"
+    assert {"name": "receivers", "containerPort": 8082, "protocol": "TCP"} in container["ports"]
+    service = one(docs, "Service", "nc-nodecluster-operator-receivers")
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [
+        {"name": "receivers", "port": 8082, "targetPort": "receivers", "protocol": "TCP"}
+    ]
+    assert (
+        service["spec"]["selector"]
+        == (one(docs, "Deployment", "nc-nodecluster-operator")["spec"]["selector"]["matchLabels"])
+    )
+
+
 def test_the_kwok_drivers_nodes_are_granted_only_when_asked_for() -> None:
     assert ("", "nodes", ()) not in rules(one(render(), "ClusterRole", "nc-nodecluster-operator"))
 
@@ -357,7 +403,7 @@ def test_helm_lint_strict_is_clean_with_every_option() -> None:
                   "rbac.secretNamespaces={b}", "namespace.create=true",
                   "nodes.enabled=true", "metrics.service.enabled=true",
                   "metrics.serviceMonitor.enabled=true", "metrics.dashboard.enabled=true",
-                  "metrics.prometheusRule.enabled=true"]  # fmt: skip
+                  "metrics.prometheusRule.enabled=true", "receivers.enabled=true"]  # fmt: skip
     for values in ([], [arg for value in everything for arg in ("--set", value)]):
         proc = subprocess.run(
             [HELM, "lint", "--strict", str(chart.CHART), *values],
@@ -378,6 +424,8 @@ def test_helm_lint_strict_is_clean_with_every_option() -> None:
         (["--set", "unknownValue=1"], "unknownValue"),
         (["--set", "rbac.secretNamespaces={Not_A_Namespace}"], "secretNamespaces"),
         (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
+        (["--set", "receivers.service.type=ExternalName"], "type"),
+        (["--set", "receivers.port=0"], "port"),
     ],
 )
 def test_the_schema_refuses_bad_values(values: list[str], complaint: str) -> None:

@@ -120,6 +120,7 @@ def test_names_and_subresources(kind: str) -> None:
         "NodeCluster": "nc",
         "ClusterNode": "cn",
         "NodeClusterOperation": "nco",
+        "NodeClusterReceiver": "ncr",
     }
     assert spec["group"] == "nodecluster.io"
     assert spec["names"]["shortNames"] == [short[kind]]
@@ -169,6 +170,10 @@ def resolve(schema: dict[str, Any], json_path: str) -> dict[str, Any] | None:
         ("ClusterNode", ["Cluster", "State", "Provider-ID", "Node", "Zone", "Hook", "Pool", "Age"]),
         ("NodeProvider", ["Driver", "Phase", "Nodes", "Month-Cost", "Age"]),
         ("NodeClusterOperation", ["Cluster", "Action", "Phase", "Age"]),
+        (
+            "NodeClusterReceiver",
+            ["Cluster", "Action", "Ready", "Triggered", "Last-Triggered", "Age"],
+        ),
     ],
 )
 def test_printer_columns(kind: str, columns: list[str]) -> None:
@@ -182,6 +187,9 @@ def test_printer_columns(kind: str, columns: list[str]) -> None:
                 "jsonPath": ".metadata.creationTimestamp",
             }
             continue
+        if "[?(" in column["jsonPath"]:  # a condition's field: conditions[] is in the schema
+            assert resolve(schema_of(kind), column["jsonPath"].split("[")[0]) is not None
+            continue
         if column["jsonPath"].startswith(".metadata.labels."):
             # A label (the warm pool's): metadata is the server's own, not in our schema;
             # its dots escaped, as kubectl's JSONPath needs them.
@@ -190,6 +198,9 @@ def test_printer_columns(kind: str, columns: list[str]) -> None:
             continue
         target = resolve(schema_of(kind), column["jsonPath"])
         assert target is not None, f"{column['jsonPath']} is not in the schema"
+        if column["type"] == "date":
+            assert (target["type"], target.get("format")) == ("string", "date-time"), column
+            continue
         assert target["type"] == column["type"], column
 
 
@@ -257,6 +268,8 @@ def test_every_cel_rule_has_a_message(kind: str) -> None:
         ("NodeCluster", ".spec.profile.labels{}", "self.matches("),
         ("ClusterNode", ".spec.profile.labels", "self.all(k, "),
         ("ClusterNode", ".spec.profile.labels{}", "self.matches("),
+        ("NodeClusterReceiver", ".spec", "!has(self.count) || self.action in"),
+        ("NodeClusterReceiver", ".spec", "!has(self.nodes) || self.action in"),
     ],
 )
 def test_cel_rules_are_present(kind: str, path: str, fragment: str) -> None:

@@ -72,6 +72,7 @@ CONTRACT = {
     "nodecluster_cost": "counter",
     "nodecluster_month_cost": "gauge",
     "nodecluster_leader": "gauge",
+    "nodecluster_receiver_requests": "counter",
 }
 """Every family of the metrics contract and its type (counters by the name the text
 format's TYPE line gives them: without `_total`)."""

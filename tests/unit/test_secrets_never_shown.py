@@ -9,6 +9,7 @@ Every built-in driver is held to it: the simulator, the aws driver against moto'
 whose SDK would log request bodies (the user data, base64-encoded) and signing material (a
 session token) at DEBUG if the driver let it, and the kwok driver, whose credentials Secret
 holds a kubeconfig with a token and whose Nodes are readable by anyone who may list Nodes.
+So is a NodeClusterReceiver's bearer token, and any token a caller of its endpoint sends.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ import json
 import logging
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
+from nodecluster.controllers.kubeapi import NODECLUSTERS
+from nodecluster.controllers.receiver import RECEIVERS, Receivers
 from nodecluster.providers.aws.driver import AwsDriver
 from nodecluster.providers.base import InvalidConfig, MachineSpec, ProviderConfig
 from nodecluster.providers.kwok import KwokDriver
 from nodecluster.providers.simulator import SimulatorDriver
+from nodecluster.testing import FakeKube, Harness
 from nodecluster.testing.ec2 import Ec2Network
 from nodecluster.testing.nodesapi import NodesApi
 
@@ -176,3 +181,68 @@ async def test_the_kwok_driver_shows_neither_the_user_data_nor_its_kubeconfigs_t
         assert all(secret not in text for text in shown)
     assert "web-x1" in stored  # the Node was written: the check below looked at something
     assert TOKEN not in stored  # the user data is not on a Node, which many may read
+
+
+RECEIVER_TOKEN = "rcv-7f3e9a1c0b-receiver-bearer-sentinel"
+WRONG_TOKEN = "rcv-wrong-guess-sentinel-0000"
+
+
+async def test_a_receivers_token_shows_nowhere_whatever_the_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A receiver's bearer token (and a caller's wrong guess, often a near miss) never
+    reaches a log line, a stored object (status, annotations), an Event, an answer or a
+    repr: the endpoint is on the network, and whoever reads logs or Events may not call it."""
+    caplog.set_level(logging.DEBUG)
+    fake = FakeKube(seed=1)
+    fake.put_secret("team-a", "token", {"token": RECEIVER_TOKEN})
+    fake.add(
+        NODECLUSTERS,
+        {
+            "apiVersion": "nodecluster.io/v1alpha1",
+            "kind": "NodeCluster",
+            "metadata": {"name": "web", "namespace": "team-a"},
+            "spec": {"providerRef": {"name": "sim"}, "profile": {"machineType": "small"}},
+        },
+    )
+    receiver = fake.add(
+        RECEIVERS,
+        {
+            "apiVersion": "nodecluster.io/v1alpha1",
+            "kind": "NodeClusterReceiver",
+            "metadata": {"name": "check", "namespace": "team-a"},
+            "spec": {"clusterName": "web", "action": "Check", "tokenSecretRef": {"name": "token"}},
+        },
+    )
+    answers: list[str] = []
+    async with Harness(fake) as harness:
+        receivers = Receivers(harness.world)
+        receivers.observe(None, receiver)
+        await receivers.serve("127.0.0.1:0")
+        url = f"http://{receivers.address}/receivers/team-a/check"
+        try:
+            async with aiohttp.ClientSession() as session:
+                for token, body in [
+                    (WRONG_TOKEN, b""),
+                    (RECEIVER_TOKEN[:-1], b""),
+                    (RECEIVER_TOKEN, b"not json"),
+                    (RECEIVER_TOKEN, b""),
+                    (RECEIVER_TOKEN, b""),  # within no cooldown: a second trigger
+                ]:
+                    headers = {"Authorization": f"Bearer {token}"}
+                    async with session.post(url, data=body, headers=headers) as response:
+                        answers.append(
+                            f"{response.status} {response.headers} {await response.text()}"
+                        )
+            await harness.idle()
+            shown = [repr(receivers), repr(receivers._secrets), *answers]
+        finally:
+            await receivers.close()
+
+    assert answers[0].startswith("401") and answers[3].startswith("202")
+    stored = json.dumps([list(fake.snapshot().values()), fake.events], default=str)
+    assert "Triggered" in stored  # an operation and its Event were written: checked below
+    for secret in (RECEIVER_TOKEN, WRONG_TOKEN, RECEIVER_TOKEN[:-1]):
+        assert secret not in caplog.text
+        assert secret not in stored
+        assert all(secret not in text for text in shown)

@@ -72,6 +72,10 @@ namespace is the release namespace, from POD_NAMESPACE (the Deployment sets it).
 - --metrics-address
 - 0.0.0.0:{{ .Values.metrics.port }}
 {{- end }}
+{{- if .Values.receivers.enabled }}
+- --receiver-address
+- 0.0.0.0:{{ .Values.receivers.port }}
+{{- end }}
 {{- if .Values.operator.installationId }}
 - --installation-id
 - {{ .Values.operator.installationId | quote }}
@@ -105,6 +109,11 @@ namespace is the release namespace, from POD_NAMESPACE (the Deployment sets it).
 {{/* The metrics Service's name, also the `job` label a ServiceMonitor gives its targets. */}}
 {{- define "nodecluster-operator.metricsServiceName" -}}
 {{- printf "%s-metrics" (include "nodecluster-operator.fullname" .) -}}
+{{- end -}}
+
+{{/* The receivers' Service: where Alertmanager (or an Ingress) sends its requests. */}}
+{{- define "nodecluster-operator.receiversServiceName" -}}
+{{- printf "%s-receivers" (include "nodecluster-operator.fullname" .) -}}
 {{- end -}}
 
 {{/* The leader Lease's name: leaderElection.leaseName, or the release's full name. */}}

@@ -42,6 +42,7 @@ from nodecluster.api.clusternode import ClusterNodeSpec, ClusterNodeStatus
 from nodecluster.api.nodecluster import NodeClusterSpec, NodeClusterStatus
 from nodecluster.api.nodeprovider import NodeProviderSpec, NodeProviderStatus
 from nodecluster.api.operation import NodeClusterOperationSpec, NodeClusterOperationStatus
+from nodecluster.api.receiver import NodeClusterReceiverSpec, NodeClusterReceiverStatus
 from nodecluster.api.warmpool import POOL_LABEL
 
 CATEGORY = "nodecluster-all"
@@ -175,6 +176,29 @@ KINDS: list[KindInfo] = [
             {"name": "Cluster", "type": "string", "jsonPath": ".spec.clusterName"},
             {"name": "Action", "type": "string", "jsonPath": ".spec.action"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            _age(),
+        ],
+    ),
+    KindInfo(
+        kind="NodeClusterReceiver",
+        plural="nodeclusterreceivers",
+        singular="nodeclusterreceiver",
+        short="ncr",
+        scope="Namespaced",
+        spec=NodeClusterReceiverSpec,
+        status=NodeClusterReceiverStatus,
+        description="An HTTP trigger (a webhook with a bearer token) that creates a "
+        "NodeClusterOperation: Senlin's receiver, for Alertmanager and scripts.",
+        columns=[
+            {"name": "Cluster", "type": "string", "jsonPath": ".spec.clusterName"},
+            {"name": "Action", "type": "string", "jsonPath": ".spec.action"},
+            {
+                "name": "Ready",
+                "type": "string",
+                "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+            },
+            {"name": "Triggered", "type": "integer", "jsonPath": ".status.counts.triggered"},
+            {"name": "Last-Triggered", "type": "date", "jsonPath": ".status.lastTriggered.time"},
             _age(),
         ],
     ),

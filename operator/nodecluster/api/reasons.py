@@ -57,6 +57,15 @@ class Reason(StrEnum):
     """The machine answering to the node's name is tagged for another node, namespace or
     operator installation: refused, never adopted nor deleted. A person must look (a
     ClusterNode copied with its status, an installation id that changed)."""
+    SECRET_NOT_FOUND = "SecretNotFound"
+    """Ready=False of a NodeClusterReceiver: its tokenSecretRef names no Secret."""
+    SECRET_NOT_READABLE = "SecretNotReadable"
+    """Ready=False of a NodeClusterReceiver: the operator may not read its token Secret
+    (the chart's rbac.secretNamespaces does not name the receiver's namespace)."""
+    SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
+    """Ready=False of a NodeClusterReceiver: the Secret has no such key, or it is empty."""
+    CLUSTER_NOT_FOUND = "ClusterNotFound"
+    """Ready=False of a NodeClusterReceiver: the NodeCluster it names does not exist."""
     API_REFUSED = "APIRefused"
     """The API server refused a write of the operator's (400, 403, 404, 422): RBAC,
     admission or a value it will not take. Needs a person."""

@@ -46,6 +46,7 @@ from nodecluster.controllers.leader import (
     LeaseSettings,
 )
 from nodecluster.controllers.metrics import Metrics, serve
+from nodecluster.controllers.receiver import Receivers
 from nodecluster.controllers.world import (
     ClusterBookIndex,
     IndexedNode,
@@ -134,6 +135,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
             ) from err
         raise
     memo["world"] = world
+    receivers = await start_receivers(world, memo.get("receiver_address"), elector, clock)
+    memo["receivers"] = receivers
     if isinstance(world.node_index, NodeBookIndex):
         memo["confirmer"] = asyncio.create_task(
             confirm_listed(world, world.node_index), name="confirm listed ClusterNodes"
@@ -142,7 +145,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: An
         world.queues.hold()  # before kopf starts the watches: nothing runs before the Lease
         world.metrics.leading = False
         memo["elector"] = elector
-        memo["keeper"] = asyncio.create_task(lead(world, elector), name="leader lease")
+        memo["keeper"] = asyncio.create_task(lead(world, elector, receivers), name="leader lease")
     tune_garbage_collector()
 
 
@@ -159,7 +162,28 @@ def standby_fence(clock: SystemClock) -> Fence:
     return fence
 
 
-async def lead(world: World, elector: LeaseElector) -> None:
+async def start_receivers(
+    world: World, address: str | None, elector: LeaseElector | None, clock: SystemClock
+) -> Receivers | None:
+    """The receivers' endpoint (`run --receiver-address`), or None. Every replica serves
+    it; only the leader acts on a request (a standby answers 503: controllers/receiver.py)
+    and only the leader runs the receivers' reconciles (their queue is held until then)."""
+    if not address:
+        return None
+    if elector is None:
+        receivers = Receivers(world)
+    else:
+        fence = elector.fence
+        receivers = Receivers(
+            world, lambda: elector.leading and clock.monotonic() < fence.valid_until
+        )
+        receivers.queue.hold()
+    world.metrics.watch_queues((*world.metrics.queues, receivers.queue))
+    await receivers.serve(address)
+    return receivers
+
+
+async def lead(world: World, elector: LeaseElector, receivers: Receivers | None = None) -> None:
     """Stand by until this replica holds the Lease, then act (run what the held queues
     gathered: every object the watches listed, as after a restart) and keep the Lease;
     the moment it is lost, stop the process.
@@ -171,6 +195,8 @@ async def lead(world: World, elector: LeaseElector) -> None:
     await elector.acquire()
     world.metrics.leading = True
     world.queues.release()
+    if receivers is not None:
+        receivers.queue.release()
     await elector.keep()
     exit_now(f"the leader Lease {s.namespace}/{s.name} was lost")
 
@@ -370,8 +396,11 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     elector: LeaseElector | None = memo.get("elector")
     keeper: asyncio.Task[None] | None = memo.get("keeper")
     confirmer: asyncio.Task[None] | None = memo.get("confirmer")
+    receivers: Receivers | None = memo.get("receivers")
     if confirmer is not None:
         confirmer.cancel()
+    if receivers is not None:
+        await receivers.close()  # no request starts a write after the queues are closed
     if world is not None:
         await world.queues.close()
         await world.providers.registry.close()
@@ -457,6 +486,24 @@ def watch_kube_nodes(registry: kopf.OperatorRegistry) -> None:
     kopf.on.event("v1", "nodes", id="kube_node_event", registry=registry)(kube_node_event)
 
 
+async def receiver_event(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """See receiver.Receivers.observe."""
+    receivers: Receivers | None = memo.get("receivers")
+    if receivers is not None:
+        receivers.observe(type, body)
+
+
+def watch_receivers(registry: kopf.OperatorRegistry) -> None:
+    """Watch NodeClusterReceivers (`run --receiver-address`): registered at run time, as
+    watch_kube_nodes, so that without the endpoint the operator neither watches them nor
+    needs their CRD or any permission on them."""
+    registered = {h.id for h in registry._watching.get_all_handlers()}
+    if "receiver_event" not in registered:
+        kopf.on.event(
+            GROUP, VERSION, "nodeclusterreceivers", id="receiver_event", registry=registry
+        )(receiver_event)
+
+
 def run_operator(
     namespaces: list[str],
     liveness: str | None,
@@ -468,6 +515,7 @@ def run_operator(
     nodes: bool = False,
     lease: LeaseSettings | None = None,
     metrics_address: str | None = None,
+    receiver_address: str | None = None,
 ) -> None:
     """Run the operator until it is stopped: all namespaces when `namespaces` is empty.
     With `lease`, only while holding that Lease (leader.py): a standby keeps its caches
@@ -476,19 +524,31 @@ def run_operator(
     the id is `installation_name` and 8 hex digits naming the Kubernetes cluster. `nodes`
     turns Node integration on (Settings.nodes). `metrics_address` (HOST:PORT) serves the
     Prometheus endpoint, from before the first connection to the API server: a scrape
-    then tells a process that cannot start from one that is not there."""
+    then tells a process that cannot start from one that is not there.
+    `receiver_address` (HOST:PORT) serves the receivers' endpoint (controllers/receiver.py)
+    once the world is built, and watches NodeClusterReceivers; None: neither."""
     kopf.configure(verbose=verbose, debug=debug)
     metrics = Metrics()
     server = serve(metrics, metrics_address) if metrics_address else None
     if nodes:
         watch_kube_nodes(kopf.get_default_registry())
+    if receiver_address:
+        watch_receivers(kopf.get_default_registry())
     if patterned(namespaces):
         watch_node_index(kopf.get_default_registry())
     # The HTTP client logs whole response bodies at DEBUG, Secrets included: never let it.
     logging.getLogger("kubernetes_asyncio").setLevel(logging.WARNING)
     try:
         _run_kopf(
-            namespaces, liveness, peering, installation_id, installation_name, nodes, lease, metrics
+            namespaces,
+            liveness,
+            peering,
+            installation_id,
+            installation_name,
+            nodes,
+            lease,
+            metrics,
+            receiver_address,
         )
     finally:
         if server is not None:
@@ -504,6 +564,7 @@ def _run_kopf(
     nodes: bool,
     lease: LeaseSettings | None,
     metrics: Metrics,
+    receiver_address: str | None = None,
 ) -> None:
     kopf.run(
         clusterwide=not namespaces,
@@ -519,5 +580,6 @@ def _run_kopf(
             nodes=nodes,
             lease=lease,
             metrics=metrics,
+            receiver_address=receiver_address,
         ),
     )

@@ -289,6 +289,13 @@ class Metrics:
             registry=r,
             buckets=STARTUP_BUCKETS,
         )
+        self.receiver_requests = Counter(
+            "nodecluster_receiver_requests",
+            "Requests to the receivers' endpoint, by receiver and outcome (unauthorized "
+            "requests naming no receiver this operator serves have empty labels)",
+            ["namespace", "receiver", "outcome"],
+            registry=r,
+        )
         self.clusters: dict[NsName, ClusterSummary] = {}
         """Each NodeCluster's summary, as its last reconcile computed its status."""
         self.machine_events: dict[NsName, dict[tuple[MachineEvent, str], int]] = {}

@@ -326,6 +326,7 @@ def test_run_operator_watches_every_namespace_standalone_by_default(
         "namespaces": [],
         "nodes": False,
         "lease": None,
+        "receiver_address": None,
     }
 
 
@@ -352,6 +353,7 @@ def test_run_operator_serves_the_given_namespaces_with_peering_and_a_probe(
         "namespaces": ["team-a", "team-b"],
         "nodes": False,
         "lease": None,
+        "receiver_address": None,
     }
     assert kwargs == {
         "clusterwide": False,
@@ -403,6 +405,27 @@ def test_run_operator_with_nodes_watches_them_and_tells_startup(
 
     assert registered == [kopf.get_default_registry()]
     assert kopf_run[1]["run"]["memo"]["nodes"] is True
+
+
+def test_receivers_are_watched_only_through_watch_receivers(
+    kopf_run: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = kopf.OperatorRegistry()
+    handlers.watch_receivers(registry)
+    handlers.watch_receivers(registry)  # once is enough
+
+    watching = [(h.id, h.selector.any_name) for h in registry._watching.get_all_handlers()]
+    assert watching == [("receiver_event", "nodeclusterreceivers")]
+    # Without --receiver-address nothing watches them (their CRD and RBAC are optional).
+    default = kopf.get_default_registry()
+    assert "nodeclusterreceivers" not in {
+        h.selector.any_name for h in default._watching.get_all_handlers()
+    }
+    registered: list[object] = []
+    monkeypatch.setattr(handlers, "watch_receivers", registered.append)
+    handlers.run_operator([], liveness=None, peering=None, receiver_address="127.0.0.1:0")
+    assert registered == [kopf.get_default_registry()]
+    assert kopf_run[1]["run"]["memo"]["receiver_address"] == "127.0.0.1:0"
 
 
 async def test_startup_with_nodes_links_the_world_to_the_node_index(
