@@ -43,6 +43,7 @@ CONTRACT = {
     "nodecluster_current_nodes": "gauge",
     "nodecluster_ready_nodes": "gauge",
     "nodecluster_stopped_nodes": "gauge",
+    "nodecluster_warm_nodes": "gauge",
     "nodecluster_unhealthy_nodes": "gauge",
     "nodecluster_updated_nodes": "gauge",
     "nodecluster_state": "gauge",

@@ -121,6 +121,8 @@ class ClusterSummary(NamedTuple):
     """(type, status, reason) of each condition present."""
     usage: UsageSample | None = None
     """Its status.usage, as the cost families read it (None: nothing billed yet)."""
+    warm: int = 0
+    """Its warm pool's nodes (status.warmNodes), outside the target."""
 
 
 class UsageSample(NamedTuple):
@@ -196,6 +198,7 @@ def summarize(provider: str, target: int, status: NodeClusterStatus) -> ClusterS
         state=sys.intern(status.state) if status.state is not None else None,
         conditions=_conditions(status.conditions),
         usage=_usage(status.usage),
+        warm=status.warm_nodes or 0,
     )
 
 
@@ -403,6 +406,11 @@ CLUSTER_GAUGES = (
         "nodecluster_ready_nodes", "Nodes whose machine runs (status.readyNodes)", lambda s: s.ready
     ),
     _Gauge("nodecluster_stopped_nodes", "Nodes whose machine is stopped", lambda s: s.stopped),
+    _Gauge(
+        "nodecluster_warm_nodes",
+        "Warm-pool nodes, kept outside the target (status.warmNodes)",
+        lambda s: s.warm,
+    ),
     _Gauge(
         "nodecluster_unhealthy_nodes",
         "Nodes found unhealthy (status.unhealthyNodes)",
