@@ -39,7 +39,7 @@ CLUSTER_RULES: Rules = {
 NAMESPACED_RULES: Rules = {
     ("nodecluster.io", "nodeclusters", ()): {"get", "list", "watch", "patch"},
     ("nodecluster.io", "clusternodes", ()): {"get", "list", "watch", "create", "patch", "delete"},
-    ("nodecluster.io", "nodeclusteroperations", ()): {"list", "watch"},
+    ("nodecluster.io", "nodeclusteroperations", ()): {"get", "list", "watch"},
     ("nodecluster.io", "nodeclusters/status", ()): {"patch"},
     ("nodecluster.io", "clusternodes/status", ()): {"patch"},
     ("nodecluster.io", "nodeclusteroperations/status", ()): {"patch"},
@@ -322,7 +322,7 @@ def test_receivers_are_off_by_default_and_grant_only_what_a_trigger_needs() -> N
     # Namespaced like the kinds they act on: bound only where the operator serves.
     assert rules(one(docs, "ClusterRole", "nc-nodecluster-operator-namespaced")) == {
         **NAMESPACED_RULES,
-        ("nodecluster.io", "nodeclusteroperations", ()): {"list", "watch", "create"},
+        ("nodecluster.io", "nodeclusteroperations", ()): {"get", "list", "watch", "create"},
         ("nodecluster.io", "nodeclusterreceivers", ()): {"get", "list", "watch"},
         ("nodecluster.io", "nodeclusterreceivers/status", ()): {"patch"},
     }

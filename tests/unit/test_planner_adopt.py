@@ -17,6 +17,7 @@ from nodecluster.planning.adopt import (
     plan_adoption,
 )
 from nodecluster.planning.planner import CreateNode, Plan
+from nodecluster.planning.warmpool import PoolMove
 from nodecluster.providers.base import Machine
 from nodecluster.providers.identity import MachineIdentity, claimed_by
 
@@ -162,6 +163,20 @@ def test_while_an_adoption_makes_its_nodes_the_cluster_makes_none() -> None:
     assert [b.reason for b in held.blockers] == [Reason.ADOPTING]
     assert "adopt-legacy" in held.blockers[0].message
     assert hold_for_adoption(planned, None) == planned
+
+
+def test_while_an_adoption_makes_its_nodes_no_warm_node_is_promoted() -> None:
+    """A promotion fills the raised target as a create would: the adopted nodes would then
+    be a surplus a scale-in may choose (a reviewer's find: promotions were kept)."""
+    planned = Plan(
+        desired=5,
+        moves=(PoolMove("w0", False, "Running"), PoolMove("s3", True, "Stopped")),
+    )
+
+    held = hold_for_adoption(planned, "adopt-legacy")
+
+    assert held.moves == (PoolMove("s3", True, "Stopped"),)  # back into the pool: harmless
+    assert [b.reason for b in held.blockers] == [Reason.ADOPTING]
 
 
 # -- whose a machine is ----------------------------------------------------------------------

@@ -6,6 +6,9 @@ Times are fixed (builders.NOW); every case says which rule could break it.
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -353,3 +356,44 @@ def test_a_warm_node_being_promoted_is_not_promoted_twice() -> None:
 def test_the_pool_is_validated(pool: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError, match=field):
         spec(warmPool=pool)
+
+
+def test_a_rollout_that_promotes_warm_nodes_keeps_the_zones_even() -> None:
+    """A reviewer's find: promotions mid-rollout were placed as if the outdated nodes
+    stayed (as creates were before), and a 1/1/1 cluster ended 2/1/0."""
+    the_spec = with_pool(
+        {"size": 6, "state": "Running"},
+        policies={
+            "placement": {"zones": [{"name": z} for z in "abc"]},
+            "rollout": {"maxSurge": 1, "maxUnavailable": 0},
+        },
+        targetNodes=3,
+    )
+    nodes = [
+        node(f"old-{z}", profile_hash=OUTDATED, zone=z, age=3600 - i) for i, z in enumerate("abc")
+    ]
+    nodes += [warm(f"w-{z}{i}", state="Running", zone=z) for i in range(2) for z in "abc"]
+    now = NOW
+    for step in range(30):
+        p = plan(declared(the_spec), observed(nodes, now=now, seed=step))
+        serving = [n for n in nodes if not n.warm and not n.deleting]
+        if p.empty and len(serving) == 3 and all(n.profile_hash != OUTDATED for n in serving):
+            break
+        moved = {m.name: m for m in p.moves}
+        gone = {d.name for d in p.deletes}
+        nodes = [
+            replace(n, warm=moved[n.name].warm, power_state=moved[n.name].power_state)
+            if n.name in moved
+            else n
+            for n in nodes
+            if n.name not in gone
+        ]
+        nodes += [
+            node(c.name, age=0, zone=c.zone, warm=c.warm, power_state=c.power_state)
+            for c in p.creates
+        ]
+        now += timedelta(seconds=30)
+    else:
+        pytest.fail(f"no convergence; last plan {p}")
+
+    assert Counter(n.zone for n in nodes if not n.warm) == {"a": 1, "b": 1, "c": 1}

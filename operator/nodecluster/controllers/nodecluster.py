@@ -330,8 +330,13 @@ async def act(world: World, scope: ClusterScope) -> Stop | None:
             await api.patch(CLUSTERNODES, namespace, m.name, patch)
         except KubeNotFound:
             world.expectations.move_failed(scope.key, m.name)
-        except BaseException:
-            world.expectations.move_failed(scope.key, m.name)
+        except KubeError as err:
+            # Refused, it did not happen. Without an answer (a timeout, a 5xx) it may have:
+            # the move stays expected until the cache shows it or it is overdue and read
+            # back (expectations.py), as a create or delete does, or the next reconcile
+            # would promote another warm node for the same place.
+            if err.status in REFUSED:
+                world.expectations.move_failed(scope.key, m.name)
             raise
 
     # Every create is expected before any is sent (no await in between): the quota of

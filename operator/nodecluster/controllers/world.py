@@ -741,6 +741,9 @@ class ProviderBook:
         )
 
 
+RELIST_STARTUP_SECONDS = 60.0
+"""How long after the world's start the first listing event is still the startup listing's
+(a listing after an empty startup one, within it, goes unnoticed: both rare)."""
 RELIST_GAP_SECONDS = 5.0
 """How long the watches may go without a listing event before the next one is taken to
 begin a new listing: kopf's listings deliver their objects back to back, far closer. A
@@ -770,9 +773,10 @@ class Relists:
     """
 
     def __init__(self, now: float) -> None:
-        self._last = now
-        """When the last listing event (of any kind) came; at first, when the world
-        started, which the startup listing follows."""
+        self._last = now + RELIST_STARTUP_SECONDS
+        """When the last listing event (of any kind) came. At first a time to come: the
+        startup listing follows the world's start, after the rest of the startup (the
+        providers' list, the endpoints, a slow API server), and its first event sets it."""
         self._listing: set[int] = set()
         """Hashes of the objects (kind, key) of the listing under way, kept until an event
         comes after it went quiet: at most one listing's worth, a small int per object (a
@@ -785,8 +789,9 @@ class Relists:
         touched = self.touched.get(kind)
         if touched is not None:
             touched.add(key)
-        # A clock behind the last reading starts the count anew: a monotonic one never goes
-        # back, but the tests' loop clock starts over after their fixtures built the world.
+        # A reading before the last one starts the count anew: the first event, before the
+        # startup grace ends (see _last), and the tests' loop clock, which starts over
+        # after their fixtures built the world (a monotonic one never goes back).
         self._last = min(self._last, now)
         quiet = now - self._last > RELIST_GAP_SECONDS
         if quiet and self._listing:

@@ -175,13 +175,19 @@ def adoption_problem(spec: NodeClusterSpec, report: AdoptionReport) -> str | Non
 
 
 def hold_for_adoption(plan: Plan, adopting: str | None) -> Plan:
-    """The plan without its creates while an adoption is creating the cluster's nodes
-    (`adopting`: the operation, from `ADOPTING_ANNOTATION`); unchanged otherwise."""
-    if adopting is None or not plan.creates:
+    """The plan without its creates, nor its promotions from the warm pool, while an
+    adoption is creating the cluster's nodes (`adopting`: the operation, from
+    `ADOPTING_ANNOTATION`); unchanged otherwise. A promotion fills the raised target as a
+    create would: the adopted nodes would then be a surplus a scale-in may choose, and
+    deleting the owner's machine is what adoption must never do."""
+    if adopting is None:
+        return plan
+    moves = tuple(m for m in plan.moves if m.warm)
+    if not plan.creates and len(moves) == len(plan.moves):
         return plan
     blocker = Blocker(
         Reason.ADOPTING,
         f"operation {adopting} is adopting machines: their nodes are being created, and "
-        "no other node is made until they are",
+        "no other node is made or taken from the warm pool until they are",
     )
-    return replace(plan, creates=(), blockers=(*plan.blockers, blocker))
+    return replace(plan, creates=(), moves=moves, blockers=(*plan.blockers, blocker))

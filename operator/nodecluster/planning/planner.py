@@ -540,20 +540,29 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         count = len(survivors)
 
     creates_needed = max(0, desired - count)
+    replaced: set[str] = set()
     if rolling:
         replaced = {n.name for n in to_roll}
         staying = sum(1 for n in survivors if n.name not in replaced)
         room = ceiling - count
         creates_needed = max(creates_needed, min(room, desired - staying))
+
+    def new_zones(needed: int) -> list[str | None]:
+        # Mid-rollout the new nodes replace the outdated ones, which all go: they are
+        # placed by the nodes that stay, toward the spread of the cluster the rollout ends
+        # with (a warm node promoted counts as a new node here).
+        placed_among = [n for n in survivors if n.name not in replaced]
+        return zones_for_new_nodes(
+            spec.policies.placement.zones,
+            (n.zone for n in placed_among),
+            needed,
+            desired if rolling else max(desired, count + needed),
+        )
+
     promoted: list[NodeView] = []
     if creates_needed and view is not None and view.promotable:
         # Warm nodes first, in the zones the new nodes would go to (warmpool.py rule 2).
-        wanted = zones_for_new_nodes(
-            spec.policies.placement.zones,
-            (n.zone for n in survivors),
-            creates_needed,
-            max(desired, count + creates_needed),
-        )
+        wanted = new_zones(creates_needed)
         promoted = choose_promotions(view.promotable, wanted, bool(spec.policies.placement.zones))
         power_now: PowerState = "Stopped" if spec.desired_state == "Stopped" else "Running"
         moves += [PoolMove(n.name, False, power_now) for n in promoted]
@@ -584,15 +593,7 @@ def plan(declared: Declared, observed: Observed) -> Plan:
         creates_needed = max(observed.headroom, 0)
 
     power_state: PowerState = "Stopped" if spec.desired_state == "Stopped" else "Running"
-    # Mid-rollout the new nodes replace the outdated ones, which all go: they are placed
-    # by the nodes that stay, toward the spread of the cluster the rollout ends with.
-    placed_among = [n for n in survivors if n.name not in replaced] if rolling else survivors
-    zones = zones_for_new_nodes(
-        spec.policies.placement.zones,
-        (n.zone for n in placed_among),
-        creates_needed,
-        desired if rolling else max(desired, count + creates_needed),
-    )
+    zones = new_zones(creates_needed)
     picks, short = pick_choices(spec, capacity, zones, survivors, observed.now)
     if short is not None:
         blockers.append(Blocker(*short))

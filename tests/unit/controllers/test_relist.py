@@ -171,3 +171,12 @@ def test_the_audit_sees_what_events_showed_while_it_listed() -> None:
     relists.saw("clusternodes", "ADDED", (NS, "new"), 1.0)
     relists.saw("nodeclusters", "ADDED", (NS, "web"), 1.0)
     assert relists.touched == {"clusternodes": {(NS, "new")}}
+
+
+def test_a_startup_listing_that_comes_late_is_still_the_startup_one() -> None:
+    """A slow start (the providers' list, a slow API server) must not cost every restart an
+    audit: a full list of each kind (a reviewer's find)."""
+    relists = Relists(now=0.0)
+    assert not relists.saw("clusternodes", None, (NS, "a"), 30.0)
+    assert not relists.saw("clusternodes", None, (NS, "b"), 31.0)
+    assert relists.saw("clusternodes", None, (NS, "a"), 90.0)
