@@ -234,6 +234,11 @@ async def converge_machine(world: World, scope: NodeScope) -> Stop | None:
     try:
         adopts = node.metadata.annotations.get(ADOPT_MACHINE_ANNOTATION)
         if node.status.provider_id is None and node.status.machine_name is None and adopts:
+            # Tagging makes the machine this installation's, as a create does: the provider
+            # is held first, and none being deleted gets one (inuse.py).
+            no_machine = await hold_for_create(world, node.spec.provider_ref.name)
+            if no_machine is not None:
+                raise ProviderUnavailable(*no_machine)
             try:  # an Adopt operation's node: takeover.py
                 machine = await take_over_machine(driver, adopts, machine_spec(world, node))
             except NotFound:

@@ -34,7 +34,7 @@ from test_operations import (
 )
 
 from nodecluster.clock import LoopClock
-from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS
+from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS
 from nodecluster.providers.base import MachineSpec, Retryable
 from nodecluster.providers.identity import INSTALLATION_TAG, NODE_TAG, MachineIdentity
 from nodecluster.providers.registry import ProviderRegistry
@@ -431,3 +431,27 @@ async def test_adoption_under_random_kills_and_faults_ends_at_its_arithmetic(
     assert status["phase"] == "Succeeded", (status["message"], status.get("nodes"))
     assert op_status(fake, "take")["newTarget"] == 5
     await audit(fake, harness, inventory, clock, ids, expected_target=5)
+
+
+async def test_no_machine_is_taken_over_through_a_provider_being_deleted(
+    fake: FakeKube, harness: Harness, inventory: Path, clock: LoopClock
+) -> None:
+    """Tagging a machine makes it this installation's, as a create does: through a
+    provider being deleted it would be stranded there (a reviewer's find: the take-over
+    skipped the in-use hold a create makes)."""
+    await deploy(fake, harness, inventory, targetNodes=1)
+    provider_id = hand_made(inventory, clock, "hand-0")
+    await fake.delete(NODEPROVIDERS, None, "sim")  # held by the cluster: being deleted
+
+    await operate(fake, "take", "Adopt", adopt={"tags": {"migrate": "yes"}})
+
+    def refused() -> bool:
+        return any(
+            c["reason"] == "ProviderDeleting"
+            for n in nodes(fake).values()
+            for c in (n.get("status") or {}).get("conditions", [])
+        )
+
+    await harness.wait_for(refused, what="the adopted machine's node refused")
+
+    assert rows(inventory, clock)[provider_id]["tags"] == {}
