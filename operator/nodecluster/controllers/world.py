@@ -762,25 +762,35 @@ class Relists:
     comes as events of no type (kopf's convention), and only listings send them, which is
     how a new one is noticed here; relist.py audits the kinds against lists of its own.
 
-    A listing event begins a new listing when none came for RELIST_GAP_SECONDS, or when
-    its object has had one in the listing under way already (a listing shows each object
-    once: a second one is a listing started over within seconds, as when the API server
-    restarts right after the operator started). The startup listing follows the world's
-    start (`now`), so it is not a new one.
+    A listing event begins a new listing when none of its kind came for
+    RELIST_GAP_SECONDS, or when its object has been shown by any event since the listing
+    under way began (a listing shows each object once, before any watch event of it: a
+    second showing is a listing started over within seconds, as when the API server
+    restarts right after it last did, or right after the operator started; CI found the
+    first case, where the second listing showed only objects created after the first).
+    The startup listing follows the world's start (`now`), so it is not a new one.
 
-    Noticed across kinds, not per kind: a kind with nothing left to list sends no event at
-    all, and what makes one watch list again (an API server restarted) makes them all.
+    A new listing of any kind audits every kind: a kind with nothing left to list sends no
+    event at all, and what makes one watch list again (an API server restarted) makes them
+    all.
     """
 
     def __init__(self, now: float) -> None:
-        self._last = now + RELIST_STARTUP_SECONDS
-        """When the last listing event (of any kind) came. At first a time to come: the
-        startup listing follows the world's start, after the rest of the startup (the
-        providers' list, the endpoints, a slow API server), and its first event sets it."""
-        self._listing: set[int] = set()
-        """Hashes of the objects (kind, key) of the listing under way, kept until an event
-        comes after it went quiet: at most one listing's worth, a small int per object (a
-        collision at worst takes a listing for new: one audit more)."""
+        self._built = now
+        self._started = now + RELIST_STARTUP_SECONDS
+        """Until when a kind's first listing is its startup listing: it follows the
+        world's start, after the rest of the startup (the providers' list, the endpoints,
+        a slow API server). A kind's first listing after it (its startup listing was
+        empty) is a new one."""
+        self._last: dict[str, float] = {}
+        """Per kind, when its last listing event came."""
+        self._last_any = now
+        """When the last listing event of any kind came (at first: the world's start)."""
+        self._shown: set[int] = set()
+        """Hashes of the objects (kind, key) shown by any event since the listing under way
+        began, while listing events keep coming; emptied by the first event after they went
+        quiet. So at most one listing's worth, a small int per object (a collision at worst
+        takes a listing for new: one audit more)."""
         self.touched: dict[str, set[NsName]] = {}
         """Kinds under audit -> the objects an event has shown since the audit's list began."""
 
@@ -789,21 +799,30 @@ class Relists:
         touched = self.touched.get(kind)
         if touched is not None:
             touched.add(key)
-        # A reading before the last one starts the count anew: the first event, before the
-        # startup grace ends (see _last), and the tests' loop clock, which starts over
-        # after their fixtures built the world (a monotonic one never goes back).
-        self._last = min(self._last, now)
-        quiet = now - self._last > RELIST_GAP_SECONDS
-        if quiet and self._listing:
-            self._listing = set()
-        if type is not None:
-            return False
+        if now < self._built:
+            # A clock behind the world's start: never a monotonic one, but the tests' loop
+            # clock starts over after their fixtures built the world. Start the count anew,
+            # the startup listing over.
+            self._built = self._last_any = self._started = now
+            self._last.clear()
+            self._shown = set()
+        if now - self._last_any > RELIST_GAP_SECONDS:
+            if self._shown:
+                self._shown = set()
+            if type is not None:
+                return False  # no listing under way: nothing to remember
         seen = hash((kind, key))
-        new = quiet or seen in self._listing
+        if type is not None:
+            self._shown.add(seen)
+            return False
+        last = self._last.get(kind)
+        quiet = now > self._started if last is None else now - last > RELIST_GAP_SECONDS
+        new = quiet or seen in self._shown
         if new:
-            self._listing = set()
-        self._listing.add(seen)
-        self._last = now
+            self._shown = set()
+        self._shown.add(seen)
+        self._last[kind] = now
+        self._last_any = now
         return new
 
 
