@@ -25,7 +25,13 @@ from nodecluster.providers.base import (
     is_not_found,
 )
 from nodecluster.providers.simulator import Inventory, SimulatorDriver
-from nodecluster.testing.contract import MakeDriver, MakeUnowned, ProviderContract, Scenario
+from nodecluster.testing.contract import (
+    AdoptionContract,
+    MakeDriver,
+    MakeUnowned,
+    ProviderContract,
+    Scenario,
+)
 
 
 def simulator_config(scenario: Scenario, path: Path) -> dict[str, Any]:
@@ -47,7 +53,7 @@ def simulator_config(scenario: Scenario, path: Path) -> dict[str, Any]:
 DEFAULT = Scenario()
 
 
-class TestSimulatorContract(ProviderContract):
+class TestSimulatorContract(ProviderContract, AdoptionContract):
     @pytest.fixture
     async def make_driver(self, tmp_path: Path) -> AsyncIterator[MakeDriver]:
         built: list[ProviderDriver] = []

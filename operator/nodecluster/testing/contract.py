@@ -5,7 +5,8 @@ passes, instead of a copy that drifts: subclass `ProviderContract` in a test mod
 provide a `make_driver` fixture, a callable from a `Scenario` (what the test needs the
 provider to be like) to a driver configured for it. Every driver one test makes shares
 one backing inventory (one account, one file), so closing a driver and making another
-is an operator restart. A driver that cannot play a scenario calls `pytest.skip`.
+is an operator restart. A driver that cannot play a scenario calls `pytest.skip`. A
+driver with the optional Adoption capability takes `AdoptionContract` too.
 
 It imports pytest, which the operator itself does not need: install the `testing` extra
 (`pip install "nodecluster-operator[testing]"`) to use it. The test methods are async;
@@ -375,18 +376,38 @@ class ProviderContract:
         assert sorted(m.name for m in listed) == names
         assert {m.provider_id for m in listed} == {m.provider_id for m in created}
 
-    # -- Adoption (optional): drivers that have it provide `make_unowned` -------------------
+    async def test_inventory_survives_a_restart(self, make_driver: MakeDriver) -> None:
+        before = make_driver(Scenario())
+        created = {
+            m.name: m for m in [await before.create(machine_spec(f"web-{i}")) for i in (1, 2)]
+        }
+        await before.close()
+
+        after = make_driver(Scenario())
+        listed = {m.name: m for m in await after.list(CLUSTER)}
+        again = await after.create(machine_spec("web-1"))
+
+        assert {n: m.provider_id for n, m in listed.items()} == {
+            n: m.provider_id for n, m in created.items()
+        }
+        assert again.provider_id == created["web-1"].provider_id
+
+
+class AdoptionContract:
+    """The optional Adoption capability (providers/base.py), for the drivers that have it:
+    their test class takes this beside ProviderContract and provides `make_unowned` (and
+    `make_driver`). A driver without it leaves this class out rather than skip its tests:
+    nothing in the suite is skipped for a capability a driver never claimed."""
 
     @pytest.fixture
     def make_unowned(self) -> MakeUnowned:
-        """Overridden by the test module of a driver with Adoption."""
-        pytest.skip("driver has no adoption (no make_unowned fixture)")
+        """Overridden by the test module: makes a machine as its owner would."""
+        raise NotImplementedError("a driver's AdoptionContract needs a make_unowned fixture")
 
     @staticmethod
     def adoption(driver: ProviderDriver) -> Adoption:
-        """The driver's Adoption; the test skips if it has none."""
-        if not isinstance(driver, Adoption):
-            pytest.skip("driver has no adoption")
+        """The driver's Adoption, which a driver tested by this contract must have."""
+        assert isinstance(driver, Adoption), f"{type(driver).__name__} has no Adoption"
         return driver
 
     async def test_discover_finds_machines_by_provider_id_and_by_tags_whoever_made_them(
@@ -461,19 +482,3 @@ class ProviderContract:
 
         with pytest.raises(NotFound):
             await adoption.adopt(found, machine_spec("web-2"))
-
-    async def test_inventory_survives_a_restart(self, make_driver: MakeDriver) -> None:
-        before = make_driver(Scenario())
-        created = {
-            m.name: m for m in [await before.create(machine_spec(f"web-{i}")) for i in (1, 2)]
-        }
-        await before.close()
-
-        after = make_driver(Scenario())
-        listed = {m.name: m for m in await after.list(CLUSTER)}
-        again = await after.create(machine_spec("web-1"))
-
-        assert {n: m.provider_id for n, m in listed.items()} == {
-            n: m.provider_id for n, m in created.items()
-        }
-        assert again.provider_id == created["web-1"].provider_id

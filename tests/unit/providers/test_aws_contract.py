@@ -16,6 +16,7 @@ from nodecluster.providers.aws.driver import AwsDriver
 from nodecluster.providers.base import ProviderConfig, ProviderDriver
 from nodecluster.testing.contract import (
     MACHINE_TYPE,
+    AdoptionContract,
     MakeDriver,
     MakeUnowned,
     ProviderContract,
@@ -38,7 +39,7 @@ def faults_of(scenario: Scenario) -> Faults | None:
     return None if faults == Faults(vcpus_per_instance=scenario.cores_per_machine) else faults
 
 
-class TestAwsContract(ProviderContract):
+class TestAwsContract(ProviderContract, AdoptionContract):
     @pytest.fixture
     async def make_driver(self, ec2: Ec2Network) -> AsyncIterator[MakeDriver]:
         proxy = await FaultyEc2(ec2.endpoint).start()
