@@ -58,6 +58,7 @@ from nodecluster.controllers.operation import (
     OperationScope,
     Outcome,
     Waiting,
+    cluster_driver,
     list_nodes,
     read_cluster,
     record_intent,
@@ -65,7 +66,6 @@ from nodecluster.controllers.operation import (
 )
 from nodecluster.controllers.world import (
     IndexedNode,
-    ProviderUnavailable,
     World,
     profile_hash,
 )
@@ -112,12 +112,9 @@ async def look(world: World, scope: OperationScope) -> Outcome | None:
     if not dry_run:
         refuse_if_paused(scope)
     provider = nc.spec.provider_ref.name
-    try:
-        driver = await world.providers.driver(provider)
-    except ProviderUnavailable as err:
-        status.phase = "Pending"
-        status.message = f"waiting for the NodeProvider: {err}"
-        return Waiting(WAIT_POLL_SECONDS)
+    driver = await cluster_driver(world, scope)
+    if isinstance(driver, Waiting):
+        return driver
     if not isinstance(driver, Adoption):
         raise OperationRefused(
             f"the driver of NodeProvider {provider!r} cannot adopt machines (it does not "

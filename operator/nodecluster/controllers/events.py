@@ -21,7 +21,8 @@ from nodecluster.controllers.world import PROVIDER_REFRESH_SECONDS, World
 from nodecluster.planning.kubenode import link_stale, node_facts
 
 
-def _meta(body: Mapping[str, Any]) -> tuple[str, str]:
+def key_of(body: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, name) of an object's body ("" for a cluster-scoped one's namespace)."""
     meta = body.get("metadata", {})
     return str(meta.get("namespace") or ""), str(meta.get("name", ""))
 
@@ -42,7 +43,7 @@ def _note(world: World, kind: str, type: str | None, key: tuple[str, str]) -> No
 def on_provider_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
     """Keep the provider cache current and wake its reconcile. A deleted provider wakes
     what used it, to say it is gone: its clusters, and the nodes no cluster speaks for."""
-    _, name = _meta(body)
+    _, name = key_of(body)
     _note(world, "nodeproviders", type, ("", name))
     if type == "DELETED":
         world.forget_provider(name)
@@ -65,7 +66,7 @@ def on_provider_event(world: World, type: str | None, body: Mapping[str, Any]) -
 def on_cluster_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
     """Wake the cluster's reconcile with the newest body. A cluster added or gone changes
     what uses its provider: the provider looks again soon (inuse.py)."""
-    namespace, name = _meta(body)
+    namespace, name = key_of(body)
     key = (namespace, name)
     _note(world, "nodeclusters", type, key)
     if key in world.book.pending_operations:
@@ -84,7 +85,7 @@ def on_node_event(world: World, type: str | None, body: Mapping[str, Any]) -> No
     """Count what the node holds of its provider (the index took the event already), wake
     the node's own reconcile, and (debounced) its cluster's."""
     world.usage.observe_body(type, body)
-    namespace, name = _meta(body)
+    namespace, name = key_of(body)
     key = (namespace, name)
     _note(world, "clusternodes", type, key)
     cluster = str(body.get("spec", {}).get("clusterName", ""))
@@ -136,7 +137,7 @@ def on_kube_node_event(world: World, type: str | None, body: Mapping[str, Any]) 
 
 def on_operation_event(world: World, type: str | None, body: Mapping[str, Any]) -> None:
     """Operations run per cluster, one at a time, in creation order: wake that cluster's."""
-    namespace, name = _meta(body)
+    namespace, name = key_of(body)
     _note(world, "nodeclusteroperations", type, (namespace, name))
     cluster = str(body.get("spec", {}).get("clusterName", ""))
     if cluster and type != "DELETED":

@@ -92,6 +92,7 @@ from nodecluster.providers.base import (
     CostLimitExceeded,
     NotFound,
     PowerControl,
+    ProviderDriver,
     ProviderError,
     QuotaExceeded,
     Retryable,
@@ -314,6 +315,18 @@ def timed_out(
         for r in status.nodes
     ]
     return Finished("Failed", f"timed out after {timeout}s{what}", nodes)
+
+
+async def cluster_driver(world: World, scope: OperationScope) -> ProviderDriver | Waiting:
+    """The driver of the cluster's NodeProvider, or Waiting (the operation Pending, saying
+    why) while the provider is unavailable: perhaps for a moment (a Secret being rotated, a
+    NodeProvider being fixed); the operation's timeout bounds the wait."""
+    try:
+        return await world.providers.driver(scope.cluster.spec.provider_ref.name)
+    except ProviderUnavailable as err:
+        scope.status.phase = "Pending"
+        scope.status.message = f"waiting for the NodeProvider: {err}"
+        return Waiting(WAIT_POLL_SECONDS)
 
 
 def refuse_if_paused(scope: OperationScope) -> None:
@@ -571,14 +584,9 @@ async def power_nodes(world: World, scope: OperationScope) -> Outcome:
                 f"{', '.join(held)} (StartNodes starts them)"
             )
     provider = scope.cluster.spec.provider_ref.name
-    try:
-        driver = await world.providers.driver(provider)
-    except ProviderUnavailable as err:
-        # Perhaps for a moment (a Secret being rotated, a NodeProvider being fixed); the
-        # timeout bounds the wait.
-        status.phase = "Pending"
-        status.message = f"waiting for the NodeProvider: {err}"
-        return Waiting(WAIT_POLL_SECONDS)
+    driver = await cluster_driver(world, scope)
+    if isinstance(driver, Waiting):
+        return driver
     if not isinstance(driver, PowerControl):
         raise OperationRefused(
             f"the driver of NodeProvider {provider!r} has no power control: it cannot stop, "

@@ -26,7 +26,12 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from nodecluster.controllers.events import on_cluster_event, on_node_event, on_provider_event
+from nodecluster.controllers.events import (
+    key_of,
+    on_cluster_event,
+    on_node_event,
+    on_provider_event,
+)
 from nodecluster.controllers.expectations import NsName
 from nodecluster.controllers.kubeapi import CLUSTERNODES, NODECLUSTERS, NODEPROVIDERS, Kind
 from nodecluster.controllers.world import ClusterBookIndex, NodeBookIndex, World
@@ -46,7 +51,7 @@ async def audit_relist(world: World, plural: str) -> None:
         namespaces = world.settings.namespaces if kind.namespaced else ()
         for namespace in namespaces or (None,):
             async for page in world.api.pages(kind, namespace):
-                present.update(_key(body) for body in page)
+                present.update(key_of(body) for body in page)
         missing = [key for key in known() if key not in present and key not in touched]
     finally:
         del world.relists.touched[plural]
@@ -107,8 +112,3 @@ def _last_body(world: World, kind: str, key: NsName) -> dict[str, Any]:
         return dict(body)
     metadata = {"name": key[1], **({"namespace": key[0]} if key[0] else {})}
     return {"metadata": metadata}
-
-
-def _key(body: dict[str, Any]) -> NsName:
-    meta = body.get("metadata", {})
-    return str(meta.get("namespace") or ""), str(meta.get("name", ""))
